@@ -1,0 +1,3 @@
+from writeit.cli import main
+
+main()

@@ -1,0 +1,746 @@
+"""The `writeit` command: Typer + Rich over the engine.
+
+Heavy modules (llm, textual, fastapi, uvicorn, the engine) are imported inside the
+commands that need them, so `writeit --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+
+from writeit import __version__
+from writeit.errors import WriteItError
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+app = typer.Typer(
+    help="Write an article with several LLMs while staying in charge of it.",
+    no_args_is_help=False,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+workspace_app = typer.Typer(help="Create, list, switch and remove _ws().")
+config_app = typer.Typer(help="Show and change preferences (config.yaml).")
+app.add_typer(workspace_app, name="workspace")
+app.add_typer(config_app, name="config")
+
+console = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+WorkspaceOpt = Annotated[
+    str | None,
+    typer.Option("--workspace", "-w", help="Workspace to use (default: the active one)."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def _ws():
+    """The workspaces module, imported on first use (it pulls in pydantic and yaml)."""
+    from writeit import workspaces
+
+    return workspaces
+
+
+def _table(*columns: str, **kwargs: Any) -> Table:
+    from rich.table import Table
+
+    return Table(*columns, **kwargs)
+
+
+def _run_async(coro: Any) -> Any:
+    import asyncio
+
+    return asyncio.run(coro)
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def _engine(workspace: str | None):
+    from writeit.engine import Engine
+
+    return Engine(_ws().get_workspace(workspace))
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"writeit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback(invoke_without_command=True)
+def root(
+    ctx: typer.Context,
+    version: Annotated[
+        bool | None,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
+    ] = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Run `writeit` alone to open the TUI on your recent runs."""
+    if ctx.invoked_subcommand is None:
+        _open_tui(workspace)
+
+
+def _open_tui(workspace: str | None, **kwargs: Any) -> None:
+    try:
+        from writeit.tui.app import WriteItApp
+    except ImportError:
+        err.print(
+            "[yellow]The TUI is not available in this build.[/] "
+            "Use [bold]writeit run PIPELINE --headless[/] or [bold]writeit --help[/]."
+        )
+        raise typer.Exit(1) from None
+    WriteItApp(workspace=workspace, **kwargs).run()
+
+
+# --- set-up ------------------------------------------------------------------------------
+
+
+@app.command()
+def init() -> None:
+    """Create the home folder, the default workspace and the server token."""
+    root_dir, workspace, _ = _ws().init()
+    console.print(f"WriteIt home: [bold]{root_dir}[/]")
+    console.print(f"Workspace:    [bold]{workspace.name}[/] ({workspace.path})")
+    console.print(f"Server token: {_ws().token_path()} (mode 0600)")
+    console.print("Next: [bold]writeit run tech-article[/] or [bold]writeit pipelines[/]")
+
+
+@workspace_app.command("create")
+def workspace_create(name: str) -> None:
+    """Create a workspace (its own store, exports, pipelines and styles)."""
+    created = _ws().create_workspace(name)
+    console.print(f"Created workspace [bold]{created.name}[/] at {created.path}")
+    console.print(f"Switch to it with: writeit workspace use {created.name}")
+
+
+@workspace_app.command("list")
+def workspace_list(as_json: JsonOpt = False) -> None:
+    """List workspaces; the active one is marked."""
+    active = _ws().load_preferences().workspace
+    found = _ws().list_workspaces()
+    if as_json:
+        _print_json(
+            [{"name": w.name, "path": str(w.path), "active": w.name == active} for w in found]
+        )
+        return
+    table = _table("", "Workspace", "Path")
+    for w in found:
+        table.add_row("*" if w.name == active else "", w.name, str(w.path))
+    console.print(table if found else "No workspaces yet: run [bold]writeit init[/].")
+
+
+@workspace_app.command("use")
+def workspace_use(name: str) -> None:
+    """Make a workspace the active one."""
+    chosen = _ws().use_workspace(name)
+    console.print(f"Active workspace: [bold]{chosen.name}[/]")
+
+
+@workspace_app.command("info")
+def workspace_info(
+    name: Annotated[str | None, typer.Argument()] = None, as_json: JsonOpt = False
+) -> None:
+    """Show a workspace's folders and how many runs it holds."""
+    chosen = _ws().get_workspace(name)
+    runs = chosen.open_store().recent(limit=None)
+    info = {
+        "name": chosen.name,
+        "path": str(chosen.path),
+        "store": str(chosen.store_path),
+        "exports": str(chosen.exports),
+        "runs": len(runs),
+        "completed": sum(r.status == "completed" for r in runs),
+    }
+    if as_json:
+        _print_json(info)
+        return
+    for key, value in info.items():
+        console.print(f"[bold]{key:>9}[/]  {value}")
+
+
+@workspace_app.command("remove")
+def workspace_remove(
+    name: str,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Delete a workspace with all its runs and exports."""
+    chosen = _ws().get_workspace(name)
+    if not yes:
+        typer.confirm(f"Delete workspace {name!r} and everything in {chosen.path}?", abort=True)
+    _ws().remove_workspace(name)
+    console.print(f"Removed workspace [bold]{name}[/]")
+
+
+@config_app.command("show")
+def config_show(as_json: JsonOpt = False) -> None:
+    """Show every preference with its current value."""
+    prefs = _ws().load_preferences().model_dump(mode="json")
+    if as_json:
+        _print_json(prefs)
+        return
+    import yaml
+
+    console.print(f"[dim]{_ws().config_path()}[/]")
+    console.print(yaml.safe_dump(prefs, sort_keys=True).rstrip(), highlight=False)
+
+
+@config_app.command("set")
+def config_set(key: str, value: str) -> None:
+    """Set a preference, e.g. `max_concurrent_pipelines 4` or `keyboard_shortcuts.merge m`."""
+    _ws().set_preference(key, value)
+    console.print(f"Set [bold]{key}[/] = {value}")
+
+
+# --- pipelines, styles, models ------------------------------------------------------------
+
+
+@app.command()
+def pipelines(workspace: WorkspaceOpt = None, as_json: JsonOpt = False) -> None:
+    """List the pipelines you can run (built-in, home and workspace ones)."""
+    from writeit import config
+
+    entries = config.list_pipelines(_ws().get_workspace(workspace).config_dirs("pipelines"))
+    if as_json:
+        _print_json(
+            [
+                {
+                    "name": e.name,
+                    "description": e.item.description if e.item else None,
+                    "steps": e.item.step_names if e.item else None,
+                    "path": str(e.path),
+                    "builtin": e.builtin,
+                    "problems": [str(p) for p in e.problems],
+                }
+                for e in entries
+            ]
+        )
+        return
+    table = _table("Pipeline", "Steps", "Description", "Source")
+    for e in entries:
+        if e.item is None:
+            table.add_row(
+                e.name,
+                "[red]invalid[/]",
+                f"{len(e.problems)} problem(s): writeit validate {e.path}",
+                str(e.path),
+            )
+        else:
+            source = "built-in" if e.builtin else str(e.path)
+            table.add_row(e.name, " → ".join(e.item.step_names), e.item.description, source)
+    console.print(table)
+
+
+@app.command()
+def styles(workspace: WorkspaceOpt = None, as_json: JsonOpt = False) -> None:
+    """List the style primers (sent as the system prompt of every step)."""
+    from writeit import config
+
+    entries = config.list_styles(_ws().get_workspace(workspace).config_dirs("styles"))
+    if as_json:
+        _print_json(
+            [
+                {
+                    "name": e.name,
+                    "title": e.item.name if e.item else None,
+                    "description": e.item.description if e.item else None,
+                    "path": str(e.path),
+                    "builtin": e.builtin,
+                    "problems": [str(p) for p in e.problems],
+                }
+                for e in entries
+            ]
+        )
+        return
+    table = _table("Style", "Name", "Description")
+    for e in entries:
+        if e.item is None:
+            table.add_row(e.name, "[red]invalid[/]", f"writeit validate {e.path}")
+        else:
+            table.add_row(e.name, e.item.name, e.item.description)
+    console.print(table)
+
+
+@app.command()
+def validate(path: Path) -> None:
+    """Check a pipeline or style file; exit 0 when valid, 2 with every problem listed."""
+    from writeit import config
+
+    if not path.is_file():
+        err.print(f"[red]error:[/] no file at {path}")
+        raise typer.Exit(2)
+    problems = config.validate_pipeline_file(path)
+    kind = "pipeline"
+    if problems and _looks_like_style(path):
+        kind, problems = "style", config.validate_style_file(path)
+    if not problems:
+        console.print(f"[green]✓[/] {path} is a valid {kind}")
+        return
+    err.print(f"[red]✗[/] {path}: {len(problems)} problem(s)")
+    for problem in problems:
+        err.print(f"  {problem}", highlight=False, markup=False)
+    raise typer.Exit(2)
+
+
+def _looks_like_style(path: Path) -> bool:
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text()[:262_144])
+    except Exception:
+        return False
+    return (
+        isinstance(data, dict)
+        and "steps" not in data
+        and ("content" in data or "guidelines" in data)
+    )
+
+
+@app.command()
+def models(as_json: JsonOpt = False) -> None:
+    """List the models `llm` knows, and which need a key (`llm keys set ...`)."""
+    from writeit import providers
+
+    found = providers.list_models()
+    if as_json:
+        _print_json([{**m.__dict__, "usable": m.usable} for m in found])
+        return
+    table = _table("Model", "Aliases", "Provider", "Ready")
+    for m in found:
+        ready = (
+            "[green]yes[/]"
+            if m.usable
+            else f"[yellow]needs key: {providers.key_hint(m.needs_key)}[/]"
+        )
+        table.add_row(m.model_id, ", ".join(m.aliases), m.provider, ready)
+    console.print(table)
+    if not providers.has_real_provider():
+        console.print(
+            f"No provider key is set: runs use the offline model [bold]{providers.OFFLINE_MODEL}[/]. "
+            "Add one with [bold]llm keys set openai[/] (or install a plugin: llm install llm-anthropic)."
+        )
+
+
+# --- runs --------------------------------------------------------------------------------
+
+
+def _parse_inputs(values: list[str]) -> dict[str, str]:
+    inputs: dict[str, str] = {}
+    for item in values:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise WriteItError(
+                f"--input {item!r} is not NAME=VALUE",
+                hint="e.g. --input target_audience='SRE teams' or --input source_material=@notes.md",
+            )
+        if value.startswith("@"):
+            source = value[1:]
+            if source == "-":
+                value = sys.stdin.read()
+            else:
+                file = Path(source).expanduser()
+                if not file.is_file():
+                    raise WriteItError(
+                        f"--input {name}: no file at {file}", hint="check the path after @"
+                    )
+                value = file.read_text(encoding="utf-8", errors="replace")
+        inputs[name.strip()] = value
+    return inputs
+
+
+@app.command()
+def run(
+    pipeline: Annotated[
+        str, typer.Argument(help="Pipeline name (see `writeit pipelines`) or a .yaml path.")
+    ],
+    inputs: Annotated[
+        list[str] | None,
+        typer.Option("--input", "-i", help="NAME=VALUE or NAME=@FILE (repeatable)."),
+    ] = None,
+    style: Annotated[
+        str | None, typer.Option("--style", "-s", help="Style primer (see `writeit styles`).")
+    ] = None,
+    model: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--model", "-m", help="Model for every step; repeat for one candidate per model."
+        ),
+    ] = None,
+    headless: Annotated[
+        bool, typer.Option("--headless", help="Run to the end without the TUI.")
+    ] = False,
+    pick: Annotated[str, typer.Option(help="Headless choice: first, best or N.")] = "best",
+    workspace: WorkspaceOpt = None,
+    export: Annotated[
+        str | None, typer.Option("--export", help="Export when done: md, yaml or json.")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Export path (default: the workspace's exports).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Start a run: in the TUI, or headless with a pick policy."""
+    values = _parse_inputs(inputs or [])
+    if not headless:
+        _open_tui(workspace, pipeline=pipeline, inputs=values, style=style, models=model or [])
+        return
+    engine = _engine(workspace)
+    step_models = _announce_models(engine, pipeline, model or [], quiet=as_json)
+
+    async def go():
+        started = await engine.start_run(
+            pipeline, values, style=style, models=model or [], step_models=step_models
+        )
+        return await _drive(engine, started.pipeline_run_id, pick, quiet=as_json)
+
+    finished = _run_async(go())
+    _finish(engine, finished, export, out, as_json)
+
+
+def _announce_models(engine, pipeline: str, models: list[str], quiet: bool) -> dict[str, list[str]]:
+    """Say plainly which models run; use the preferences' models only when they can run."""
+    from writeit import config, providers
+
+    spec = config.get_pipeline(pipeline, engine.pipeline_dirs())
+    step_models: dict[str, list[str]] = {}
+    if not models:
+        usable = {m.model_id for m in providers.list_models() if m.usable and m.needs_key}
+        aliases = {
+            a for m in providers.list_models() if m.usable and m.needs_key for a in m.aliases
+        }
+        for step in spec.steps:
+            wanted = engine.preferences.default_models.get(step.name)
+            if not step.models and wanted and wanted in usable | aliases:
+                step_models[step.name] = [wanted]
+    if quiet:
+        return step_models
+    chosen = {s.name: models or step_models.get(s.name) or spec.models_for(s) for s in spec.steps}
+    err.print(
+        "Models: " + "; ".join(f"{k}: {', '.join(v)}" for k, v in chosen.items()), highlight=False
+    )
+    if (
+        any(providers.OFFLINE_MODEL in v for v in chosen.values())
+        and not providers.has_real_provider()
+    ):
+        err.print(
+            f"[yellow]Using the offline model {providers.OFFLINE_MODEL!r}[/] (no provider key is configured): "
+            "its text is random words from your prompt. For real articles: "
+            "[bold]llm keys set openai[/] then [bold]--model gpt-4o-mini[/] (see `writeit models`)."
+        )
+    return step_models
+
+
+async def _drive(engine, run_id: str, pick: str, quiet: bool):
+    """Autopilot with live progress: one row per response, counting characters."""
+    import asyncio
+
+    from rich.live import Live
+
+    rows: dict[str, dict[str, Any]] = {}
+    subscription = engine.subscribe(run_id)
+
+    def table() -> Table:
+        grid = _table("Step", "Model", "Chars", "Status", box=None)
+        for row in rows.values():
+            grid.add_row(row["step"], row["model"], str(row["chars"]), row["status"])
+        return grid
+
+    async def watch(live: Live | None) -> None:
+        async for update in subscription:
+            data = update.data
+            if update.kind == "response_started":
+                rows[data["response_id"]] = {
+                    "step": data["step"],
+                    "model": data["model"],
+                    "chars": 0,
+                    "status": "streaming",
+                }
+            elif update.kind == "delta" and data["response_id"] in rows:
+                rows[data["response_id"]]["chars"] += len(data["text"])
+            elif update.kind == "response_done":
+                rows[data["response_id"]]["status"] = (
+                    f"[green]done[/] {data['tokens']} tok {data['seconds']:.1f}s"
+                )
+            elif update.kind == "response_failed":
+                rows[data["response_id"]]["status"] = f"[red]failed[/] {data['error']}"
+            elif update.kind == "response_selected" and live is not None:
+                live.console.print(f"[bold]{data['step']}[/]: selected")
+            if live is not None:
+                live.update(table())
+
+    with (
+        Live(table(), console=err, refresh_per_second=8, transient=False)
+        if not quiet
+        else _Null() as live
+    ):
+        watcher = asyncio.create_task(watch(live if not quiet else None))
+        try:
+            run_state = await engine.autopilot(run_id, pick)
+            run_id = run_state.pipeline_run_id
+        finally:
+            watcher.cancel()
+            subscription.close()
+    if not quiet:
+        err.print()
+    return run_state
+
+
+class _Null:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *args: object) -> None:
+        return None
+
+
+def _finish(engine, run_state, export: str | None, out: Path | None, as_json: bool) -> None:
+
+    result: dict[str, Any] = {
+        "run_id": run_state.pipeline_run_id,
+        "status": run_state.status.value,
+        "tokens": run_state.total_tokens,
+        "cost_usd": round(run_state.total_cost, 6),
+    }
+    if export:
+        path, size = _export(engine, run_state, export, out, include_history=True)
+        result.update(export=str(path), bytes=size)
+    if as_json:
+        _print_json(result)
+        return
+    console.print(
+        f"Run [bold]{run_state.pipeline_run_id}[/] {run_state.status.value} ({run_state.total_tokens} tokens, ${run_state.total_cost:.4f})"
+    )
+    if export:
+        console.print(f"Exported to [bold]{result['export']}[/] ({result['bytes']} bytes)")
+
+
+def _export(
+    engine, run_state, fmt: str, out: Path | None, include_history: bool
+) -> tuple[Path, int]:
+    from writeit import export as exporter
+
+    text = exporter.render(
+        run_state,
+        fmt,
+        include_history=include_history,
+        branches=len(engine.store.children(run_state.pipeline_run_id)),
+    )
+    path = out or exporter.default_path(engine.workspace.exports, run_state, fmt)
+    return path, exporter.write(text, path)
+
+
+@app.command()
+def runs(
+    workspace: WorkspaceOpt = None,
+    status: Annotated[str | None, typer.Option(help="Only runs with this status.")] = None,
+    pipeline: Annotated[str | None, typer.Option(help="Only runs of this pipeline.")] = None,
+    limit: Annotated[int, typer.Option(help="How many (newest first).")] = 20,
+    as_json: JsonOpt = False,
+) -> None:
+    """List recent runs of the workspace, newest first."""
+    store = _ws().get_workspace(workspace).open_store()
+    found = store.recent(limit=limit, status=status, pipeline=pipeline)
+    if as_json:
+        _print_json([r.__dict__ for r in found])
+        return
+    if not found:
+        console.print("No runs yet. Start one: [bold]writeit run tech-article[/]")
+        return
+    table = _table("Run", "Pipeline", "Status", "Step", "Updated", "Cost", "Source")
+    for r in found:
+        table.add_row(
+            r.run_id[:8] + (" ⑂" if r.parent else ""),
+            r.pipeline,
+            r.status,
+            f"{r.step_index + 1}/{r.steps_total} {r.current_step}",
+            r.updated_at[:16].replace("T", " "),
+            f"${r.cost:.4f}",
+            r.title[:40],
+        )
+    console.print(table)
+
+
+@app.command()
+def show(
+    run_id: Annotated[str, typer.Argument(metavar="RUN")],
+    at: Annotated[
+        int | None, typer.Option("--at", help="The state right after event SEQ (time travel).")
+    ] = None,
+    workspace: WorkspaceOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show a run: its steps, candidates and choices (optionally as it was at an event)."""
+    store = _ws().get_workspace(workspace).open_store()
+    full_id = store.resolve(run_id)
+    state = store.state_at(full_id, at) if at is not None else store.load(full_id)
+    if as_json:
+        _print_json(state.model_dump(mode="json"))
+        return
+    console.print(
+        f"[bold]{state.pipeline_run_id}[/]  {state.configuration_id}  [bold]{state.status.value}[/]  event {state.last_seq}"
+        + (
+            f"  (forked from {state.parent_pipeline_run_id[:8]} at {state.branch_point})"
+            if state.parent_pipeline_run_id
+            else ""
+        )
+    )
+    if state.error:
+        console.print(f"[red]{state.error}[/]")
+    for name in state.pipeline.step_names:
+        step = state.steps[name]
+        marker = "▶" if name == state.current_step else " "
+        console.print(
+            f"{marker} [bold]{name}[/] {step.status.value}"
+            + (f" (attempt {step.attempt})" if step.retry_count else "")
+        )
+        for index, response in enumerate(step.ai_responses):
+            chosen = " ✓" if step.user_selection == index else ""
+            info = f"{response.tokens} tok, {response.processing_time:.1f}s"
+            if response.quality_score is not None:
+                info += f", quality {response.quality_score:.2f}"
+            line = f"    {response.kind} {response.model_name} [{response.status.value}] {info}{chosen}"
+            console.print(line, highlight=False)
+            if response.error:
+                console.print(f"      [red]{response.error}[/]", highlight=False)
+        if step.user_feedback:
+            console.print(f"    feedback: {step.user_feedback}", highlight=False)
+    final = state.final_text
+    if final:
+        console.print(
+            "\n[bold]Latest output[/]\n" + final[:1200] + ("…" if len(final) > 1200 else ""),
+            highlight=False,
+            markup=False,
+        )
+
+
+@app.command()
+def tree(
+    run_id: Annotated[str, typer.Argument(metavar="RUN")], workspace: WorkspaceOpt = None
+) -> None:
+    """Show a run's family: its root, every fork and where each branched off."""
+    from rich.tree import Tree
+
+    store = _ws().get_workspace(workspace).open_store()
+    full_id = store.resolve(run_id)
+    root_id = store.ancestors(full_id)[0]
+
+    def label(rid: str) -> str:
+        s = store.summary(rid)
+        where = f" from {s.branch_point} (event {s.branch_seq})" if s.parent else ""
+        here = " [bold cyan]← this run[/]" if rid == full_id else ""
+        return f"{rid[:8]} {s.status} at {s.current_step}{where}{here}"
+
+    top = Tree(label(root_id))
+
+    def grow(node: Tree, rid: str) -> None:
+        for child in store.children(rid):
+            grow(node.add(label(child)), child)
+
+    grow(top, root_id)
+    console.print(top)
+
+
+@app.command()
+def resume(
+    run_id: Annotated[str, typer.Argument(metavar="RUN")],
+    headless: Annotated[
+        bool, typer.Option("--headless", help="Finish the run without the TUI.")
+    ] = False,
+    pick: Annotated[str, typer.Option(help="Headless choice: first, best or N.")] = "best",
+    workspace: WorkspaceOpt = None,
+    export: Annotated[
+        str | None, typer.Option("--export", help="Export when done: md, yaml or json.")
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Continue an interrupted or paused run where it stopped."""
+    engine = _engine(workspace)
+    full_id = engine.resolve(run_id)
+    if not headless:
+        _open_tui(workspace, run_id=full_id)
+        return
+    finished = _run_async(_drive(engine, full_id, pick, quiet=as_json))
+    _finish(engine, finished, export, out, as_json)
+
+
+@app.command()
+def fork(
+    run_id: Annotated[str, typer.Argument(metavar="RUN")],
+    step: Annotated[str, typer.Option("--step", help="The completed step to branch from.")],
+    workspace: WorkspaceOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Start a new branch from a completed step; the original run stays as it is."""
+    engine = _engine(workspace)
+    child = _run_async(engine.fork(engine.resolve(run_id), step))
+    if as_json:
+        _print_json(
+            {
+                "run_id": child.pipeline_run_id,
+                "parent": child.parent_pipeline_run_id,
+                "branch_point": step,
+            }
+        )
+        return
+    console.print(f"Forked [bold]{child.pipeline_run_id}[/] from {run_id} at {step}")
+    console.print(f"Continue it: writeit resume {child.pipeline_run_id[:8]}")
+
+
+@app.command("export")
+def export_cmd(
+    run_id: Annotated[str, typer.Argument(metavar="RUN")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="md, yaml or json.")] = "md",
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Where to write (default: the workspace's exports)."),
+    ] = None,
+    no_history: Annotated[
+        bool, typer.Option("--no-history", help="Only the article and its metadata.")
+    ] = False,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Export a run's article with its metadata and full history."""
+    engine = _engine(workspace)
+    state = engine.load(engine.resolve(run_id))
+    path, size = _export(engine, state, fmt, out, include_history=not no_history)
+    console.print(f"Exported to [bold]{path}[/] ({size} bytes)")
+
+
+# --- entry point ----------------------------------------------------------------------------
+
+
+def main() -> None:
+    """Run the CLI; a user's mistake prints its message and hint, never a traceback."""
+    try:
+        code = app(standalone_mode=False)
+    except WriteItError as error:
+        err.print(f"[red]error:[/] {error}", highlight=False)
+        sys.exit(1)
+    except typer.Abort:
+        err.print("Aborted.")
+        sys.exit(1)
+    except typer.Exit as exit_:
+        sys.exit(exit_.exit_code)
+    except KeyboardInterrupt:
+        err.print("Interrupted; the run is saved: writeit runs, then writeit resume RUN.")
+        sys.exit(130)
+    except Exception as error:  # click usage errors and the like
+        import click
+
+        if isinstance(error, click.ClickException):
+            error.show()
+            sys.exit(error.exit_code)
+        raise
+    if isinstance(code, int) and code:
+        sys.exit(code)

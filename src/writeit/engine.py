@@ -1,0 +1,1061 @@
+"""The engine: the one place that changes a run. The TUI, CLI and server only call it.
+
+Every change is a list of events applied to a copy of the run (so an illegal change is
+refused before anything is written) and appended to the store in one transaction,
+off the event loop. Front ends watch runs through `subscribe()`.
+
+Branching is lazy: going back (`rewind`) only moves the run's cursor. Changing
+anything at a step that later steps already built on (another selection, new
+feedback, a regeneration) forks a child run from just before that decision, so the
+original stays whole in history and the method returns the child.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from writeit import providers, quality
+from writeit.events import Event, EventType, apply
+from writeit.models import (
+    PipelineConfiguration,
+    PipelineRun,
+    PipelineStatus,
+    ResponseStatus,
+    StepStatus,
+    StylePrimer,
+    UserPreferences,
+    WriteItError,
+    new_id,
+)
+from writeit.store import Store
+from writeit.workspaces import Workspace, get_workspace, load_preferences
+
+CHECKPOINT_SECONDS = 0.5  # a crash loses at most this much of a streaming response
+MOVES = {EventType.STEP_ADVANCED, EventType.REWOUND, EventType.STEP_SKIPPED}
+DECISIONS = {
+    EventType.RESPONSE_SELECTED,
+    EventType.RESPONSES_MERGED,
+    EventType.STEP_SKIPPED,
+    EventType.FEEDBACK_GIVEN,
+}
+
+MERGE_TEMPLATE = """You are merging several drafts of the same piece into one.
+
+{% for text in candidates %}--- Draft {{ loop.index }} ---
+{{ text }}
+
+{% endfor %}--- End of drafts ---
+
+{% if instruction %}The writer's instruction for the merge: {{ instruction }}
+{% else %}Keep the strongest parts of each draft and remove repetition.
+{% endif %}
+Return only the merged text, in the same format as the drafts, with no commentary."""
+
+
+class Busy(WriteItError):
+    """The action needs the run idle (a step is still streaming) or a free slot."""
+
+
+@dataclass
+class Update:
+    """What front ends hear: token deltas, responses done or failed, steps and runs."""
+
+    kind: str
+    run_id: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+class Subscription:
+    """A bounded queue of updates; a slow reader gets one `resync` instead of a backlog."""
+
+    def __init__(self, engine: Engine, run_id: str | None, maxsize: int) -> None:
+        self.engine, self.run_id = engine, run_id
+        self.queue: asyncio.Queue[Update] = asyncio.Queue(maxsize)
+        self.dropped = 0
+
+    def offer(self, update: Update) -> None:
+        if self.run_id is not None and update.run_id != self.run_id:
+            return
+        try:
+            self.queue.put_nowait(update)
+        except asyncio.QueueFull:
+            self.dropped += 1
+            while not self.queue.empty():
+                self.queue.get_nowait()
+            self.queue.put_nowait(Update("resync", update.run_id, {"dropped": self.dropped}))
+
+    def __aiter__(self) -> AsyncIterator[Update]:
+        return self
+
+    async def __anext__(self) -> Update:
+        return await self.queue.get()
+
+    def close(self) -> None:
+        with contextlib.suppress(ValueError):
+            self.engine._subscribers.remove(self)
+
+
+@dataclass
+class _Stream:
+    """One response being streamed in this process: its text not yet checkpointed."""
+
+    run_id: str
+    step: str
+    model: str
+    buffer: list[str] = field(default_factory=list)
+    task: asyncio.Task | None = None
+
+
+Specs = list[tuple[EventType, dict[str, Any]]]
+
+
+class Engine:
+    def __init__(
+        self,
+        workspace: Workspace | None = None,
+        *,
+        preferences: UserPreferences | None = None,
+        store: Store | None = None,
+        retry_backoff: float = 0.5,
+    ) -> None:
+        self.workspace = workspace or get_workspace()
+        self.preferences = preferences or load_preferences()
+        self.store = store or self.workspace.open_store()
+        self.retry_backoff = retry_backoff
+        self._runs: dict[str, PipelineRun] = {}
+        self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._streams: dict[str, _Stream] = {}
+        self._subscribers: list[Subscription] = []
+
+    # --- watching --------------------------------------------------------------------
+
+    def subscribe(self, run_id: str | None = None, maxsize: int = 10_000) -> Subscription:
+        subscription = Subscription(self, run_id, maxsize)
+        self._subscribers.append(subscription)
+        return subscription
+
+    def _publish(self, kind: str, run_id: str, /, **data: Any) -> None:
+        update = Update(kind, run_id, data)
+        for subscriber in list(self._subscribers):
+            subscriber.offer(update)
+
+    # --- reading ---------------------------------------------------------------------
+
+    def resolve(self, run_id: str) -> str:
+        return run_id if run_id in self._runs else self.store.resolve(run_id)
+
+    def load(self, run_id: str) -> PipelineRun:
+        """The run as stored now (a fresh fold when another process moved it on)."""
+        run_id = self.resolve(run_id)
+        cached = self._runs.get(run_id)
+        if cached is not None and self.store.summary(run_id).last_seq == cached.last_seq:
+            return cached
+        run = self.store.load(run_id)
+        self._runs[run_id] = run
+        return run
+
+    def streaming(self, run_id: str) -> list[str]:
+        return [rid for rid, s in self._streams.items() if s.run_id == run_id]
+
+    def pipeline_dirs(self) -> list:
+        return self.workspace.config_dirs("pipelines")
+
+    def style_dirs(self) -> list:
+        return self.workspace.config_dirs("styles")
+
+    # --- committing ------------------------------------------------------------------
+
+    async def _commit(
+        self,
+        run_id: str,
+        build: Callable[[PipelineRun], Specs],
+        *,
+        index: bool = True,
+    ) -> PipelineRun:
+        """Build events from the current state, apply them to a copy, append, publish.
+
+        `build` runs under the run's lock, so events built from in-process buffers stay
+        in order. Streaming checkpoints (index=False) apply in place: they only add text.
+        """
+        async with self._locks[run_id]:
+            run = await asyncio.to_thread(self.load, run_id)
+            specs = build(run)
+            if not specs:
+                return run
+            expected = run.last_seq
+            target = run if not index else run.model_copy(deep=True)
+            events = []
+            for kind, data in specs:
+                event = Event(seq=target.last_seq + 1, type=kind, run_id=run_id, data=data)
+                apply(target, event)
+                events.append(event)
+            await asyncio.to_thread(self.store.append, target, events, expected, index=index)
+            self._runs[run_id] = target
+        for event in events:
+            self._announce(target, event)
+        return target
+
+    def _announce(self, run: PipelineRun, event: Event) -> None:
+        run_id, data = run.pipeline_run_id, event.data
+        if event.type.value.startswith("run_") or event.type in MOVES:
+            self._publish(
+                "run_status",
+                run_id,
+                status=run.status.value,
+                current_step=run.current_step,
+                event=event.type.value,
+            )
+        elif event.type in DECISIONS or event.type == EventType.STEP_STARTED:
+            self._publish(event.type.value, run_id, step=data.get("step"), seq=event.seq)
+        elif event.type == EventType.RESPONSE_STARTED:
+            self._publish("response_started", run_id, **data)
+        elif event.type in (EventType.RESPONSE_COMPLETED, EventType.RESPONSE_FAILED):
+            step, response = run.find_response(data["response_id"])
+            kind = (
+                "response_done" if event.type == EventType.RESPONSE_COMPLETED else "response_failed"
+            )
+            self._publish(
+                kind,
+                run_id,
+                step=step.step_name,
+                response_id=response.response_id,
+                model=response.model_name,
+                error=response.error,
+                code=data.get("code"),
+                tokens=response.tokens,
+                cost=response.cost,
+                seconds=response.processing_time,
+                quality=response.quality,
+            )
+
+    # --- starting --------------------------------------------------------------------
+
+    async def start_run(
+        self,
+        pipeline: str | PipelineConfiguration,
+        inputs: dict[str, str],
+        *,
+        style: str | None = None,
+        models: list[str] | None = None,
+        step_models: dict[str, list[str]] | None = None,
+        user_id: str = "default",
+    ) -> PipelineRun:
+        from writeit import config
+
+        if isinstance(pipeline, str):
+            pipeline = config.get_pipeline(pipeline, self.pipeline_dirs())
+        values = check_inputs(pipeline, inputs)
+        models = list(models or [])
+        step_models = {k: list(v) for k, v in (step_models or {}).items() if v}
+        asked = set(models) or {
+            m for s in pipeline.steps for m in step_models.get(s.name) or pipeline.models_for(s)
+        }
+        for name in sorted(asked):
+            check_model(name)
+        primer: StylePrimer | None = None
+        style = style if style is not None else self.preferences.style_primer
+        if style:
+            try:
+                primer = config.get_style(style, self.style_dirs())
+            except WriteItError:
+                if style != self.preferences.style_primer:
+                    raise
+        run_id = new_id()
+        event = Event(
+            seq=1,
+            type=EventType.RUN_CREATED,
+            run_id=run_id,
+            data={
+                "pipeline": pipeline.model_dump(mode="json"),
+                "inputs": values,
+                "style": primer.primer_id if primer else None,
+                "style_prompt": primer.format_for_prompt() if primer else "",
+                "primer": primer.model_dump(mode="json") if primer else None,
+                "models": models,
+                "step_models": step_models,
+                "user_id": user_id,
+            },
+        )
+        from writeit.events import new_run
+
+        run = new_run(event)
+        extra = {f"primer:{primer.primer_id}": primer.model_dump(mode="json")} if primer else None
+        await asyncio.to_thread(self.store.append, run, [event], 0, extra=extra)
+        self._runs[run_id] = run
+        self._publish(
+            "run_status",
+            run_id,
+            status=run.status.value,
+            current_step=run.current_step,
+            event="run_created",
+        )
+        return run
+
+    # --- executing a step --------------------------------------------------------------
+
+    def _check_capacity(self, run_id: str) -> None:
+        active = {s.run_id for s in self._streams.values()}
+        limit = self.preferences.max_concurrent_pipelines
+        if run_id not in active and len(active) >= limit:
+            raise Busy(
+                f"{len(active)} runs are already generating (max_concurrent_pipelines = {limit})",
+                hint="wait for one to finish, or raise it: writeit config set max_concurrent_pipelines N",
+            )
+
+    def _check_idle(self, run: PipelineRun) -> None:
+        if self.streaming(run.pipeline_run_id):
+            raise Busy(
+                f"step {run.current_step!r} of run {run.pipeline_run_id[:8]} is still generating",
+                hint="wait for its responses to finish (or pause the run)",
+            )
+
+    async def execute_step(
+        self,
+        run_id: str,
+        *,
+        guidance: str | None = None,
+        models: list[str] | None = None,
+    ) -> PipelineRun:
+        """Ask every model of the current step for a candidate (again, if it ran before)."""
+        run = self.load(run_id)
+        self._check_idle(run)
+        self._check_capacity(run.pipeline_run_id)
+        run = await self._branch_if_behind(run, run.current_step)
+        run_id = run.pipeline_run_id
+        step_name = run.current_step
+        chosen = list(models or run.models_for(step_name))
+        if not chosen:
+            raise WriteItError(
+                f"step {step_name!r} has no models to ask",
+                hint="pass --model, or set defaults.models in the pipeline",
+            )
+        prompt = render_prompt(run, step_name, guidance or "")
+
+        def build(current: PipelineRun) -> Specs:
+            specs = self._resume_specs(current)
+            step = current.steps[step_name]
+            if step.status == StepStatus.RUNNING:
+                specs.append((EventType.STEP_RESET, {"step": step_name}))
+            attempt = step.attempt + 1 if step.ai_responses else 1
+            specs.append(
+                (
+                    EventType.STEP_STARTED,
+                    {
+                        "step": step_name,
+                        "models": chosen,
+                        "prompt": prompt,
+                        "attempt": attempt,
+                        "guidance": guidance or None,
+                    },
+                )
+            )
+            return specs
+
+        await self._commit(run_id, build)
+        return await self._generate(run_id, step_name, chosen, prompt)
+
+    def _resume_specs(self, run: PipelineRun) -> Specs:
+        if run.status == PipelineStatus.INITIALIZING:
+            return [(EventType.RUN_STARTED, {})]
+        if run.status in (PipelineStatus.PAUSED, PipelineStatus.ERROR):
+            return [(EventType.RUN_RESUMED, {})]
+        if run.status == PipelineStatus.COMPLETED:
+            raise WriteItError(
+                f"run {run.pipeline_run_id[:8]} is completed",
+                hint=f"fork it to change it: writeit fork {run.pipeline_run_id[:8]} --step {run.current_step}",
+            )
+        return []
+
+    async def _generate(
+        self,
+        run_id: str,
+        step_name: str,
+        models: list[str],
+        prompt: str,
+        *,
+        kind: str = "candidate",
+        instruction: str | None = None,
+    ) -> PipelineRun:
+        """Stream one response per model concurrently; checkpoint text as it arrives."""
+        run = self.load(run_id)
+        spec = run.pipeline.step(step_name)
+        options = run.pipeline.options_for(spec)
+        started = [(new_id(), model) for model in models]
+
+        def build(current: PipelineRun) -> Specs:
+            return [
+                (
+                    EventType.RESPONSE_STARTED,
+                    {
+                        "step": step_name,
+                        "response_id": response_id,
+                        "model": model,
+                        "provider": "",
+                        "kind": kind,
+                        **({"instruction": instruction} if instruction else {}),
+                    },
+                )
+                for response_id, model in started
+            ]
+
+        run = await self._commit(run_id, build)
+        for response_id, model in started:
+            self._streams[response_id] = _Stream(run_id, step_name, model)
+        flusher = asyncio.create_task(self._checkpoint_loop(run_id))
+        tasks = []
+        for response_id, model in started:
+            task = asyncio.create_task(
+                self._stream_response(run, response_id, model, prompt, options)
+            )
+            self._streams[response_id].task = task
+            tasks.append(task)
+        try:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        finally:
+            flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
+            for response_id, _ in started:
+                self._streams.pop(response_id, None)
+        run = self.load(run_id)
+        if kind == "candidate":
+            run = await self._after_generation(run_id, step_name)
+        return run
+
+    async def _after_generation(self, run_id: str, step_name: str) -> PipelineRun:
+        run = self.load(run_id)
+        step = run.steps[step_name]
+        candidates = step.candidates
+        interrupted = any(r.status == ResponseStatus.INTERRUPTED for r in candidates)
+        if (
+            candidates
+            and not interrupted
+            and all(r.status == ResponseStatus.FAILED for r in candidates)
+        ):
+            reasons = "; ".join(f"{r.model_name}: {r.error}" for r in candidates)
+
+            def build(current: PipelineRun) -> Specs:
+                if current.status != PipelineStatus.RUNNING:
+                    return []
+                return [(EventType.RUN_ERRORED, {"error": f"every model failed: {reasons}"})]
+
+            run = await self._commit(run_id, build)
+        self._publish("step_done", run_id, step=step_name, status=run.status.value)
+        return run
+
+    async def _checkpoint_loop(self, run_id: str) -> None:
+        while True:
+            await asyncio.sleep(CHECKPOINT_SECONDS)
+            await self._checkpoint(run_id)
+
+    async def _checkpoint(self, run_id: str) -> None:
+        def build(current: PipelineRun) -> Specs:
+            specs: Specs = []
+            for response_id, stream in self._streams.items():
+                if stream.run_id == run_id and stream.buffer:
+                    specs.append(
+                        (
+                            EventType.RESPONSE_PROGRESS,
+                            {"response_id": response_id, "delta": _drain(stream)},
+                        )
+                    )
+            return specs
+
+        await self._commit(run_id, build, index=False)
+
+    async def _stream_response(
+        self,
+        run: PipelineRun,
+        response_id: str,
+        model: str,
+        prompt: str,
+        options: dict[str, Any],
+    ) -> None:
+        run_id = run.pipeline_run_id
+        stream = self._streams[response_id]
+        step_name = stream.step
+
+        def on_delta(chunk: str) -> None:
+            stream.buffer.append(chunk)
+            self._publish("delta", run_id, response_id=response_id, step=step_name, text=chunk)
+
+        started = time.monotonic()
+        try:
+            result = await providers.stream(
+                model,
+                prompt,
+                system=run.style_prompt or None,
+                options=options,
+                on_delta=on_delta,
+                timeout=self.preferences.request_timeout,
+                retries=self.preferences.max_retries,
+                backoff=self.retry_backoff,
+            )
+        except asyncio.CancelledError:
+            raise
+        except providers.ProviderError as error:
+            elapsed = time.monotonic() - started
+            message, code = str(error.args[0]), error.code
+
+            def failed(current: PipelineRun) -> Specs:
+                return [
+                    (
+                        EventType.RESPONSE_FAILED,
+                        {
+                            "response_id": response_id,
+                            "delta": _drain(stream),
+                            "error": message,
+                            "code": code,
+                            "processing_time": round(elapsed, 3),
+                        },
+                    )
+                ]
+
+            await self._commit(run_id, failed)
+            return
+        metrics = quality.measure(
+            result.text, run.primer, target_words=int(options.get("max_tokens", 0) * 0.6)
+        )
+        usage = {
+            "input_tokens": result.input_tokens,
+            "output_tokens": result.output_tokens,
+            "total_tokens": result.input_tokens + result.output_tokens,
+        }
+        price = providers.pricing(self.preferences.pricing).get(model) or providers.pricing(
+            self.preferences.pricing
+        ).get(result.extra.get("model_id", ""), {})
+        usage["cost_usd"] = round(
+            (
+                result.input_tokens * price.get("input", 0)
+                + result.output_tokens * price.get("output", 0)
+            )
+            / 1000,
+            8,
+        )
+
+        def completed(current: PipelineRun) -> Specs:
+            return [
+                (
+                    EventType.RESPONSE_COMPLETED,
+                    {
+                        "response_id": response_id,
+                        "delta": _drain(stream),
+                        "usage": usage,
+                        "processing_time": round(result.duration, 3),
+                        "provider": result.provider,
+                        "estimated_usage": result.estimated_usage,
+                        "quality": metrics,
+                        "quality_score": metrics["score"],
+                    },
+                )
+            ]
+
+        await self._commit(run_id, completed)
+
+    # --- choosing ----------------------------------------------------------------------
+
+    async def select(
+        self, run_id: str, response: str | int, feedback: str | None = None
+    ) -> PipelineRun:
+        """Choose a candidate (a response id, or an index into the latest candidates)."""
+        run = self.load(run_id)
+        self._check_idle(run)
+        step = run.current
+        response_id = _response_id(step, response)
+        response_obj = step.response(response_id)
+        if response_obj.status != ResponseStatus.COMPLETED:
+            raise WriteItError(
+                f"the {response_obj.model_name} response is {response_obj.status.value}",
+                hint="pick a completed response, or retry this one",
+            )
+        same = (
+            step.status == StepStatus.COMPLETED
+            and step.user_selection is not None
+            and (step.ai_responses[step.user_selection].response_id == response_id)
+        )
+        if same and (feedback is None or feedback == (step.user_feedback or "")):
+            return run
+        run = await self._branch_if_behind(run, step.step_name)
+        step_name = step.step_name
+
+        def build(current: PipelineRun) -> Specs:
+            specs = self._reopen_specs(current)
+            data: dict[str, Any] = {"step": step_name, "response_id": response_id}
+            if feedback is not None:
+                data["feedback"] = feedback
+            specs.append((EventType.RESPONSE_SELECTED, data))
+            return specs
+
+        return await self._commit(run.pipeline_run_id, build)
+
+    def _reopen_specs(self, run: PipelineRun) -> Specs:
+        """A choice on a paused or failed run brings it back to running first."""
+        if run.status in (PipelineStatus.PAUSED, PipelineStatus.ERROR):
+            return [(EventType.RUN_RESUMED, {})]
+        if run.status == PipelineStatus.INITIALIZING:
+            return [(EventType.RUN_STARTED, {})]
+        return []
+
+    async def give_feedback(self, run_id: str, feedback: str) -> PipelineRun:
+        """Feedback on the current step; the next step's prompt receives it."""
+        run = self.load(run_id)
+        step = run.current
+        if (step.user_feedback or "") == feedback:
+            return run
+        run = await self._branch_if_behind(run, step.step_name)
+        return await self._commit(
+            run.pipeline_run_id,
+            lambda current: [
+                (EventType.FEEDBACK_GIVEN, {"step": current.current_step, "feedback": feedback})
+            ],
+        )
+
+    async def merge(
+        self,
+        run_id: str,
+        responses: list[str | int],
+        *,
+        instruction: str | None = None,
+        text: str | None = None,
+        model: str | None = None,
+    ) -> PipelineRun:
+        """Merge candidates: with `text` as written by hand, else streamed by a model."""
+        run = self.load(run_id)
+        self._check_idle(run)
+        step = run.current
+        ids = [_response_id(step, r) for r in responses]
+        sources = [step.response(i) for i in ids]
+        if text is None and len(ids) < 2:
+            raise WriteItError("an AI merge needs two or more responses", hint="pick at least two")
+        for source in sources:
+            if source.status != ResponseStatus.COMPLETED:
+                raise WriteItError(
+                    f"the {source.model_name} response is {source.status.value}; merge completed ones"
+                )
+        run = await self._branch_if_behind(run, step.step_name)
+        run_id, step_name = run.pipeline_run_id, step.step_name
+        if text is None:
+            from writeit.config import render_template
+
+            prompt = render_template(
+                MERGE_TEMPLATE,
+                {
+                    "candidates": [s.processed_content for s in sources],
+                    "instruction": instruction or "",
+                },
+            )
+            await self._commit(run_id, self._reopen_specs)
+            merge_model = model or sources[0].model_name
+            run = await self._generate(
+                run_id, step_name, [merge_model], prompt, kind="merge", instruction=instruction
+            )
+            merged = run.steps[step_name].ai_responses[-1]
+            if merged.status != ResponseStatus.COMPLETED:
+                raise providers.ProviderError(
+                    f"the merge by {merge_model} failed: {merged.error}", code="merge_failed"
+                )
+            text, merge_id = merged.processed_content, merged.response_id
+        else:
+            merge_id = None
+        final_text = text
+
+        def build(current: PipelineRun) -> Specs:
+            specs = self._reopen_specs(current)
+            data = {"step": step_name, "text": final_text, "response_ids": ids}
+            if merge_id:
+                data["merge_response_id"] = merge_id
+            if instruction:
+                data["instruction"] = instruction
+            specs.append((EventType.RESPONSES_MERGED, data))
+            return specs
+
+        return await self._commit(run_id, build)
+
+    async def retry_response(
+        self, run_id: str, response: str | int, model: str | None = None
+    ) -> PipelineRun:
+        """Ask again for one failed or interrupted candidate, optionally of another model."""
+        run = self.load(run_id)
+        self._check_idle(run)
+        step = run.current
+        old = step.response(_response_id(step, response))
+        if old.status == ResponseStatus.COMPLETED and model is None:
+            raise WriteItError(
+                "that response completed", hint="regenerate the step to get new candidates"
+            )
+        if model:
+            check_model(model)
+        await self._commit(run.pipeline_run_id, self._reopen_specs)
+        return await self._generate(
+            run.pipeline_run_id, step.step_name, [model or old.model_name], step.prompt
+        )
+
+    async def regenerate(self, run_id: str, guidance: str | None = None) -> PipelineRun:
+        """New candidates for the current step; `guidance` steers them (G in the TUI)."""
+        return await self.execute_step(run_id, guidance=guidance)
+
+    # --- moving ------------------------------------------------------------------------
+
+    async def accept(self, run_id: str) -> PipelineRun:
+        """Go on from a decided step: to the next step, or complete the run at the end."""
+        run = self.load(run_id)
+        self._check_idle(run)
+        step = run.current
+        if step.status not in (StepStatus.COMPLETED, StepStatus.SKIPPED):
+            raise WriteItError(
+                f"step {step.step_name!r} has no choice yet",
+                hint="select a candidate (1..9) or merge some before going on",
+            )
+
+        def build(current: PipelineRun) -> Specs:
+            following = current.pipeline.next_step(current.current_step)
+            if following is None:
+                if current.status == PipelineStatus.COMPLETED:
+                    return []
+                return [*self._reopen_specs(current), (EventType.RUN_COMPLETED, {})]
+            return [(EventType.STEP_ADVANCED, {"from": current.current_step, "to": following})]
+
+        return await self._commit(run.pipeline_run_id, build)
+
+    async def skip(self, run_id: str) -> PipelineRun:
+        run = self.load(run_id)
+        self._check_idle(run)
+        spec = run.pipeline.step(run.current_step)
+        if not spec.skippable:
+            raise WriteItError(
+                f"step {spec.name!r} cannot be skipped",
+                hint="the pipeline marks skippable steps with `skippable: true`",
+            )
+        run = await self._branch_if_behind(run, spec.name)
+
+        def build(current: PipelineRun) -> Specs:
+            specs = self._reopen_specs(current)
+            if current.current.status == StepStatus.RUNNING:
+                specs.append((EventType.STEP_RESET, {"step": spec.name}))
+            specs.append((EventType.STEP_SKIPPED, {"step": spec.name}))
+            return specs
+
+        await self._commit(run.pipeline_run_id, build)
+        return await self.accept(run.pipeline_run_id)
+
+    async def rewind(self, run_id: str, step: str | None = None) -> PipelineRun:
+        """Move back to an earlier step (default: the previous one). Nothing is dropped."""
+        run = self.load(run_id)
+        self._check_idle(run)
+        target = step or run.pipeline.previous_step(run.current_step)
+        if target is None:
+            raise WriteItError("already at the first step")
+        run.pipeline.step(target)
+        if run.pipeline.step_names.index(target) > run.step_index:
+            raise WriteItError(
+                f"{target!r} comes after the current step {run.current_step!r}",
+                hint="rewind goes back; accept the current step to go on",
+            )
+        if run.steps[target].status == StepStatus.PENDING:
+            raise WriteItError(f"step {target!r} has not run yet")
+        return await self._commit(
+            run.pipeline_run_id, lambda current: [(EventType.REWOUND, {"step": target})]
+        )
+
+    async def fork(self, run_id: str, step: str) -> PipelineRun:
+        """A new run sharing this one's history up to `step`'s decision (no copying)."""
+        run = self.load(run_id)
+        run.pipeline.step(step)
+        if run.steps[step].status not in (StepStatus.COMPLETED, StepStatus.SKIPPED):
+            raise WriteItError(
+                f"step {step!r} is not completed in run {run.pipeline_run_id[:8]}",
+                hint="fork from a step that has a selection",
+            )
+        events = await asyncio.to_thread(self.store.events, run.pipeline_run_id)
+        decisions = [e.seq for e in events if e.type in DECISIONS and e.data.get("step") == step]
+        return await self._fork_at(run, step, decisions[-1], current_step=step)
+
+    async def _branch_if_behind(self, run: PipelineRun, step: str) -> PipelineRun:
+        """Fork when a change at `step` would rewrite work that later steps built on."""
+        names = run.pipeline.step_names
+        later = names[names.index(step) + 1 :]
+        built_on = any(run.steps[name].status != StepStatus.PENDING for name in later)
+        decided = run.steps[step].status in (StepStatus.COMPLETED, StepStatus.SKIPPED)
+        if not (built_on or run.status == PipelineStatus.COMPLETED) or not decided:
+            return run
+        events = await asyncio.to_thread(self.store.events, run.pipeline_run_id)
+        last_start = max(
+            (e.seq for e in events if e.type == EventType.STEP_STARTED and e.data["step"] == step),
+            default=0,
+        )
+        first_decision = min(
+            e.seq
+            for e in events
+            if e.type in DECISIONS and e.data.get("step") == step and e.seq > last_start
+        )
+        return await self._fork_at(run, step, first_decision - 1, current_step=step)
+
+    async def _fork_at(
+        self, run: PipelineRun, step: str, branch_seq: int, current_step: str
+    ) -> PipelineRun:
+        parent_id = run.pipeline_run_id
+        child = await asyncio.to_thread(self.store.state_at, parent_id, branch_seq)
+        child_id = new_id()
+        event = Event(
+            seq=branch_seq + 1,
+            type=EventType.RUN_FORKED,
+            run_id=child_id,
+            data={
+                "parent": parent_id,
+                "branch_point": step,
+                "branch_seq": branch_seq,
+                "current_step": current_step,
+            },
+        )
+        apply(child, event)
+        await asyncio.to_thread(self.store.append, child, [event], 0)
+        self._runs[child_id] = child
+        self._publish("forked", parent_id, child=child_id, step=step, branch_seq=branch_seq)
+        self._publish(
+            "run_status",
+            child_id,
+            status=child.status.value,
+            current_step=child.current_step,
+            event="run_forked",
+        )
+        return child
+
+    # --- pausing, resuming, completing --------------------------------------------------
+
+    async def pause(self, run_id: str) -> PipelineRun:
+        """Stop any streaming (text so far is kept) and mark the run paused."""
+        run_id = self.resolve(run_id)
+        await self._interrupt(run_id)
+        return await self._commit(
+            run_id,
+            lambda current: (
+                [(EventType.RUN_PAUSED, {})] if current.status == PipelineStatus.RUNNING else []
+            ),
+        )
+
+    async def _interrupt(self, run_id: str) -> None:
+        streams = {rid: s for rid, s in self._streams.items() if s.run_id == run_id}
+        for stream in streams.values():
+            if stream.task:
+                stream.task.cancel()
+        await asyncio.gather(*(s.task for s in streams.values() if s.task), return_exceptions=True)
+
+        def build(current: PipelineRun) -> Specs:
+            specs: Specs = []
+            for response_id, stream in streams.items():
+                _, response = current.find_response(response_id)
+                if response.status == ResponseStatus.STREAMING:
+                    if stream.buffer:
+                        specs.append(
+                            (
+                                EventType.RESPONSE_PROGRESS,
+                                {"response_id": response_id, "delta": _drain(stream)},
+                            )
+                        )
+                    specs.append(
+                        (
+                            EventType.RESPONSE_INTERRUPTED,
+                            {"response_id": response_id, "reason": "stopped by the writer"},
+                        )
+                    )
+            return specs
+
+        if streams:
+            await self._commit(run_id, build)
+
+    async def resume(self, run_id: str) -> PipelineRun:
+        """Continue a paused, failed or interrupted (crashed) run where it stopped."""
+        run = self.load(run_id)
+        self._check_idle(run)
+        run_id = run.pipeline_run_id
+        if run.status == PipelineStatus.COMPLETED:
+            return run
+        step = run.current
+        orphans = [r for r in step.ai_responses if r.status == ResponseStatus.STREAMING]
+
+        def build(current: PipelineRun) -> Specs:
+            specs = self._reopen_specs(current)
+            specs += [
+                (
+                    EventType.RESPONSE_INTERRUPTED,
+                    {"response_id": r.response_id, "reason": "the process stopped while streaming"},
+                )
+                for r in orphans
+            ]
+            return specs
+
+        run = await self._commit(run_id, build)
+        step = run.current
+        if step.status == StepStatus.PENDING:
+            return await self.execute_step(run_id)
+        if step.status != StepStatus.RUNNING:
+            return run
+        candidates = step.candidates
+        done = {r.model_name for r in candidates if r.status == ResponseStatus.COMPLETED}
+        redo = [
+            r.model_name
+            for r in candidates
+            if r.status == ResponseStatus.INTERRUPTED and r.model_name not in done
+        ]
+        if redo:
+            self._check_capacity(run_id)
+            return await self._generate(run_id, step.step_name, redo, step.prompt)
+        if candidates and all(r.status == ResponseStatus.FAILED for r in candidates):
+            return await self.execute_step(run_id)
+        return run
+
+    async def delete(self, run_id: str) -> PipelineRun:
+        """Hide a run from listings; its history stays, since forks may share it."""
+        run = self.load(run_id)
+        self._check_idle(run)
+        return await self._commit(
+            run.pipeline_run_id, lambda current: [(EventType.RUN_DELETED, {})]
+        )
+
+    async def close(self) -> None:
+        """Stop every stream with its text checkpointed, pausing the runs it belonged to."""
+        for run_id in {s.run_id for s in self._streams.values()}:
+            with contextlib.suppress(WriteItError):
+                await self.pause(run_id)
+
+    # --- headless ------------------------------------------------------------------------
+
+    async def autopilot(self, run_id: str, pick: str = "first") -> PipelineRun:
+        """Drive a run to the end without a writer: execute, pick, accept, until done."""
+        run = self.load(run_id)
+        if run.current.status == StepStatus.RUNNING or run.status != PipelineStatus.RUNNING:
+            run = await self.resume(run.pipeline_run_id)
+        while run.status != PipelineStatus.COMPLETED:
+            step = run.current
+            if step.status == StepStatus.PENDING:
+                run = await self.execute_step(run.pipeline_run_id)
+                step = run.current
+            if run.status == PipelineStatus.ERROR:
+                raise WriteItError(
+                    f"step {step.step_name!r} failed: {run.error}",
+                    hint=f"retry with `writeit resume {run.pipeline_run_id[:8]}` or choose other models",
+                )
+            if step.status == StepStatus.RUNNING:
+                run = await self.select(run.pipeline_run_id, choose(step.candidates, pick))
+            run = await self.accept(run.pipeline_run_id)
+        return run
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def _drain(stream: _Stream) -> str:
+    text = "".join(stream.buffer)
+    stream.buffer.clear()
+    return text
+
+
+def _response_id(step: Any, response: str | int) -> str:
+    if isinstance(response, int) or (isinstance(response, str) and response.isdigit()):
+        index = int(response)
+        candidates = step.candidates
+        if not 0 <= index < len(candidates):
+            raise WriteItError(
+                f"there is no candidate {index + 1} at step {step.step_name!r}",
+                hint=f"choose 1..{len(candidates)}" if candidates else "run the step first",
+            )
+        return candidates[index].response_id
+    matches = [r.response_id for r in step.ai_responses if r.response_id.startswith(response)]
+    if len(matches) != 1:
+        raise WriteItError(f"no single response of step {step.step_name!r} matches {response!r}")
+    return matches[0]
+
+
+def choose(candidates: list, pick: str) -> str:
+    """The headless pick policy: `first` completed, `best` quality score, or a number N."""
+    completed = [r for r in candidates if r.status == ResponseStatus.COMPLETED]
+    if not completed:
+        raise WriteItError("no candidate completed", hint="see the failures with `writeit show`")
+    if pick == "first":
+        return completed[0].response_id
+    if pick == "best":
+        return max(completed, key=lambda r: r.quality_score or 0.0).response_id
+    if pick.isdigit() and 1 <= int(pick) <= len(candidates):
+        chosen = candidates[int(pick) - 1]
+        if chosen.status == ResponseStatus.COMPLETED:
+            return chosen.response_id
+        return completed[0].response_id
+    raise WriteItError(f"unknown pick policy {pick!r}", hint="use first, best or a number N")
+
+
+def check_inputs(pipeline: PipelineConfiguration, inputs: dict[str, str]) -> dict[str, str]:
+    """Validate the writer's inputs against the pipeline; fill defaults."""
+    known = {i.name for i in pipeline.inputs}
+    unknown = sorted(set(inputs) - known)
+    if unknown:
+        raise WriteItError(
+            f"pipeline {pipeline.name!r} has no input {', '.join(map(repr, unknown))}",
+            hint=f"its inputs are: {', '.join(sorted(known))}",
+        )
+    values: dict[str, str] = {}
+    problems = []
+    for spec in pipeline.inputs:
+        value = inputs.get(spec.name)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            value = spec.default
+        if value is None or not str(value).strip():
+            if spec.required:
+                problems.append(f"{spec.name} is required ({spec.display_label})")
+            values[spec.name] = ""
+            continue
+        value = str(value)
+        if spec.type == "choice" and spec.options and value not in spec.options:
+            problems.append(f"{spec.name} must be one of {', '.join(spec.options)}, not {value!r}")
+        if len(value) > spec.max_length:
+            problems.append(
+                f"{spec.name} is {len(value)} characters; the limit is {spec.max_length}"
+            )
+        values[spec.name] = value
+    if problems:
+        raise WriteItError(
+            "; ".join(problems), hint="give inputs as --input NAME=VALUE or --input NAME=@FILE"
+        )
+    return values
+
+
+def check_model(name: str) -> None:
+    """Fail before a run starts when a model is unknown or has no key."""
+    resolved = providers.resolve(name)
+    model = resolved.async_model or resolved.sync_model
+    needs = getattr(model, "needs_key", None)
+    if needs and not providers._has_key(model):
+        raise WriteItError(
+            f"model {name!r} needs an API key for {needs}",
+            hint=f"{providers.key_hint(needs)}; or run offline with --model {providers.OFFLINE_MODEL}",
+        )
+
+
+def render_prompt(run: PipelineRun, step_name: str, guidance: str = "") -> str:
+    """The step's template filled with inputs, earlier outputs and feedback, as data."""
+    from writeit.config import render_template
+
+    spec = run.pipeline.step(step_name)
+    variables: dict[str, Any] = {
+        i.name: run.user_inputs.get(i.name) or (i.default or "") for i in run.pipeline.inputs
+    }
+    previous_output = ""
+    previous_feedback = ""
+    for name in run.pipeline.step_names:
+        if name == step_name:
+            break
+        state = run.steps[name]
+        output = state.output
+        previous_output = output if output is not None else previous_output
+        previous_feedback = state.user_feedback or ""
+        variables[f"{name}_output"] = previous_output
+        variables[f"{name}_feedback"] = previous_feedback
+    variables["feedback"] = previous_feedback
+    variables["guidance"] = guidance
+    variables["style"] = run.primer.name if run.primer else ""
+    return render_template(spec.template, variables)

@@ -1,0 +1,21 @@
+"""The errors a user can cause; kept free of heavy imports so the CLI can catch them cheaply."""
+
+from __future__ import annotations
+
+
+class WriteItError(Exception):
+    """Base of every error a user can cause; front ends show the message, not a traceback."""
+
+    hint: str = ""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.hint = hint or self.hint
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        return f"{text}\n  hint: {self.hint}" if self.hint else text
+
+
+class InvalidTransition(WriteItError):
+    """A status change the seed's state machines forbid."""

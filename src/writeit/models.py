@@ -1,0 +1,469 @@
+"""The seed's data model as Pydantic v2 entities, with both state machines enforced.
+
+Every entity round-trips through JSON (`model_dump_json` / `model_validate_json`),
+which is how runs travel through the event log, the server and exports.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+from uuid import uuid4
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from writeit.errors import InvalidTransition, WriteItError
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    return str(uuid4())
+
+
+class PipelineStatus(StrEnum):
+    INITIALIZING = "initializing"
+    RUNNING = "running"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    ERROR = "error"
+
+
+class StepStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    SKIPPED = "skipped"
+
+
+PIPELINE_TRANSITIONS: dict[PipelineStatus, frozenset[PipelineStatus]] = {
+    PipelineStatus.INITIALIZING: frozenset({PipelineStatus.RUNNING, PipelineStatus.ERROR}),
+    PipelineStatus.RUNNING: frozenset(
+        {PipelineStatus.PAUSED, PipelineStatus.COMPLETED, PipelineStatus.ERROR}
+    ),
+    PipelineStatus.PAUSED: frozenset({PipelineStatus.RUNNING, PipelineStatus.ERROR}),
+    PipelineStatus.COMPLETED: frozenset(),
+    PipelineStatus.ERROR: frozenset({PipelineStatus.RUNNING}),
+}
+
+STEP_TRANSITIONS: dict[StepStatus, frozenset[StepStatus]] = {
+    StepStatus.PENDING: frozenset({StepStatus.RUNNING, StepStatus.SKIPPED}),
+    StepStatus.RUNNING: frozenset({StepStatus.COMPLETED, StepStatus.PENDING}),
+    StepStatus.COMPLETED: frozenset({StepStatus.RUNNING}),
+    StepStatus.SKIPPED: frozenset({StepStatus.RUNNING}),
+}
+
+
+def validate_pipeline_transition(current: PipelineStatus, new: PipelineStatus) -> bool:
+    return new in PIPELINE_TRANSITIONS[current]
+
+
+def validate_step_transition(current: StepStatus, new: StepStatus) -> bool:
+    return new in STEP_TRANSITIONS[current]
+
+
+def _transition_error(what: str, current: StrEnum, new: StrEnum, allowed: frozenset) -> str:
+    options = ", ".join(sorted(s.value for s in allowed)) or "nothing (terminal)"
+    return (
+        f"{what} cannot go from {current.value} to {new.value}; "
+        f"from {current.value} it may go to {options}"
+    )
+
+
+# --- pipelines -------------------------------------------------------------------------
+
+
+class InputSpec(BaseModel):
+    """One thing the writer provides before a run starts (source material, audience...)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    label: str = ""
+    type: Literal["text", "choice"] = "text"
+    default: str | None = None
+    required: bool = False
+    help: str = ""
+    options: list[str] = Field(default_factory=list)
+    multiline: bool | None = None
+    max_length: int = Field(default=200_000, gt=0)
+
+    @property
+    def display_label(self) -> str:
+        return self.label or self.name.replace("_", " ").capitalize()
+
+    @property
+    def is_multiline(self) -> bool:
+        if self.multiline is not None:
+            return self.multiline
+        return self.type == "text" and self.default is None and self.required
+
+
+class StepSpec(BaseModel):
+    """One step of a pipeline: a prompt template asked of one or more models."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    description: str = ""
+    template: str
+    models: list[str] | None = None
+    responses: int = Field(default=1, ge=1, le=6)
+    options: dict[str, Any] = Field(default_factory=dict)
+    skippable: bool = False
+
+
+class PipelineConfiguration(BaseModel):
+    """An immutable pipeline template; a snapshot of it travels with every run."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    description: str = ""
+    created: datetime = Field(default_factory=utcnow)
+    defaults: dict[str, Any] = Field(default_factory=dict)
+    inputs: list[InputSpec]
+    steps: list[StepSpec]
+
+    @property
+    def step_names(self) -> list[str]:
+        return [step.name for step in self.steps]
+
+    def step(self, name: str) -> StepSpec:
+        for step in self.steps:
+            if step.name == name:
+                return step
+        raise WriteItError(
+            f"pipeline {self.name!r} has no step {name!r}",
+            hint=f"steps are: {', '.join(self.step_names)}",
+        )
+
+    def input(self, name: str) -> InputSpec | None:
+        return next((i for i in self.inputs if i.name == name), None)
+
+    def models_for(self, step: StepSpec) -> list[str]:
+        """The models a step asks: its own list, else the pipeline defaults, one per response."""
+        models = step.models or list(self.defaults.get("models") or [])
+        return [m for m in models for _ in range(step.responses)]
+
+    def options_for(self, step: StepSpec) -> dict[str, Any]:
+        defaults = {k: v for k, v in self.defaults.items() if k != "models"}
+        return {**defaults, **step.options}
+
+    def next_step(self, name: str) -> str | None:
+        names = self.step_names
+        index = names.index(name)
+        return names[index + 1] if index + 1 < len(names) else None
+
+    def previous_step(self, name: str) -> str | None:
+        names = self.step_names
+        index = names.index(name)
+        return names[index - 1] if index > 0 else None
+
+
+# --- responses -------------------------------------------------------------------------
+
+
+class TokenUsage(BaseModel):
+    input_tokens: int = 0
+    output_tokens: int = 0
+    total_tokens: int = 0
+    cost_usd: float | None = None
+
+
+class ResponseStatus(StrEnum):
+    """Where one model's answer stands; not in the seed, needed to survive crashes and faults."""
+
+    STREAMING = "streaming"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+
+
+class AIResponse(BaseModel):
+    response_id: str = Field(default_factory=new_id)
+    model_name: str = ""
+    provider: str = ""
+    prompt_used: str = ""
+    system_prompt: str = ""
+    raw_output: str = ""
+    processed_content: str = ""
+    created_at: datetime = Field(default_factory=utcnow)
+    usage_stats: TokenUsage | None = None
+    processing_time: float = 0.0
+    quality_score: float | None = None
+    quality: dict[str, float] = Field(default_factory=dict)
+    status: ResponseStatus = ResponseStatus.STREAMING
+    error: str | None = None
+    kind: Literal["candidate", "merge"] = "candidate"
+    attempt: int = 1
+    instruction: str | None = None
+
+    def calculate_cost(self, pricing: dict[str, dict[str, float]]) -> float:
+        """Cost in USD from per-1K-token prices; also stored on the usage stats."""
+        if not self.usage_stats or self.model_name not in pricing:
+            return 0.0
+        price = pricing[self.model_name]
+        cost = (
+            self.usage_stats.input_tokens * price.get("input", 0) / 1000
+            + self.usage_stats.output_tokens * price.get("output", 0) / 1000
+        )
+        self.usage_stats.cost_usd = cost
+        return cost
+
+    @property
+    def cost(self) -> float:
+        return (self.usage_stats.cost_usd or 0.0) if self.usage_stats else 0.0
+
+    @property
+    def tokens(self) -> int:
+        return self.usage_stats.total_tokens if self.usage_stats else 0
+
+
+# --- steps and runs --------------------------------------------------------------------
+
+
+class StepState(BaseModel):
+    step_name: str
+    status: StepStatus = StepStatus.PENDING
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    ai_responses: list[AIResponse] = Field(default_factory=list)
+    user_selection: int | None = None
+    user_feedback: str | None = None
+    merged_content: str | None = None
+    retry_count: int = 0
+    prompt: str = ""
+
+    def transition(self, new: StepStatus) -> None:
+        if not validate_step_transition(self.status, new):
+            raise InvalidTransition(
+                _transition_error(
+                    f"step {self.step_name!r}", self.status, new, STEP_TRANSITIONS[self.status]
+                )
+            )
+        self.status = new
+
+    def add_response(self, response: AIResponse) -> None:
+        self.ai_responses.append(response)
+
+    def response(self, response_id: str) -> AIResponse:
+        for response in self.ai_responses:
+            if response.response_id == response_id:
+                return response
+        raise WriteItError(f"step {self.step_name!r} has no response {response_id!r}")
+
+    @property
+    def attempt(self) -> int:
+        return self.retry_count + 1
+
+    @property
+    def candidates(self) -> list[AIResponse]:
+        """The latest attempt's candidates, the ones a writer chooses between."""
+        return [r for r in self.ai_responses if r.kind == "candidate" and r.attempt == self.attempt]
+
+    def select_response(self, index: int, feedback: str = "") -> str:
+        """Select a response and mark the step complete, as the seed describes."""
+        if not 0 <= index < len(self.ai_responses):
+            raise WriteItError(
+                f"response index {index} is out of range for step {self.step_name!r}",
+                hint=f"choose 0..{len(self.ai_responses) - 1}",
+            )
+        chosen = self.ai_responses[index]
+        if chosen.status != ResponseStatus.COMPLETED:
+            raise WriteItError(
+                f"response {index} of step {self.step_name!r} is {chosen.status.value}",
+                hint="select a completed response, or retry this one",
+            )
+        if self.status != StepStatus.COMPLETED:
+            self.transition(StepStatus.COMPLETED)
+        self.user_selection = index
+        if feedback:
+            self.user_feedback = feedback
+        self.completed_at = utcnow()
+        self.merged_content = chosen.processed_content
+        return self.merged_content
+
+    def get_selected_content(self) -> str | None:
+        if self.user_selection is not None:
+            return self.ai_responses[self.user_selection].processed_content
+        return self.merged_content
+
+    @property
+    def output(self) -> str | None:
+        """What later steps receive as `<step>_output`: the chosen or merged text."""
+        return self.merged_content if self.merged_content is not None else None
+
+
+class PipelineRun(BaseModel):
+    pipeline_run_id: str = Field(default_factory=new_id)
+    configuration_id: str
+    pipeline: PipelineConfiguration
+    parent_pipeline_run_id: str | None = None
+    branch_point: str | None = None
+    branch_seq: int | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    completed_at: datetime | None = None
+    current_step: str
+    status: PipelineStatus = PipelineStatus.INITIALIZING
+    user_inputs: dict[str, str] = Field(default_factory=dict)
+    steps: dict[str, StepState] = Field(default_factory=dict)
+    style_primer: str | None = None
+    style_prompt: str = ""
+    primer: StylePrimer | None = None
+    models: list[str] = Field(default_factory=list)
+    step_models: dict[str, list[str]] = Field(default_factory=dict)
+    user_id: str = "default"
+    error: str | None = None
+    last_seq: int = 0
+
+    def can_transition_to(self, new: PipelineStatus) -> bool:
+        return validate_pipeline_transition(self.status, new)
+
+    def transition(self, new: PipelineStatus) -> None:
+        if not self.can_transition_to(new):
+            raise InvalidTransition(
+                _transition_error(
+                    f"run {self.pipeline_run_id[:8]}",
+                    self.status,
+                    new,
+                    PIPELINE_TRANSITIONS[self.status],
+                )
+            )
+        self.status = new
+
+    def advance_step(self) -> str:
+        """The step after the current one, from the pipeline's own order."""
+        following = self.pipeline.next_step(self.current_step)
+        if following is None:
+            raise WriteItError("already at the final step")
+        return following
+
+    def step(self, name: str) -> StepState:
+        self.pipeline.step(name)  # raises a clear error for an unknown step
+        return self.steps[name]
+
+    def models_for(self, step: str) -> list[str]:
+        """The run's --model list, else its per-step choice, else the pipeline's."""
+        return list(
+            self.models
+            or self.step_models.get(step)
+            or self.pipeline.models_for(self.pipeline.step(step))
+        )
+
+    @property
+    def current(self) -> StepState:
+        return self.steps[self.current_step]
+
+    @property
+    def step_index(self) -> int:
+        return self.pipeline.step_names.index(self.current_step)
+
+    @property
+    def final_text(self) -> str | None:
+        """The article: the output of the last step that has one."""
+        for name in reversed(self.pipeline.step_names):
+            output = self.steps[name].output
+            if output is not None:
+                return output
+        return None
+
+    @property
+    def total_tokens(self) -> int:
+        return sum(r.tokens for s in self.steps.values() for r in s.ai_responses)
+
+    @property
+    def total_cost(self) -> float:
+        return sum(r.cost for s in self.steps.values() for r in s.ai_responses)
+
+    def find_response(self, response_id: str) -> tuple[StepState, AIResponse]:
+        for step in self.steps.values():
+            for response in step.ai_responses:
+                if response.response_id == response_id:
+                    return step, response
+        raise WriteItError(f"run {self.pipeline_run_id[:8]} has no response {response_id!r}")
+
+
+# --- styles, preferences, sessions -----------------------------------------------------
+
+
+class StylePrimer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    primer_id: str
+    name: str
+    description: str = ""
+    content: str = ""
+    voice_attributes: dict[str, str] = Field(default_factory=dict)
+    example_openings: list[str] = Field(default_factory=list)
+    guidelines: dict[str, list[str]] = Field(default_factory=dict)
+    created_at: datetime = Field(default_factory=utcnow)
+    last_used: datetime = Field(default_factory=utcnow)
+
+    def format_for_prompt(self) -> str:
+        formatted = f"WRITING STYLE GUIDE: {self.name}\n\n"
+        formatted += f"{self.content}\n\n"
+        for attr, value in self.voice_attributes.items():
+            formatted += f"{attr.title()}: {value}\n"
+        if self.example_openings:
+            formatted += "\nExample openings:\n"
+            for opening in self.example_openings[:2]:
+                formatted += f"- {opening}\n"
+        if "avoid" in self.guidelines:
+            formatted += f"\nAvoid: {', '.join(self.guidelines['avoid'])}\n"
+        if "prefer" in self.guidelines:
+            formatted += f"Prefer: {', '.join(self.guidelines['prefer'])}\n"
+        return formatted
+
+
+class UserPreferences(BaseModel):
+    """Saved in WRITEIT_HOME/config.yaml; `writeit config set` validates through this model."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    default_models: dict[str, str] = Field(
+        default_factory=lambda: {
+            "angles": "gpt-4o-mini",
+            "outline": "gpt-4o",
+            "draft": "claude-sonnet-4",
+            "polish": "gpt-4o-mini",
+        }
+    )
+    style_primer: str = "tech-journalist"
+    auto_save_enabled: bool = True
+    streaming_buffer_size: int = Field(default=10, ge=1, le=10_000)
+    keyboard_shortcuts: dict[str, str] = Field(default_factory=dict)
+    theme: str = "default"
+    max_concurrent_pipelines: int = Field(default=3, ge=1, le=64)
+    export_format: Literal["md", "yaml", "json"] = "yaml"
+    workspace: str = "default"
+    pricing: dict[str, dict[str, float]] = Field(default_factory=dict)
+    request_timeout: float = Field(default=120.0, gt=0)
+    max_retries: int = Field(default=2, ge=0, le=10)
+
+    @field_validator("keyboard_shortcuts")
+    @classmethod
+    def _single_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        for action, key in value.items():
+            if not key or " " in key:
+                raise ValueError(f"shortcut for {action!r} must be one key name, got {key!r}")
+        return value
+
+
+class UserSession(BaseModel):
+    session_id: str = Field(default_factory=new_id)
+    user_id: str = "default"
+    active_pipeline_run_id: str | None = None
+    workspace_path: Path = Field(default_factory=lambda: Path.home() / "writeIt")
+    preferences: UserPreferences = Field(default_factory=UserPreferences)
+    created_at: datetime = Field(default_factory=utcnow)
+    last_activity: datetime = Field(default_factory=utcnow)
+    websocket_connection_id: str | None = None
+
+
+PipelineRun.model_rebuild()

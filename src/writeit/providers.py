@@ -1,0 +1,402 @@
+"""Every model call goes through Simon Willison's `llm`: resolve, stream, time, price.
+
+Async models stream natively; sync-only models (such as `markov`) run in a daemon
+thread that feeds the event loop. Failures become `ProviderError` with a short code
+and the provider's own message, so one failing model never sinks a step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from writeit.models import WriteItError
+
+OFFLINE_MODEL = "markov"
+
+# USD per 1K tokens; `pricing` in config.yaml overrides or extends this table.
+DEFAULT_PRICING: dict[str, dict[str, float]] = {
+    "gpt-4o-mini": {"input": 0.00015, "output": 0.0006},
+    "gpt-4o": {"input": 0.0025, "output": 0.01},
+    "gpt-4.1": {"input": 0.002, "output": 0.008},
+    "gpt-4.1-mini": {"input": 0.0004, "output": 0.0016},
+    "gpt-4.1-nano": {"input": 0.0001, "output": 0.0004},
+    "gpt-5": {"input": 0.00125, "output": 0.01},
+    "gpt-5-mini": {"input": 0.00025, "output": 0.002},
+    "o4-mini": {"input": 0.0011, "output": 0.0044},
+    "claude-sonnet-4": {"input": 0.003, "output": 0.015},
+    "claude-sonnet-4.5": {"input": 0.003, "output": 0.015},
+    "claude-opus-4": {"input": 0.015, "output": 0.075},
+    "claude-haiku-4.5": {"input": 0.001, "output": 0.005},
+    "claude-3.5-haiku": {"input": 0.0008, "output": 0.004},
+    "gemini-2.5-pro": {"input": 0.00125, "output": 0.01},
+    "gemini-2.5-flash": {"input": 0.0003, "output": 0.0025},
+    "markov": {"input": 0.0, "output": 0.0},
+}
+
+_KEY_VARIABLES = {
+    "openai": "OPENAI_API_KEY",
+    "anthropic": "ANTHROPIC_API_KEY",
+    "gemini": "GEMINI_API_KEY",
+    "mistral": "MISTRAL_API_KEY",
+}
+
+
+class ProviderError(WriteItError):
+    """A model call failed; `code` says how, `retryable` whether trying again may help."""
+
+    def __init__(self, message: str, code: str = "error", retryable: bool = False) -> None:
+        super().__init__(message)
+        self.code = code
+        self.retryable = retryable
+
+
+@dataclass
+class ModelInfo:
+    model_id: str
+    aliases: list[str]
+    provider: str
+    needs_key: str | None
+    has_key: bool
+    is_async: bool
+
+    @property
+    def usable(self) -> bool:
+        return self.needs_key is None or self.has_key
+
+
+@dataclass
+class StreamResult:
+    text: str
+    provider: str
+    input_tokens: int
+    output_tokens: int
+    duration: float
+    estimated_usage: bool = False
+    attempts: int = 1
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def pricing(overrides: dict[str, dict[str, float]] | None = None) -> dict[str, dict[str, float]]:
+    return {**DEFAULT_PRICING, **(overrides or {})}
+
+
+def _provider_of(model: Any) -> str:
+    if getattr(model, "api_base", None):
+        return "openai-compatible"
+    module = type(model).__module__
+    if module.startswith("llm.default_plugins.openai"):
+        return "openai"
+    return module.split(".")[0].removeprefix("llm_").replace("_", "-")
+
+
+def _has_key(model: Any) -> bool:
+    if getattr(model, "needs_key", None) is None:
+        return True
+    try:
+        return bool(model.get_key())
+    except Exception:
+        return False
+
+
+def list_models() -> list[ModelInfo]:
+    import llm
+
+    found = []
+    for entry in llm.get_models_with_aliases():
+        model = entry.model or entry.async_model
+        found.append(
+            ModelInfo(
+                model_id=model.model_id,
+                aliases=list(entry.aliases),
+                provider=_provider_of(model),
+                needs_key=getattr(model, "needs_key", None),
+                has_key=_has_key(model),
+                is_async=entry.async_model is not None,
+            )
+        )
+    return found
+
+
+def key_hint(needs_key: str | None) -> str:
+    if not needs_key:
+        return ""
+    variable = _KEY_VARIABLES.get(needs_key)
+    hint = f"llm keys set {needs_key}"
+    return f"{hint} (or set {variable})" if variable else hint
+
+
+def has_real_provider() -> bool:
+    """Whether any model that needs a key has one, i.e. a real provider is configured."""
+    return any(m.needs_key and m.has_key for m in list_models())
+
+
+@dataclass
+class Resolved:
+    model_id: str
+    provider: str
+    async_model: Any | None
+    sync_model: Any | None
+
+
+@functools.lru_cache(maxsize=256)
+def _resolve_cached(name: str) -> Resolved:
+    import llm
+
+    async_model = sync_model = None
+    try:
+        async_model = llm.get_async_model(name)
+    except llm.UnknownModelError:
+        try:
+            sync_model = llm.get_model(name)
+        except llm.UnknownModelError:
+            raise ProviderError(
+                f"unknown model {name!r}",
+                code="unknown_model",
+            ) from None
+    model = async_model or sync_model
+    _guard_key(model)
+    _tune_client(model)
+    return Resolved(model.model_id, _provider_of(model), async_model, sync_model)
+
+
+def resolve(name: str) -> Resolved:
+    """The model for an id or alias; unknown names fail with a pointer to `writeit models`."""
+    try:
+        return _resolve_cached(name)
+    except ProviderError as error:
+        error.hint = "run `writeit models` to see what is installed, or `llm install <plugin>`"
+        raise
+
+
+def forget_models() -> None:
+    """Drop resolved models, e.g. after `llm keys set` or a new extra-openai-models.yaml."""
+    _resolve_cached.cache_clear()
+
+
+def _guard_key(model: Any) -> None:
+    """Never send the default OpenAI key to a host the writer configured for another key."""
+    if getattr(model, "api_base", None) and getattr(model, "needs_key", None) not in (
+        None,
+        "openai",
+    ):
+        model.key_env_var = None
+
+
+_timeouts: dict[str, float] = {"timeout": 120.0}
+
+
+def configure(timeout: float) -> None:
+    _timeouts["timeout"] = timeout
+
+
+def _tune_client(model: Any) -> None:
+    """`llm`'s openai client retries on its own and reads for 600 s; we want neither."""
+    get_client = getattr(model, "get_client", None)
+    if get_client is None or getattr(get_client, "_writeit", False):
+        return
+
+    def tuned(*args: Any, **kwargs: Any) -> Any:
+        import httpx
+
+        client = get_client(*args, **kwargs)
+        limit = _timeouts["timeout"]
+        return client.with_options(
+            timeout=httpx.Timeout(limit, connect=min(10.0, limit)), max_retries=0
+        )
+
+    tuned._writeit = True  # type: ignore[attr-defined]
+    model.get_client = tuned
+
+
+def classify(error: BaseException) -> ProviderError:
+    """The provider's own message with a code the engine and front ends can act on."""
+    if isinstance(error, ProviderError):
+        return error
+    import llm
+
+    status = getattr(error, "status_code", None)
+    name = type(error).__name__
+    message = _message(error)
+    if isinstance(error, llm.NeedsKeyException):
+        return ProviderError(message, code="needs_key")
+    if isinstance(error, TimeoutError) or "Timeout" in name:
+        return ProviderError(f"timed out: {message}", code="timeout", retryable=True)
+    if status == 429 or "RateLimit" in name:
+        return ProviderError(f"rate limited (429): {message}", code="rate_limited", retryable=True)
+    if status in (401, 403) or "Authentication" in name or "PermissionDenied" in name:
+        return ProviderError(f"not authorised ({status}): {message}", code="auth")
+    if status == 404 or "NotFound" in name:
+        return ProviderError(f"not found ({status}): {message}", code="not_found")
+    if status is not None and status >= 500:
+        return ProviderError(f"server error ({status}): {message}", code="server", retryable=True)
+    if status is not None:
+        return ProviderError(f"request refused ({status}): {message}", code="bad_request")
+    if "Connection" in name or "RemoteProtocol" in name or "ReadError" in name:
+        return ProviderError(f"connection failed: {message}", code="connection", retryable=True)
+    return ProviderError(f"{name}: {message}" if message else name, code="error")
+
+
+def _message(error: BaseException) -> str:
+    body = getattr(error, "body", None)
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and inner.get("message"):
+            return str(inner["message"])
+        if isinstance(body.get("message"), str):
+            return body["message"]
+    return str(error).strip() or type(error).__name__
+
+
+def _accepted_options(model: Any, options: dict[str, Any]) -> dict[str, Any]:
+    fields = getattr(model.Options, "model_fields", {})
+    return {k: v for k, v in options.items() if k in fields and v is not None}
+
+
+async def _iterate_sync(
+    model: Any, prompt: str, system: str | None, options: dict, idle: float
+) -> AsyncIterator[tuple[str | None, Any]]:
+    """Run a sync model in a daemon thread; chunks cross back through a queue."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            response = model.prompt(prompt, system=system or None, **options)
+            for chunk in response:
+                if stop.is_set():
+                    return
+                loop.call_soon_threadsafe(queue.put_nowait, ("chunk", chunk))
+            loop.call_soon_threadsafe(queue.put_nowait, ("done", response))
+        except BaseException as error:  # noqa: BLE001 - handed to the event loop
+            loop.call_soon_threadsafe(queue.put_nowait, ("error", error))
+
+    threading.Thread(target=work, daemon=True, name=f"writeit-{model.model_id}").start()
+    try:
+        while True:
+            kind, value = await asyncio.wait_for(queue.get(), idle)
+            if kind == "chunk":
+                yield value, None
+            elif kind == "done":
+                yield None, value
+                return
+            else:
+                raise value
+    finally:
+        stop.set()
+
+
+async def _stream_once(
+    resolved: Resolved,
+    prompt: str,
+    system: str | None,
+    options: dict[str, Any],
+    on_delta: Callable[[str], Any],
+    idle: float,
+) -> StreamResult:
+    started = time.monotonic()
+    parts: list[str] = []
+    if resolved.async_model is not None:
+        model = resolved.async_model
+        response = model.prompt(prompt, system=system or None, **_accepted_options(model, options))
+        iterator = response.__aiter__()
+        while True:
+            try:
+                chunk = await asyncio.wait_for(iterator.__anext__(), idle)
+            except StopAsyncIteration:
+                break
+            parts.append(chunk)
+            on_delta(chunk)
+        usage = await response.usage()
+        input_tokens, output_tokens = usage.input, usage.output
+    else:
+        model = resolved.sync_model
+        accepted = _accepted_options(model, options)
+        response = None
+        async for chunk, finished in _iterate_sync(model, prompt, system, accepted, idle):
+            if chunk is not None:
+                parts.append(chunk)
+                on_delta(chunk)
+            else:
+                response = finished
+        usage = response.usage() if response is not None else None
+        input_tokens = usage.input if usage else None
+        output_tokens = usage.output if usage else None
+    text = "".join(parts)
+    estimated = input_tokens is None or output_tokens is None
+    return StreamResult(
+        text=text,
+        provider=resolved.provider,
+        input_tokens=input_tokens if input_tokens is not None else _estimate(prompt, system),
+        output_tokens=output_tokens if output_tokens is not None else _estimate(text),
+        duration=time.monotonic() - started,
+        estimated_usage=estimated,
+    )
+
+
+def _estimate(*texts: str | None) -> int:
+    """About four characters a token: only for models that report no usage."""
+    return sum(len(t or "") for t in texts) // 4
+
+
+async def stream(
+    name: str,
+    prompt: str,
+    *,
+    system: str | None = None,
+    options: dict[str, Any] | None = None,
+    on_delta: Callable[[str], Any] = lambda _: None,
+    timeout: float = 120.0,
+    retries: int = 2,
+    backoff: float = 0.5,
+) -> StreamResult:
+    """Stream one answer. Retries (bounded, with backoff) only before the first token,
+    so a retry never duplicates text the writer already saw."""
+    from tenacity import (
+        AsyncRetrying,
+        retry_if_exception,
+        stop_after_attempt,
+        wait_exponential,
+    )
+
+    configure(timeout)
+    try:
+        resolved = resolve(name)
+    except Exception as error:
+        raise classify(error) from error
+    seen_text = False
+
+    def delta(chunk: str) -> None:
+        nonlocal seen_text
+        seen_text = True
+        on_delta(chunk)
+
+    def retryable(error: BaseException) -> bool:
+        return not seen_text and classify(error).retryable
+
+    attempts = 0
+    try:
+        async for attempt in AsyncRetrying(
+            stop=stop_after_attempt(retries + 1),
+            wait=wait_exponential(multiplier=backoff, max=10),
+            retry=retry_if_exception(retryable),
+            reraise=True,
+        ):
+            with attempt:
+                attempts += 1
+                result = await _stream_once(resolved, prompt, system, options or {}, delta, timeout)
+    except asyncio.CancelledError:
+        raise
+    except BaseException as error:
+        failure = classify(error)
+        if attempts > 1:
+            failure.args = (f"{failure.args[0]} (after {attempts} attempts)",)
+        raise failure from error
+    result.attempts = attempts
+    return result

@@ -1,0 +1,448 @@
+"""The LMDB event store: append-only run histories, the seed's keys and indexes, forks.
+
+Every append writes the events and every index they touch in one write transaction,
+so a crash leaves either all of it or none of it. A fork stores only its own events
+and a pointer to the parent's history up to the branch point.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import lmdb
+
+from writeit.events import Event, EventType, fold
+from writeit.models import PipelineRun, PipelineStatus, UserSession, WriteItError
+
+SCHEMA_VERSION = 1
+DEFAULT_MAP_SIZE = 1 << 30  # grows on demand; the file stays sparse
+_COMPRESS_OVER = 400  # bytes of JSON before zlib pays for itself
+
+T = TypeVar("T")
+
+_envs: dict[Path, lmdb.Environment] = {}
+_envs_lock = threading.Lock()
+
+
+class StoreError(WriteItError):
+    """The store cannot be opened or written safely; nothing was changed."""
+
+
+class Conflict(WriteItError):
+    """Someone else appended to this run since the caller last looked."""
+
+
+class UnknownRun(WriteItError):
+    pass
+
+
+def _encode(value: Any) -> bytes:
+    raw = json.dumps(value, separators=(",", ":"), default=str).encode()
+    if len(raw) > _COMPRESS_OVER:
+        return b"z" + zlib.compress(raw, 6)
+    return b"j" + raw
+
+
+def _decode(blob: bytes) -> Any:
+    if blob[:1] == b"z":
+        return json.loads(zlib.decompress(blob[1:]))
+    return json.loads(blob[1:])
+
+
+def _event_key(run_id: str, seq: int) -> bytes:
+    return f"event:{run_id}:{seq:010d}".encode()
+
+
+@dataclass
+class RunSummary:
+    """The `run:{id}` record: what listings need without folding a history."""
+
+    run_id: str
+    pipeline: str
+    status: str
+    current_step: str
+    step_index: int
+    steps_total: int
+    created_at: str
+    updated_at: str
+    last_seq: int
+    own_from: int
+    parent: str | None = None
+    branch_point: str | None = None
+    branch_seq: int | None = None
+    style: str | None = None
+    models: list[str] | None = None
+    tokens: int = 0
+    cost: float = 0.0
+    title: str = ""
+    user_id: str = "default"
+    deleted: bool = False
+
+    @classmethod
+    def of(cls, run: PipelineRun, own_from: int, deleted: bool = False) -> RunSummary:
+        source = run.user_inputs.get(next(iter(run.user_inputs), ""), "")
+        return cls(
+            run_id=run.pipeline_run_id,
+            pipeline=run.configuration_id,
+            status=run.status.value,
+            current_step=run.current_step,
+            step_index=run.step_index,
+            steps_total=len(run.pipeline.steps),
+            created_at=run.created_at.isoformat(timespec="microseconds"),
+            updated_at=run.updated_at.isoformat(timespec="microseconds"),
+            last_seq=run.last_seq,
+            own_from=own_from,
+            parent=run.parent_pipeline_run_id,
+            branch_point=run.branch_point,
+            branch_seq=run.branch_seq,
+            style=run.style_primer,
+            models=run.models,
+            tokens=run.total_tokens,
+            cost=round(run.total_cost, 6),
+            title=" ".join(source.split())[:80],
+            user_id=run.user_id,
+            deleted=deleted,
+        )
+
+
+class Store:
+    """One workspace's LMDB environment; safe across threads and processes."""
+
+    def __init__(self, path: Path, map_size: int = DEFAULT_MAP_SIZE) -> None:
+        self.path = Path(path)
+        self.env = _open_env(self.path, map_size)
+        self._check_schema()
+
+    # --- writing -----------------------------------------------------------------
+
+    def append(
+        self,
+        run: PipelineRun,
+        events: list[Event],
+        expected_seq: int,
+        *,
+        index: bool = True,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        """Append events that `run` (already folded with them) reflects.
+
+        `expected_seq` is the last seq the caller saw; if the log moved on, nothing
+        is written and Conflict is raised. `index=False` skips the summary and
+        indexes for pure streaming checkpoints, which change neither.
+        """
+        run_id = run.pipeline_run_id
+
+        def write(txn: lmdb.Transaction) -> None:
+            summary_raw = txn.get(f"run:{run_id}".encode())
+            summary = _decode(summary_raw) if summary_raw else None
+            current = summary["last_seq"] if summary else 0
+            if current != expected_seq:
+                raise Conflict(
+                    f"run {run_id[:8]} changed elsewhere "
+                    f"(at event {current}, expected {expected_seq})",
+                    hint="reload the run and try again",
+                )
+            for event in events:
+                txn.put(
+                    _event_key(run_id, event.seq),
+                    _encode(event.model_dump(mode="json", exclude={"run_id"})),
+                    overwrite=False,
+                )
+            own_from = summary["own_from"] if summary else events[0].seq
+            if summary is None or index:
+                deleted = any(e.type == EventType.RUN_DELETED for e in events) or bool(
+                    summary and summary.get("deleted")
+                )
+                self._index(txn, run, events, summary, RunSummary.of(run, own_from, deleted))
+            else:
+                summary["last_seq"] = run.last_seq
+                txn.put(f"run:{run_id}".encode(), _encode(summary))
+            for key, value in (extra or {}).items():
+                txn.put(key.encode(), _encode(value))
+
+        self._write(write)
+
+    def _index(
+        self,
+        txn: lmdb.Transaction,
+        run: PipelineRun,
+        events: list[Event],
+        old: dict[str, Any] | None,
+        new: RunSummary,
+    ) -> None:
+        run_id, user = new.run_id, new.user_id
+        txn.put(f"run:{run_id}".encode(), _encode(new.__dict__))
+        if old is None:
+            txn.put(
+                f"run_by_config:{new.pipeline}:{new.created_at}:{run_id}".encode(), run_id.encode()
+            )
+            txn.put(f"run_by_user:{user}:{new.created_at}:{run_id}".encode(), run_id.encode())
+            if new.parent:
+                txn.put(f"branch_parent:{run_id}".encode(), new.parent.encode())
+                children_key = f"branch_children:{new.parent}".encode()
+                children = _decode(txn.get(children_key)) if txn.get(children_key) else []
+                txn.put(children_key, _encode([*children, run_id]))
+        else:
+            txn.delete(f"recent_runs:{user}:{old['updated_at']}:{run_id}".encode())
+        if not new.deleted:
+            txn.put(f"recent_runs:{user}:{new.updated_at}:{run_id}".encode(), run_id.encode())
+        if new.status == PipelineStatus.COMPLETED and (old or {}).get("status") != "completed":
+            txn.put(f"completed_runs:{user}:{new.updated_at}:{run_id}".encode(), run_id.encode())
+        touched = {e.data["step"] for e in events if "step" in e.data}
+        touched |= {new.current_step}
+        for name in touched:
+            step = run.steps.get(name)
+            if step is None:
+                continue
+            ids = [r.response_id for r in step.ai_responses]
+            txn.put(f"step_responses:{run_id}:{name}".encode(), _encode(ids))
+            txn.put(
+                f"step:{run_id}:{name}".encode(),
+                _encode(
+                    {
+                        "status": step.status.value,
+                        "user_selection": step.user_selection,
+                        "retry_count": step.retry_count,
+                        "has_output": step.output is not None,
+                    }
+                ),
+            )
+        for event in events:
+            if event.type == EventType.RESPONSE_STARTED:
+                txn.put(
+                    f"response:{event.data['response_id']}".encode(),
+                    _encode(
+                        {"run_id": run_id, "step": event.data["step"], "model": event.data["model"]}
+                    ),
+                )
+
+    def save_primer(self, primer_id: str, primer: dict[str, Any]) -> None:
+        self._write(lambda txn: txn.put(f"primer:{primer_id}".encode(), _encode(primer)))
+
+    def save_session(self, session: UserSession) -> None:
+        def write(txn: lmdb.Transaction) -> None:
+            txn.put(
+                f"session:{session.session_id}".encode(), _encode(session.model_dump(mode="json"))
+            )
+            txn.put(f"active_sessions:{session.user_id}".encode(), session.session_id.encode())
+
+        self._write(write)
+
+    def active_session(self, user_id: str = "default") -> UserSession | None:
+        with self.env.begin() as txn:
+            session_id = txn.get(f"active_sessions:{user_id}".encode())
+            raw = session_id and txn.get(f"session:{session_id.decode()}".encode())
+            return UserSession.model_validate(_decode(raw)) if raw else None
+
+    # --- reading -----------------------------------------------------------------
+
+    def summary(self, run_id: str) -> RunSummary:
+        with self.env.begin() as txn:
+            raw = txn.get(f"run:{run_id}".encode())
+        if raw is None:
+            raise UnknownRun(f"no run {run_id!r} in this workspace", hint="see `writeit runs`")
+        return RunSummary(**_decode(raw))
+
+    def exists(self, run_id: str) -> bool:
+        with self.env.begin() as txn:
+            return txn.get(f"run:{run_id}".encode()) is not None
+
+    def events(self, run_id: str, upto: int | None = None) -> list[Event]:
+        """The run's whole lineage of events: inherited ones first, then its own."""
+        with self.env.begin(buffers=True) as txn:
+            return list(self._lineage(txn, run_id, upto))
+
+    def _lineage(self, txn: lmdb.Transaction, run_id: str, upto: int | None) -> Iterator[Event]:
+        chain: list[tuple[str, int, int | None]] = []  # (run, first own seq, last seq wanted)
+        current, limit = run_id, upto
+        while current:
+            raw = txn.get(f"run:{current}".encode())
+            if raw is None:
+                raise UnknownRun(f"no run {current!r} in this workspace", hint="see `writeit runs`")
+            summary = _decode(bytes(raw))
+            chain.append((current, summary["own_from"], limit))
+            parent_limit = summary.get("branch_seq")
+            limit = parent_limit if limit is None else min(limit, parent_limit or limit)
+            current = summary.get("parent")
+        for owner, first, last in reversed(chain):
+            yield from self._own_events(txn, owner, first, last)
+
+    def _own_events(
+        self, txn: lmdb.Transaction, run_id: str, first: int, last: int | None
+    ) -> Iterator[Event]:
+        cursor = txn.cursor()
+        prefix = f"event:{run_id}:".encode()
+        if not cursor.set_range(_event_key(run_id, first)):
+            return
+        for key, value in cursor:
+            if not bytes(key).startswith(prefix):
+                break
+            data = _decode(bytes(value))
+            if last is not None and data["seq"] > last:
+                break
+            yield Event(run_id=run_id, **data)
+
+    def load(self, run_id: str) -> PipelineRun:
+        return fold(self.events(run_id))
+
+    def state_at(self, run_id: str, seq: int) -> PipelineRun:
+        """Time travel: the run as it stood right after event `seq`."""
+        events = self.events(run_id, upto=seq)
+        if not events or events[-1].seq != seq:
+            last = self.summary(run_id).last_seq
+            raise WriteItError(f"run {run_id[:8]} has no event {seq}", hint=f"choose 1..{last}")
+        return fold(events)
+
+    def get_pipeline_history(self, run_id: str) -> list[PipelineRun]:
+        """The run and its ancestors, root first (the seed's parent walk)."""
+        history = []
+        current: str | None = run_id
+        while current:
+            history.append(self.load(current))
+            current = history[-1].parent_pipeline_run_id
+        return list(reversed(history))
+
+    def ancestors(self, run_id: str) -> list[str]:
+        ids = []
+        with self.env.begin() as txn:
+            current: bytes | None = run_id.encode()
+            while current:
+                ids.append(current.decode())
+                current = txn.get(b"branch_parent:" + current)
+        return list(reversed(ids))
+
+    def children(self, run_id: str) -> list[str]:
+        with self.env.begin() as txn:
+            raw = txn.get(f"branch_children:{run_id}".encode())
+        return _decode(raw) if raw else []
+
+    def recent(
+        self,
+        user_id: str = "default",
+        limit: int | None = 50,
+        status: str | None = None,
+        pipeline: str | None = None,
+    ) -> list[RunSummary]:
+        """Runs newest-updated first, through the recent_runs index (no history folding)."""
+        found: list[RunSummary] = []
+        prefix = f"recent_runs:{user_id}:".encode()
+        with self.env.begin() as txn:
+            cursor = txn.cursor()
+            if not cursor.set_range(prefix + b"\xff"):
+                cursor.last()
+            else:
+                cursor.prev()
+            for key, value in cursor.iterprev():
+                if not key.startswith(prefix):
+                    break
+                summary = RunSummary(**_decode(txn.get(b"run:" + value)))
+                if status and summary.status != status:
+                    continue
+                if pipeline and summary.pipeline != pipeline:
+                    continue
+                found.append(summary)
+                if limit and len(found) >= limit:
+                    break
+        return found
+
+    def resolve(self, prefix: str) -> str:
+        """A full run id from an unambiguous prefix."""
+        prefix = prefix.strip()
+        if not prefix:
+            raise UnknownRun("no run id given", hint="see `writeit runs`")
+        with self.env.begin() as txn:
+            cursor = txn.cursor()
+            key_prefix = f"run:{prefix}".encode()
+            matches = []
+            if cursor.set_range(key_prefix):
+                for key in cursor.iternext(values=False):
+                    if not key.startswith(key_prefix):
+                        break
+                    matches.append(key[4:].decode())
+                    if len(matches) > 5:
+                        break
+        if not matches:
+            raise UnknownRun(f"no run matches {prefix!r}", hint="see `writeit runs`")
+        if len(matches) > 1:
+            raise UnknownRun(
+                f"{prefix!r} matches several runs: {', '.join(m[:12] for m in matches)}",
+                hint="give more characters of the run id",
+            )
+        return matches[0]
+
+    def get(self, key: str) -> Any:
+        with self.env.begin() as txn:
+            raw = txn.get(key.encode())
+        return _decode(raw) if raw else None
+
+    def keys(self, prefix: str) -> list[str]:
+        with self.env.begin() as txn:
+            cursor = txn.cursor()
+            raw_prefix = prefix.encode()
+            if not cursor.set_range(raw_prefix):
+                return []
+            return [
+                k.decode()
+                for k in (key for key in cursor.iternext(values=False))
+                if k.startswith(raw_prefix)
+            ]
+
+    # --- plumbing ----------------------------------------------------------------
+
+    def _write(self, work: Callable[[lmdb.Transaction], T]) -> T:
+        """Run `work` in one write transaction; grow the map and retry when it is full."""
+        for _ in range(8):
+            try:
+                with self.env.begin(write=True) as txn:
+                    return work(txn)
+            except lmdb.MapFullError:
+                self.env.set_mapsize(self.env.info()["map_size"] * 2)
+            except lmdb.MapResizedError:
+                self.env.set_mapsize(0)  # another process grew it; adopt the new size
+        raise StoreError(f"cannot grow the store at {self.path}", hint="check free disk space")
+
+    def _check_schema(self) -> None:
+        def check(txn: lmdb.Transaction) -> bytes | None:
+            raw = txn.get(b"meta:schema")
+            if raw is None:
+                txn.put(b"meta:schema", str(SCHEMA_VERSION).encode())
+            return raw
+
+        raw = self._write(check)
+        if raw is not None and int(raw) > SCHEMA_VERSION:
+            raise StoreError(
+                f"the store at {self.path} was written by a newer WriteIt (schema {int(raw)})",
+                hint="upgrade WriteIt (pip install -U writeit); nothing was changed",
+            )
+
+
+def _open_env(path: Path, map_size: int) -> lmdb.Environment:
+    """One environment per path per process, as LMDB requires."""
+    path = path.resolve()
+    with _envs_lock:
+        env = _envs.get(path)
+        if env is not None:
+            return env
+        path.mkdir(parents=True, exist_ok=True)
+        try:
+            env = lmdb.open(str(path), map_size=map_size, max_dbs=1, subdir=True)
+        except lmdb.VersionMismatchError as error:
+            raise StoreError(
+                f"the store at {path} was made by an incompatible LMDB version",
+                hint="open it with the WriteIt version that created it; nothing was changed",
+            ) from error
+        except (lmdb.InvalidError, lmdb.CorruptedError) as error:
+            raise StoreError(
+                f"the store at {path} is damaged or not an LMDB store ({error})",
+                hint="move the folder aside and restore it from a backup; WriteIt did not touch it",
+            ) from error
+        except lmdb.Error as error:
+            raise StoreError(f"cannot open the store at {path}: {error}") from error
+        _envs[path] = env
+        return env
