@@ -250,7 +250,7 @@ def _compile(template: str) -> jinja2.Template:
     return _ENV.from_string(template)
 
 
-def render_template(template: str, variables: Mapping[str, str]) -> str:
+def render_template(template: str, variables: Mapping[str, Any]) -> str:
     """Render a step prompt; `variables` are data and are never themselves rendered."""
     try:
         return _compile(template).render(dict(variables))

@@ -1,0 +1,219 @@
+"""The LMDB event store: round trips, indexes, forks, time travel, two processes."""
+
+import subprocess
+import sys
+import textwrap
+
+import lmdb
+import pytest
+
+from writeit.events import Event, EventType, apply, fold, new_run
+from writeit.models import PipelineConfiguration, PipelineStatus, StepStatus
+from writeit.store import Conflict, Store, StoreError, UnknownRun, _envs
+
+PIPELINE = PipelineConfiguration(
+    name="mini",
+    inputs=[{"name": "source"}],
+    steps=[
+        {"name": "first", "template": "{{ source }}"},
+        {"name": "second", "template": "{{ first_output }}"},
+    ],
+)
+
+
+def create(store: Store, run_id: str = "run-1"):
+    event = Event(
+        seq=1,
+        type=EventType.RUN_CREATED,
+        run_id=run_id,
+        data={"pipeline": PIPELINE.model_dump(mode="json"), "inputs": {"source": "notes"}},
+    )
+    run = new_run(event)
+    store.append(run, [event], 0)
+    return run
+
+
+def add(store: Store, run, *specs, index=True):
+    expected = run.last_seq
+    events = []
+    for kind, data in specs:
+        event = Event(seq=run.last_seq + 1, type=kind, run_id=run.pipeline_run_id, data=data)
+        apply(run, event)
+        events.append(event)
+    store.append(run, events, expected, index=index)
+    return run
+
+
+def complete_first_step(store, run, text="first text"):
+    return add(
+        store,
+        run,
+        (EventType.RUN_STARTED, {}),
+        (EventType.STEP_STARTED, {"step": "first", "prompt": "notes"}),
+        (EventType.RESPONSE_STARTED, {"step": "first", "response_id": "r1", "model": "m"}),
+        (EventType.RESPONSE_PROGRESS, {"response_id": "r1", "delta": text[:5]}),
+        (EventType.RESPONSE_COMPLETED, {"response_id": "r1", "delta": text[5:]}),
+        (EventType.RESPONSE_SELECTED, {"step": "first", "response_id": "r1"}),
+        (EventType.STEP_ADVANCED, {"from": "first", "to": "second"}),
+    )
+
+
+@pytest.fixture
+def store(tmp_path):
+    return Store(tmp_path / "store")
+
+
+def test_a_run_round_trips_as_the_fold_of_its_events(store):
+    run = complete_first_step(store, create(store))
+    loaded = store.load("run-1")
+    assert loaded == run
+    assert loaded.steps["first"].output == "first text"
+    assert loaded.current_step == "second"
+    assert [e.seq for e in store.events("run-1")] == list(range(1, 9))
+
+
+def test_seed_keys_and_indexes_are_written_with_the_events(store):
+    complete_first_step(store, create(store))
+    keys = store.keys("")
+    for prefix in (
+        "run:run-1",
+        "run_by_config:mini:",
+        "run_by_user:default:",
+        "recent_runs:default:",
+        "step:run-1:first",
+        "step_responses:run-1:first",
+        "response:r1",
+    ):
+        assert any(k.startswith(prefix) for k in keys), prefix
+    assert store.get("step_responses:run-1:first") == ["r1"]
+    assert store.get("step:run-1:first")["status"] == "completed"
+    assert store.get("response:r1") == {"run_id": "run-1", "step": "first", "model": "m"}
+
+
+def test_recent_runs_are_newest_first_and_filterable(store):
+    first = create(store, "run-a")
+    create(store, "run-b")
+    add(store, first, (EventType.RUN_STARTED, {}))  # run-a is now the most recent
+    assert [r.run_id for r in store.recent()] == ["run-a", "run-b"]
+    assert [r.run_id for r in store.recent(status="running")] == ["run-a"]
+    assert store.recent(pipeline="other") == []
+    assert len(store.keys("recent_runs:")) == 2  # the old index entry was moved, not copied
+
+
+def test_time_travel_rebuilds_any_past_state(store):
+    complete_first_step(store, create(store))
+    assert store.state_at("run-1", 1).status == PipelineStatus.INITIALIZING
+    partial = store.state_at("run-1", 5)
+    assert partial.steps["first"].ai_responses[0].raw_output == "first"
+    assert partial.steps["first"].status == StepStatus.RUNNING
+    with pytest.raises(Exception, match="no event 99"):
+        store.state_at("run-1", 99)
+
+
+def test_a_fork_shares_its_parents_history_without_copying(store):
+    parent = complete_first_step(store, create(store))
+    add(store, parent, (EventType.FEEDBACK_GIVEN, {"step": "second", "feedback": "parent only"}))
+    child = store.state_at("run-1", 7)
+    fork = Event(
+        seq=8,
+        type=EventType.RUN_FORKED,
+        run_id="child",
+        data={"parent": "run-1", "branch_point": "first", "branch_seq": 7, "current_step": "first"},
+    )
+    apply(child, fork)
+    store.append(child, [fork], 0)
+    loaded = store.load("child")
+    assert loaded.parent_pipeline_run_id == "run-1"
+    assert loaded.steps["first"].output == "first text"
+    assert loaded.steps["second"].user_feedback is None
+    assert [k for k in store.keys("event:child:")] == ["event:child:0000000008"]
+    assert store.children("run-1") == ["child"]
+    assert [r.pipeline_run_id for r in store.get_pipeline_history("child")] == ["run-1", "child"]
+    assert store.ancestors("child") == ["run-1", "child"]
+
+
+def test_appends_with_a_stale_view_conflict_and_write_nothing(store):
+    run = create(store)
+    stale = run.model_copy(deep=True)
+    add(store, run, (EventType.RUN_STARTED, {}))
+    with pytest.raises(Conflict, match="changed elsewhere"):
+        add(store, stale, (EventType.RUN_STARTED, {}))
+    assert [e.type for e in store.events("run-1")] == [EventType.RUN_CREATED, EventType.RUN_STARTED]
+
+
+def test_run_ids_resolve_from_an_unambiguous_prefix(store):
+    create(store, "abc-1")
+    create(store, "abd-2")
+    assert store.resolve("abc") == "abc-1"
+    with pytest.raises(UnknownRun, match="matches several runs"):
+        store.resolve("ab")
+    with pytest.raises(UnknownRun, match="no run matches"):
+        store.resolve("zzz")
+
+
+def test_a_store_from_a_newer_version_is_refused_untouched(tmp_path):
+    path = tmp_path / "future"
+    env = lmdb.open(str(path))
+    with env.begin(write=True) as txn:
+        txn.put(b"meta:schema", b"99")
+    env.close()
+    with pytest.raises(StoreError, match="newer WriteIt"):
+        Store(path)
+    with _envs[path.resolve()].begin() as txn:  # the environment this process holds
+        assert txn.get(b"meta:schema") == b"99"
+
+
+def test_a_damaged_store_gives_a_clear_error(tmp_path):
+    path = tmp_path / "broken"
+    path.mkdir()
+    (path / "data.mdb").write_bytes(b"this is not an lmdb file" * 200)
+    with pytest.raises(StoreError, match="damaged or not an LMDB store"):
+        Store(path)
+    assert (path / "data.mdb").read_bytes().startswith(b"this is not an lmdb file")
+
+
+def test_large_values_are_compressed(store):
+    run = create(store)
+    text = "word " * 5000
+    run = complete_first_step(store, run, text)
+    assert store.load("run-1").steps["first"].output == text.strip()
+    assert store.env.info()["last_pgno"] * store.env.stat()["psize"] < len(text)
+
+
+WRITER = textwrap.dedent(
+    """
+    import sys
+    from writeit.events import Event, EventType, apply
+    from writeit.store import Conflict, Store
+    store = Store(sys.argv[1])
+    name = sys.argv[2]
+    for i in range(150):
+        while True:
+            run = store.load("shared")
+            event = Event(seq=run.last_seq + 1, type=EventType.FEEDBACK_GIVEN, run_id="shared",
+                          data={"step": "first", "feedback": f"{name}-{i}"})
+            expected = run.last_seq
+            apply(run, event)
+            try:
+                store.append(run, [event], expected)
+                break
+            except Conflict:
+                continue
+    """
+)
+
+
+def test_two_processes_writing_at_once_lose_nothing(tmp_path):
+    path = tmp_path / "store"
+    create(Store(path), "shared")
+    procs = [
+        subprocess.Popen([sys.executable, "-c", WRITER, str(path), name]) for name in ("a", "b")
+    ]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    events = Store(path).events("shared")
+    assert [e.seq for e in events] == list(range(1, 302))
+    written = [e.data["feedback"] for e in events[1:]]
+    for name in ("a", "b"):
+        mine = [w for w in written if w.startswith(name)]
+        assert mine == [f"{name}-{i}" for i in range(150)]
+    assert fold(events).steps["first"].user_feedback in {"a-149", "b-149"}
