@@ -717,6 +717,26 @@ def export_cmd(
     console.print(f"Exported to [bold]{path}[/] ({size} bytes)")
 
 
+@app.command()
+def serve(
+    host: Annotated[
+        str, typer.Option(help="Interface to bind; anything but loopback is exposed.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    workspace: WorkspaceOpt = None,
+    show_token: Annotated[
+        bool, typer.Option("--show-token", help="Print the bearer token and exit.")
+    ] = False,
+) -> None:
+    """Serve the engine over HTTP and WebSocket (token-protected, local by default)."""
+    if show_token:
+        console.print(_ws().ensure_token())
+        return
+    from writeit.server import run_server
+
+    run_server(host=host, port=port, workspace=workspace)
+
+
 # --- entry point ----------------------------------------------------------------------------
 
 

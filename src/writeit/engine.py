@@ -131,6 +131,7 @@ class Engine:
         self._runs: dict[str, PipelineRun] = {}
         self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._streams: dict[str, _Stream] = {}
+        self._generations: dict[str, asyncio.Task[PipelineRun]] = {}
         self._subscribers: list[Subscription] = []
 
     # --- watching --------------------------------------------------------------------
@@ -322,7 +323,31 @@ class Engine:
         guidance: str | None = None,
         models: list[str] | None = None,
     ) -> PipelineRun:
-        """Ask every model of the current step for a candidate (again, if it ran before)."""
+        """Ask every model of the current step for a candidate and wait for them all."""
+        run = await self.start_step(run_id, guidance=guidance, models=models)
+        return await self.wait(run.pipeline_run_id)
+
+    async def wait(self, run_id: str) -> PipelineRun:
+        """The run once its responses in flight (if any) have finished."""
+        run_id = self.resolve(run_id)
+        task = self._generations.get(run_id)
+        if task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(task)
+        return self.load(run_id)
+
+    async def start_step(
+        self,
+        run_id: str,
+        *,
+        guidance: str | None = None,
+        models: list[str] | None = None,
+    ) -> PipelineRun:
+        """Ask every model of the current step for a candidate (again, if it ran before).
+
+        Returns as soon as the requests are out, with the run's streaming responses;
+        watch them with `subscribe()` and wait for them with `wait()`. The run returned
+        may be a new branch (see the module docstring)."""
         run = self.load(run_id)
         self._check_idle(run)
         self._check_capacity(run.pipeline_run_id)
@@ -358,7 +383,8 @@ class Engine:
             return specs
 
         await self._commit(run_id, build)
-        return await self._generate(run_id, step_name, chosen, prompt)
+        run, _ = await self._launch(run_id, step_name, chosen, prompt)
+        return run
 
     def _resume_specs(self, run: PipelineRun) -> Specs:
         if run.status == PipelineStatus.INITIALIZING:
@@ -382,7 +408,23 @@ class Engine:
         kind: str = "candidate",
         instruction: str | None = None,
     ) -> PipelineRun:
-        """Stream one response per model concurrently; checkpoint text as it arrives."""
+        _, task = await self._launch(
+            run_id, step_name, models, prompt, kind=kind, instruction=instruction
+        )
+        return await task
+
+    async def _launch(
+        self,
+        run_id: str,
+        step_name: str,
+        models: list[str],
+        prompt: str,
+        *,
+        kind: str = "candidate",
+        instruction: str | None = None,
+    ) -> tuple[PipelineRun, asyncio.Task[PipelineRun]]:
+        """Ask every model at once; each streams into its own response in the background,
+        its text checkpointed as it arrives. Returns once all responses have started."""
         run = self.load(run_id)
         spec = run.pipeline.step(step_name)
         options = run.pipeline.options_for(spec)
@@ -407,26 +449,30 @@ class Engine:
         run = await self._commit(run_id, build)
         for response_id, model in started:
             self._streams[response_id] = _Stream(run_id, step_name, model)
-        flusher = asyncio.create_task(self._checkpoint_loop(run_id))
-        tasks = []
         for response_id, model in started:
-            task = asyncio.create_task(
+            self._streams[response_id].task = asyncio.create_task(
                 self._stream_response(run, response_id, model, prompt, options)
             )
-            self._streams[response_id].task = task
-            tasks.append(task)
-        try:
-            await asyncio.gather(*tasks, return_exceptions=True)
-        finally:
-            flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await flusher
-            for response_id, _ in started:
-                self._streams.pop(response_id, None)
-        run = self.load(run_id)
-        if kind == "candidate":
-            run = await self._after_generation(run_id, step_name)
-        return run
+
+        async def finish() -> PipelineRun:
+            flusher = asyncio.create_task(self._checkpoint_loop(run_id))
+            try:
+                await asyncio.gather(
+                    *(self._streams[rid].task for rid, _ in started), return_exceptions=True
+                )
+            finally:
+                flusher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await flusher
+                for response_id, _ in started:
+                    self._streams.pop(response_id, None)
+            if kind == "candidate":
+                return await self._after_generation(run_id, step_name)
+            return self.load(run_id)
+
+        task = asyncio.create_task(finish())
+        self._generations[run_id] = task
+        return run, task
 
     async def _after_generation(self, run_id: str, step_name: str) -> PipelineRun:
         run = self.load(run_id)
