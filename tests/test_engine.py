@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from writeit import export
-from writeit.engine import Busy
+from writeit.engine import Busy, choose
 from writeit.events import EventType
 from writeit.models import PipelineStatus, ResponseStatus, StepStatus, WriteItError
 
@@ -314,3 +314,30 @@ async def test_yaml_export_holds_models_selection_feedback_tokens_and_cost(engin
     md = export.render(run, "md")
     assert md.startswith("---\nrun_id: " + run_id)
     assert run.final_text.strip() in md
+
+
+async def test_a_judge_model_scores_the_candidates_and_best_follows_it(engine, source, scripted):
+    scripted.script(
+        "scripted-c", replies=["Candidate 1: 4\nCandidate 2: 9\nThe second is sharper."]
+    )
+    run = await start(engine, source)
+    run = await engine.execute_step(run.pipeline_run_id)
+    run = await engine.judge(run.pipeline_run_id, "scripted-c")
+    a, b = run.steps["angles"].candidates
+    assert (a.quality_score, b.quality_score) == (0.4, 0.9)
+    assert a.quality["judge"] == 0.4 and "readability" in a.quality
+    judged = [r for r in run.steps["angles"].ai_responses if r.kind == "judge"]
+    assert judged[0].model_name == "scripted-c"
+    assert "Candidate 2" in scripted.calls[-1]["prompt"]
+    run = await engine.select(run.pipeline_run_id, choose(run.steps["angles"].candidates, "best"))
+    assert run.steps["angles"].output == b.processed_content
+
+
+async def test_local_quality_signals_fill_the_quality_score(engine, source, scripted):
+    scripted.script("scripted-a", replies=["We delve into a game-changer. " * 20])
+    run = await start(engine, source, style="tech-journalist")
+    run = await engine.execute_step(run.pipeline_run_id)
+    a, b = run.steps["angles"].candidates
+    assert a.quality["avoid_hits"] >= 20  # "delve" and "game-changer" are on the avoid list
+    assert a.quality["words"] == 100
+    assert 0 <= a.quality_score < b.quality_score <= 1

@@ -380,6 +380,9 @@ def run(
         bool, typer.Option("--headless", help="Run to the end without the TUI.")
     ] = False,
     pick: Annotated[str, typer.Option(help="Headless choice: first, best or N.")] = "best",
+    judge: Annotated[
+        str | None, typer.Option("--judge", help="A model that scores candidates for --pick best.")
+    ] = None,
     workspace: WorkspaceOpt = None,
     export: Annotated[
         str | None, typer.Option("--export", help="Export when done: md, yaml or json.")
@@ -401,7 +404,7 @@ def run(
         started = await engine.start_run(
             pipeline, values, style=style, models=model or [], step_models=step_models
         )
-        return await _drive(engine, started.pipeline_run_id, pick, quiet=as_json)
+        return await _drive(engine, started.pipeline_run_id, pick, quiet=as_json, judge=judge)
 
     finished = _run_async(go())
     _finish(engine, finished, export, out, as_json)
@@ -440,7 +443,7 @@ def _announce_models(engine, pipeline: str, models: list[str], quiet: bool) -> d
     return step_models
 
 
-async def _drive(engine, run_id: str, pick: str, quiet: bool):
+async def _drive(engine, run_id: str, pick: str, quiet: bool, judge: str | None = None):
     """Autopilot with live progress: one row per response, counting characters."""
     import asyncio
 
@@ -485,7 +488,7 @@ async def _drive(engine, run_id: str, pick: str, quiet: bool):
     ):
         watcher = asyncio.create_task(watch(live if not quiet else None))
         try:
-            run_state = await engine.autopilot(run_id, pick)
+            run_state = await engine.autopilot(run_id, pick, judge=judge)
             run_id = run_state.pipeline_run_id
         finally:
             watcher.cancel()
@@ -657,6 +660,9 @@ def resume(
         bool, typer.Option("--headless", help="Finish the run without the TUI.")
     ] = False,
     pick: Annotated[str, typer.Option(help="Headless choice: first, best or N.")] = "best",
+    judge: Annotated[
+        str | None, typer.Option("--judge", help="A model that scores candidates for --pick best.")
+    ] = None,
     workspace: WorkspaceOpt = None,
     export: Annotated[
         str | None, typer.Option("--export", help="Export when done: md, yaml or json.")
@@ -670,7 +676,7 @@ def resume(
     if not headless:
         _open_tui(workspace, run_id=full_id)
         return
-    finished = _run_async(_drive(engine, full_id, pick, quiet=as_json))
+    finished = _run_async(_drive(engine, full_id, pick, quiet=as_json, judge=judge))
     _finish(engine, finished, export, out, as_json)
 
 

@@ -58,6 +58,25 @@ MERGE_TEMPLATE = """You are merging several drafts of the same piece into one.
 Return only the merged text, in the same format as the drafts, with no commentary."""
 
 
+JUDGE_TEMPLATE = """You are judging candidate answers to the same writing task.
+
+The task was:
+<task>
+{{ task }}
+</task>
+
+{% for text in candidates %}--- Candidate {{ loop.index }} ---
+{{ text }}
+
+{% endfor %}--- End of candidates ---
+
+Score every candidate from 1 to 10 for how well it does the task: accuracy to the
+source, clarity, structure and usefulness to the reader. Answer with one line per
+candidate in exactly this form, then one sentence on the winner:
+Candidate 1: 7
+Candidate 2: 9"""
+
+
 class Busy(WriteItError):
     """The action needs the run idle (a step is still streaming) or a free slot."""
 
@@ -723,6 +742,50 @@ class Engine:
 
         return await self._commit(run_id, build)
 
+    async def judge(self, run_id: str, model: str) -> PipelineRun:
+        """Ask a judge model to score the current step's completed candidates (0..1)."""
+        import re
+
+        from writeit.config import render_template
+
+        run = self.load(run_id)
+        self._check_idle(run)
+        check_model(model)
+        step = run.current
+        completed = [r for r in step.candidates if r.status == ResponseStatus.COMPLETED]
+        if not completed:
+            raise WriteItError(f"step {step.step_name!r} has no completed candidate to judge")
+        prompt = render_template(
+            JUDGE_TEMPLATE,
+            {"task": step.prompt, "candidates": [r.processed_content for r in completed]},
+        )
+        run = await self._generate(
+            run.pipeline_run_id, step.step_name, [model], prompt, kind="judge"
+        )
+        verdict = run.steps[step.step_name].ai_responses[-1]
+        if verdict.status != ResponseStatus.COMPLETED:
+            raise providers.ProviderError(
+                f"the judge {model} failed: {verdict.error}", code="judge_failed"
+            )
+        scores = {}
+        for number, value in re.findall(
+            r"Candidate\s*(\d+)\D{0,5}?(\d+(?:\.\d+)?)", verdict.processed_content
+        ):
+            index = int(number) - 1
+            if 0 <= index < len(completed):
+                scores[completed[index].response_id] = round(min(float(value), 10.0) / 10.0, 3)
+        if not scores:
+            return run
+        return await self._commit(
+            run.pipeline_run_id,
+            lambda current: [
+                (
+                    EventType.RESPONSES_JUDGED,
+                    {"step": step.step_name, "scores": scores, "judge": model},
+                )
+            ],
+        )
+
     async def retry_response(
         self, run_id: str, response: str | int, model: str | None = None
     ) -> PipelineRun:
@@ -972,7 +1035,9 @@ class Engine:
 
     # --- headless ------------------------------------------------------------------------
 
-    async def autopilot(self, run_id: str, pick: str = "first") -> PipelineRun:
+    async def autopilot(
+        self, run_id: str, pick: str = "first", judge: str | None = None
+    ) -> PipelineRun:
         """Drive a run to the end without a writer: execute, pick, accept, until done."""
         run = self.load(run_id)
         if run.current.status == StepStatus.RUNNING or run.status != PipelineStatus.RUNNING:
@@ -988,6 +1053,9 @@ class Engine:
                     hint=f"retry with `writeit resume {run.pipeline_run_id[:8]}` or choose other models",
                 )
             if step.status == StepStatus.RUNNING:
+                if judge and len(step.candidates) > 1:
+                    run = await self.judge(run.pipeline_run_id, judge)
+                    step = run.current
                 run = await self.select(run.pipeline_run_id, choose(step.candidates, pick))
             run = await self.accept(run.pipeline_run_id)
         return run

@@ -50,6 +50,7 @@ class EventType(StrEnum):
     RESPONSE_SELECTED = "response_selected"
     RESPONSES_MERGED = "responses_merged"
     FEEDBACK_GIVEN = "feedback_given"
+    RESPONSES_JUDGED = "responses_judged"
 
 
 class Event(BaseModel):
@@ -232,6 +233,16 @@ def _merged(run: PipelineRun, data: dict, event: Event) -> None:
     step.user_selection = None
     step.merged_content = data["text"]
     step.completed_at = event.at
+
+
+@_on(EventType.RESPONSES_JUDGED)
+def _judged(run: PipelineRun, data: dict, event: Event) -> None:
+    """A judge model's scores (0..1) become each candidate's quality_score."""
+    step = run.step(data["step"])
+    for response_id, value in data["scores"].items():
+        response = step.response(response_id)
+        response.quality = {**response.quality, "judge": value}
+        response.quality_score = value
 
 
 # --- responses -----------------------------------------------------------------------

@@ -199,7 +199,7 @@ class AIResponse(BaseModel):
     quality: dict[str, float] = Field(default_factory=dict)
     status: ResponseStatus = ResponseStatus.STREAMING
     error: str | None = None
-    kind: Literal["candidate", "merge"] = "candidate"
+    kind: Literal["candidate", "merge", "judge"] = "candidate"
     attempt: int = 1
     instruction: str | None = None
 
