@@ -243,8 +243,12 @@ async def test_pause_mid_stream_keeps_the_text_and_resume_finishes(engine, sourc
     scripted.script("scripted-a", gate=gate)
     run = await start(engine, source)
     run_id = run.pipeline_run_id
+    watcher = engine.subscribe(run_id)
     task = asyncio.create_task(engine.execute_step(run_id))
     await gate.wait_reached()
+    async for update in watcher:  # b finishes while a is held at the gate
+        if update.kind == "response_done" and update.data["model"] == "scripted-b":
+            break
     run = await engine.pause(run_id)
     await task
     assert run.status == PipelineStatus.PAUSED

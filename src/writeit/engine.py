@@ -198,10 +198,27 @@ class Engine:
         *,
         index: bool = True,
     ) -> PipelineRun:
-        """Build events from the current state, apply them to a copy, append, publish.
+        """Commit atomically even when the caller is cancelled (say, a stream stopped by a
+        pause while it records its completion): the write lands, then the cancel goes on."""
+        task = asyncio.ensure_future(self._commit_now(run_id, build, index=index))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            await task
+            raise
+
+    async def _commit_now(
+        self,
+        run_id: str,
+        build: Callable[[PipelineRun], Specs],
+        *,
+        index: bool = True,
+    ) -> PipelineRun:
+        """Build events from the current state, apply them, append, publish.
 
         `build` runs under the run's lock, so events built from in-process buffers stay
-        in order. Streaming checkpoints (index=False) apply in place: they only add text.
+        in order. Events apply to the cached run in place; if one is refused or the
+        append fails, the cache is dropped and the next read folds the stored log again.
         """
         async with self._locks[run_id]:
             run = await asyncio.to_thread(self.load, run_id)
@@ -209,14 +226,17 @@ class Engine:
             if not specs:
                 return run
             expected = run.last_seq
-            target = run if not index else run.model_copy(deep=True)
             events = []
-            for kind, data in specs:
-                event = Event(seq=target.last_seq + 1, type=kind, run_id=run_id, data=data)
-                apply(target, event)
-                events.append(event)
-            await asyncio.to_thread(self.store.append, target, events, expected, index=index)
-            self._runs[run_id] = target
+            try:
+                for kind, data in specs:
+                    event = Event(seq=run.last_seq + 1, type=kind, run_id=run_id, data=data)
+                    apply(run, event)
+                    events.append(event)
+                await asyncio.to_thread(self.store.append, run, events, expected, index=index)
+            except BaseException:
+                self._runs.pop(run_id, None)
+                raise
+            target = run
         for event in events:
             self._announce(target, event)
         return target

@@ -305,14 +305,12 @@ async def _stream_once(
     if resolved.async_model is not None:
         model = resolved.async_model
         response = model.prompt(prompt, system=system or None, **_accepted_options(model, options))
-        iterator = response.__aiter__()
-        while True:
-            try:
-                chunk = await asyncio.wait_for(iterator.__anext__(), idle)
-            except StopAsyncIteration:
-                break
-            parts.append(chunk)
-            on_delta(chunk)
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(idle) as deadline:  # an idle timeout, reset per chunk
+            async for chunk in response:
+                parts.append(chunk)
+                on_delta(chunk)
+                deadline.reschedule(loop.time() + idle)
         usage = await response.usage()
         input_tokens, output_tokens = usage.input, usage.output
     else:

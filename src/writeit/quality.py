@@ -24,6 +24,7 @@ def _hyphenator():
     return pyphen.Pyphen(lang="en_US")
 
 
+@functools.lru_cache(maxsize=50_000)
 def syllables(word: str) -> int:
     return len(_hyphenator().positions(word.lower())) + 1
 
@@ -39,7 +40,7 @@ def readability(text: str) -> float:
     if len(words) < 3:
         return 0.0
     sentences = max(1, len([s for s in _SENTENCE_END.split(text) if _WORD.search(s or "")]))
-    syllable_count = sum(syllables(w) for w in words)
+    syllable_count = sum(syllables(w.lower()) for w in words)
     value = 206.835 - 1.015 * len(words) / sentences - 84.6 * syllable_count / len(words)
     return max(0.0, min(100.0, value))
 

@@ -1,0 +1,64 @@
+"""An `llm` plugin whose models answer instantly, so benchmarks measure WriteIt, not a model.
+
+`instant-a` and `instant-b` stream a fixed article-sized reply in word-sized chunks;
+`firehose` streams `FIREHOSE_DELTAS` one-character deltas as fast as Python can.
+"""
+
+from __future__ import annotations
+
+import llm
+
+REPLY = ("Clear writing starts with knowing who will read the piece and why. " * 60).strip()
+FIREHOSE_DELTAS = 200_000
+
+
+def _chunks(model_id: str) -> list[str]:
+    if model_id == "firehose":
+        return ["x"] * FIREHOSE_DELTAS
+    words = REPLY.split(" ")
+    return [w + " " for w in words]
+
+
+class Options(llm.Options):
+    temperature: float | None = None
+    max_tokens: int | None = None
+
+
+class Instant(llm.Model):
+    can_stream = True
+    Options = Options
+
+    def __init__(self, model_id: str) -> None:
+        self.model_id = model_id
+
+    def execute(self, prompt, stream, response, conversation):
+        yield from _chunks(self.model_id)
+        response.set_usage(input=len(prompt.prompt) // 4, output=len(REPLY) // 4)
+
+
+class AsyncInstant(llm.AsyncModel):
+    can_stream = True
+    Options = Options
+
+    def __init__(self, model_id: str) -> None:
+        self.model_id = model_id
+
+    async def execute(self, prompt, stream, response, conversation):
+        for chunk in _chunks(self.model_id):
+            yield chunk
+        response.set_usage(input=len(prompt.prompt) // 4, output=len(REPLY) // 4)
+
+
+@llm.hookimpl
+def register_models(register):
+    for model_id in ("instant-a", "instant-b", "firehose"):
+        register(Instant(model_id), AsyncInstant(model_id))
+
+
+def install() -> None:
+    import sys
+
+    from llm.plugins import pm
+
+    if not pm.has_plugin("writeit-instant"):
+        pm.register(sys.modules[__name__], name="writeit-instant")

@@ -1,0 +1,1 @@
+"""The Textual front end: screens/, widgets/ and one stylesheet, over the engine."""

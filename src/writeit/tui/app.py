@@ -1,0 +1,211 @@
+"""WriteItApp: the screens over one engine, its update stream and the writer's keys.
+
+The app owns the engine and one subscription to every run. Token deltas are
+collected into `live_text` (read by the step view once per frame); every other
+update is posted to the screens as an `EngineUpdated` message. Screens call the
+engine through `attempt()`, which turns errors into notifications.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from textual.app import App
+from textual.binding import Binding
+
+from writeit.engine import Busy, Engine
+from writeit.models import WriteItError
+from writeit.tui import keys
+from writeit.tui.commands import ActionsProvider
+from writeit.tui.messages import EngineUpdated
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+
+class WriteItApp(App[None]):
+    CSS_PATH = Path(__file__).with_name("writeit.tcss")
+    TITLE = "WriteIt"
+    COMMANDS = App.COMMANDS | {ActionsProvider}
+    BINDINGS = [
+        *keys.bindings("help", "quit"),
+        Binding("ctrl+q", "app.quit", "Quit", show=False, priority=True),
+    ]
+
+    def __init__(
+        self,
+        workspace: str | None = None,
+        *,
+        pipeline: str | None = None,
+        inputs: dict[str, str] | None = None,
+        style: str | None = None,
+        models: list[str] | None = None,
+        run_id: str | None = None,
+        engine: Engine | None = None,
+    ) -> None:
+        super().__init__()
+        self.workspace_name = workspace
+        self._start = {
+            "pipeline": pipeline,
+            "inputs": dict(inputs or {}),
+            "style": style,
+            "models": list(models or []),
+            "run_id": run_id,
+        }
+        self._engine = engine
+        self.keymap: dict[str, str] = {}
+        self.live_text: dict[str, str] = {}
+        self._subscription = None
+        self._closing = False
+
+    # --- start-up ----------------------------------------------------------------------
+
+    @property
+    def engine(self) -> Engine:
+        assert self._engine is not None, "the engine failed to open"
+        return self._engine
+
+    def on_mount(self) -> None:
+        from writeit.tui.screens.dialogs import FatalScreen
+        from writeit.tui.screens.run_list import RunListScreen
+
+        if self._engine is None:
+            try:
+                from writeit.workspaces import get_workspace
+
+                self._engine = Engine(get_workspace(self.workspace_name))
+            except WriteItError as error:
+                self.push_screen(FatalScreen(str(error)))
+                return
+        preferences = self.engine.preferences
+        self.keymap, unknown = keys.check_keymap(dict(preferences.keyboard_shortcuts))
+        if self.keymap:
+            self.set_keymap(self.keymap)
+        if unknown:
+            self.notify(
+                f"keyboard_shortcuts names unknown actions: {', '.join(unknown)}. "
+                f"Known: {', '.join(sorted(keys.ACTIONS))}",
+                title="Preferences",
+                severity="warning",
+                markup=False,
+            )
+        if preferences.theme in self.available_themes:
+            self.theme = preferences.theme
+        self._subscription = self.engine.subscribe(None, maxsize=100_000)
+        self.run_worker(self._watch(), name="engine-updates", exit_on_error=False)
+        self.push_screen(RunListScreen())
+        start = self._start
+        if start["pipeline"]:
+            self.open_form(start["pipeline"], start["inputs"], start["style"], start["models"])
+        elif start["run_id"]:
+            self.open_run(start["run_id"], resume=True)
+
+    async def _watch(self) -> None:
+        assert self._subscription is not None
+        async for update in self._subscription:
+            if update.kind == "delta":
+                rid = update.data["response_id"]
+                self.live_text[rid] = self.live_text.get(rid, "") + update.data["text"]
+                continue
+            if update.kind == "resync":
+                self._recover_live_text(update.run_id)
+            for screen in list(self.screen_stack):
+                screen.post_message(EngineUpdated(update))
+
+    def _recover_live_text(self, run_id: str) -> None:
+        """After dropped updates, rebuild streaming text from what the engine holds."""
+        engine = self.engine
+        streams = getattr(engine, "_streams", {})
+        for response_id, stream in list(streams.items()):
+            try:
+                _, response = engine.load(stream.run_id).find_response(response_id)
+            except WriteItError:
+                continue
+            self.live_text[response_id] = response.raw_output + "".join(stream.buffer)
+
+    # --- navigation (screens call these) -------------------------------------------------
+
+    def to_run_list(self) -> None:
+        from writeit.tui.screens.run_list import RunListScreen
+
+        while len(self.screen_stack) > 1 and not isinstance(self.screen, RunListScreen):
+            self.pop_screen()
+
+    def open_run(self, run_id: str, *, resume: bool = False) -> None:
+        from writeit.tui.screens.step_view import StepScreen
+
+        self.to_run_list()
+        self.push_screen(StepScreen(run_id, resume=resume))
+
+    def open_form(
+        self,
+        pipeline: str,
+        inputs: dict[str, str] | None = None,
+        style: str | None = None,
+        models: list[str] | None = None,
+    ) -> None:
+        from writeit.tui.screens.input_form import InputFormScreen
+
+        self.to_run_list()
+        self.push_screen(InputFormScreen(pipeline, inputs or {}, style, models or []))
+
+    def action_new_run(self) -> None:
+        from writeit.tui.screens.new_run import NewRunDialog
+
+        def chosen(pipeline: str | None) -> None:
+            if pipeline:
+                self.open_form(pipeline)
+
+        self.push_screen(NewRunDialog(), chosen)
+
+    def action_help(self) -> None:
+        from writeit.tui.screens.help import HelpScreen
+
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    # --- errors ----------------------------------------------------------------------------
+
+    async def attempt(self, awaitable: Awaitable[T], *, title: str = "") -> T | None:
+        """Await an engine call; a failure becomes a notification, never a crash."""
+        try:
+            return await awaitable
+        except Busy as error:
+            self.notify(str(error), title=title or "Busy", severity="warning", markup=False)
+        except WriteItError as error:
+            self.notify(
+                str(error), title=title or "Could not do that", severity="error", markup=False
+            )
+        except Exception as error:  # a bug or an unexpected provider error: report, keep going
+            log.exception("unexpected error")
+            self.notify(
+                f"{type(error).__name__}: {error}",
+                title="Unexpected error",
+                severity="error",
+                markup=False,
+                timeout=10,
+            )
+        return None
+
+    def say(self, message: str, **kwargs: Any) -> None:
+        self.notify(message, markup=False, **kwargs)
+
+    # --- quitting --------------------------------------------------------------------------
+
+    async def action_quit(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        if self._engine is not None:
+            if getattr(self._engine, "_streams", None):
+                self.say("Stopping the streams and saving their text…")
+            try:
+                await self._engine.close()
+            except Exception:  # quitting must always work
+                log.exception("closing the engine failed")
+        if self._subscription is not None:
+            self._subscription.close()
+        self.exit()

@@ -1,0 +1,195 @@
+"""Every key of the TUI in one table: bindings, footer, help screen and command palette.
+
+Each action has an id; `preferences.keyboard_shortcuts` maps ids to other keys
+(`writeit config set keyboard_shortcuts.merge x`), applied as Textual's keymap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.binding import Binding
+
+
+@dataclass(frozen=True)
+class Action:
+    id: str  # binding id: the name used in preferences.keyboard_shortcuts
+    key: str  # default key (Textual key name)
+    action: str  # Textual action string
+    label: str  # footer
+    help: str  # help screen and command palette
+    show: bool = True
+    key_display: str | None = None
+    palette: bool = True  # offered in the command palette
+
+
+_ALL = [
+    # everywhere
+    Action("help", "question_mark", "app.help", "Help", "Show every key", key_display="?"),
+    Action("quit", "q", "app.quit", "Quit", "Quit (streams are stopped and saved first)"),
+    # run list
+    Action("new_run", "n", "new_run", "New", "Start a new run: pick a pipeline"),
+    Action("open", "enter", "open", "Open", "Open the highlighted run"),
+    Action("resume", "r", "resume", "Resume", "Resume the highlighted run (paused or failed)"),
+    Action("delete", "d", "delete", "Delete", "Delete the highlighted run (asks first)"),
+    Action("refresh", "ctrl+r", "refresh", "Refresh", "Reload the list", show=False),
+    # input form
+    Action("start", "ctrl+s", "start", "Start", "Start the run with these inputs"),
+    Action("cancel", "escape", "cancel", "Cancel", "Go back without starting"),
+    # step view
+    *(
+        Action(
+            f"select_{n}",
+            str(n),
+            f"select({n})",
+            "Select",
+            f"Select candidate {n}",
+            show=n == 1,
+            key_display="1-9" if n == 1 else None,
+            palette=n <= 6,
+        )
+        for n in range(1, 10)
+    ),
+    Action("accept", "a", "accept", "Accept", "Accept the choice and go on to the next step"),
+    Action("feedback", "c", "feedback", "Feedback", "Write feedback for the next step"),
+    Action(
+        "leave",
+        "escape",
+        "leave",
+        "Leave",
+        "Leave the feedback box (saves it); else back to the run list",
+        show=False,
+        palette=False,
+    ),
+    Action("regenerate", "r", "regenerate", "Regen", "Regenerate this step's candidates"),
+    Action("guide", "g", "guide", "Guide", "Regenerate with an instruction"),
+    Action("merge", "m", "merge", "Merge", "Merge candidates (AI or by hand)"),
+    Action("retry", "t", "retry", "Retry", "Retry the failed candidates", show=False),
+    Action("back", "b", "back", "Back", "Back to the previous step (nothing is lost)"),
+    Action("fork", "f", "fork", "Fork", "Fork a new branch from this step"),
+    Action("history", "h", "history", "History", "History and branch tree"),
+    Action("export", "e", "export", "Export", "Export the article"),
+    Action("prompt", "p", "prompt", "Prompt", "Show or hide the prompt this step received"),
+    Action(
+        "next_tab",
+        "right_square_bracket",
+        "next_tab",
+        "Next",
+        "Next candidate tab",
+        key_display="]",
+        show=False,
+    ),
+    Action(
+        "prev_tab",
+        "left_square_bracket",
+        "prev_tab",
+        "Prev",
+        "Previous candidate tab",
+        key_display="[",
+        show=False,
+    ),
+    Action("runs", "l", "runs", "Runs", "Back to the run list", show=False),
+    # merge view
+    Action(
+        "merge_ai", "ctrl+s", "merge_ai", "AI merge", "Merge the ticked candidates with a model"
+    ),
+    Action("merge_edit", "ctrl+o", "merge_edit", "By hand", "Edit the merged text by hand"),
+    Action("merge_use", "ctrl+f", "merge_use", "Use text", "Use the merged text for this step"),
+    Action("close", "escape", "close", "Close", "Close this screen", palette=False),
+    # history
+    Action("open_branch", "o", "open_branch", "Open", "Open the highlighted run (switch branch)"),
+    Action("fork_here", "f", "fork_here", "Fork", "Fork a new branch from the highlighted step"),
+    # export
+    Action("save_export", "ctrl+s", "save_export", "Export", "Write the export file"),
+]
+
+ACTIONS: dict[str, Action] = {a.id: a for a in _ALL}
+
+# What the help screen lists, screen by screen.
+SECTIONS: dict[str, list[str]] = {
+    "Everywhere": ["help", "quit"],
+    "Run list": ["new_run", "open", "resume", "delete", "history", "export", "refresh"],
+    "Input form": ["start", "cancel"],
+    "Step view": [
+        "select_1",
+        "accept",
+        "feedback",
+        "leave",
+        "regenerate",
+        "guide",
+        "merge",
+        "retry",
+        "back",
+        "fork",
+        "history",
+        "export",
+        "prompt",
+        "next_tab",
+        "prev_tab",
+        "runs",
+        "new_run",
+    ],
+    "Merge view": ["merge_ai", "merge_edit", "merge_use", "close"],
+    "History tree": ["open_branch", "fork_here", "close"],
+    "Export dialog": ["save_export", "close"],
+}
+
+NAMES = {
+    "question_mark": "?",
+    "escape": "Esc",
+    "enter": "Enter",
+    "right_square_bracket": "]",
+    "left_square_bracket": "[",
+    "space": "Space",
+}
+
+
+def bindings(*ids: str) -> list[Binding]:
+    result = []
+    for action_id in ids:
+        a = ACTIONS[action_id]
+        result.append(
+            Binding(
+                a.key,
+                a.action,
+                a.label,
+                show=a.show,
+                key_display=a.key_display,
+                id=a.id,
+                tooltip=a.help,
+            )
+        )
+    return result
+
+
+def display(key: str) -> str:
+    """A Textual key name as a writer reads it: ctrl+s -> Ctrl+S, a -> A."""
+    parts = []
+    for key_name in key.split(","):
+        key_name = key_name.strip()
+        if key_name in NAMES:
+            parts.append(NAMES[key_name])
+        elif "+" in key_name:
+            parts.append(
+                "+".join(p.capitalize() if len(p) > 1 else p.upper() for p in key_name.split("+"))
+            )
+        else:
+            parts.append(key_name.upper() if len(key_name) == 1 else key_name.capitalize())
+    return "/".join(parts)
+
+
+def key_for(action_id: str, keymap: dict[str, str]) -> str:
+    """The key an action has now (remapped or default), for the help screen."""
+    if action_id == "select_1" and not any(f"select_{n}" in keymap for n in range(1, 10)):
+        return "1-9"
+    action = ACTIONS[action_id]
+    if action_id in keymap:
+        return display(keymap[action_id])
+    return action.key_display or display(action.key)
+
+
+def check_keymap(shortcuts: dict[str, str]) -> tuple[dict[str, str], list[str]]:
+    """The known shortcuts as a Textual keymap, and the unknown action names."""
+    known = {k: v for k, v in shortcuts.items() if k in ACTIONS}
+    unknown = sorted(set(shortcuts) - set(known))
+    return known, unknown
