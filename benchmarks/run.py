@@ -161,9 +161,9 @@ def bench_streaming() -> None:
 
 
 def bench_store() -> None:
+    from writeit.config import get_pipeline
     from writeit.events import Event, EventType, apply, new_run
     from writeit.store import Store
-    from writeit.config import get_pipeline
 
     path = Path(tempfile.mkdtemp(prefix="writeit-bench-store-")) / "store"
     store = Store(path)

@@ -318,9 +318,7 @@ def models(as_json: JsonOpt = False) -> None:
     table = _table("Model", "Aliases", "Provider", "Ready")
     for m in found:
         ready = (
-            "[green]yes[/]"
-            if m.usable
-            else f"[yellow]needs key: {providers.key_hint(m.needs_key)}[/]"
+            "[green]yes[/]" if m.usable else f"[yellow]needs a key: llm keys set {m.needs_key}[/]"
         )
         table.add_row(m.model_id, ", ".join(m.aliases), m.provider, ready)
     console.print(table)
@@ -542,6 +540,9 @@ def _export(
     return path, exporter.write(text, path)
 
 
+RUN_COLUMNS = ("Run", "Pipeline", "Status", "Step", "Updated", "Cost")
+
+
 @app.command()
 def runs(
     workspace: WorkspaceOpt = None,
@@ -559,17 +560,28 @@ def runs(
     if not found:
         console.print("No runs yet. Start one: [bold]writeit run tech-article[/]")
         return
-    table = _table("Run", "Pipeline", "Status", "Step", "Updated", "Cost", "Source")
-    for r in found:
-        table.add_row(
+    from rich import box
+
+    rows = [
+        (
             r.run_id[:8] + (" ⑂" if r.parent else ""),
             r.pipeline,
             r.status,
             f"{r.step_index + 1}/{r.steps_total} {r.current_step}",
-            r.updated_at[:16].replace("T", " "),
+            r.updated_at[5:16].replace("T", " "),
             f"${r.cost:.4f}",
-            r.title[:40],
+            r.title.lstrip("# "),
         )
+        for r in found
+    ]
+    table = _table(box=box.SIMPLE_HEAD, pad_edge=False)
+    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(RUN_COLUMNS)]
+    for column in RUN_COLUMNS:
+        table.add_column(column, no_wrap=True)
+    room = console.width - sum(widths) - 3 * (len(widths) + 1)  # the source takes what is left
+    table.add_column("Source", no_wrap=True, overflow="ellipsis", max_width=max(room, 6))
+    for row in rows:
+        table.add_row(*row)
     console.print(table)
 
 
@@ -619,10 +631,9 @@ def show(
             console.print(f"    feedback: {step.user_feedback}", highlight=False)
     final = state.final_text
     if final:
+        console.print("\n[bold]Latest output[/]")
         console.print(
-            "\n[bold]Latest output[/]\n" + final[:1200] + ("…" if len(final) > 1200 else ""),
-            highlight=False,
-            markup=False,
+            final[:1200] + ("…" if len(final) > 1200 else ""), highlight=False, markup=False
         )
 
 
