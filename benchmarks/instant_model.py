@@ -1,7 +1,9 @@
 """An `llm` plugin whose models answer instantly, so benchmarks measure WriteIt, not a model.
 
 `instant-a` and `instant-b` stream a fixed article-sized reply in word-sized chunks;
-`firehose` streams `FIREHOSE_DELTAS` one-character deltas as fast as Python can.
+`firehose` streams `FIREHOSE_DELTAS` one-character deltas as fast as Python can;
+`paced-a` and `paced-b` take PACE seconds a chunk, so a run lasts long enough to be
+killed part way (the soak).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import llm
 
 REPLY = ("Clear writing starts with knowing who will read the piece and why. " * 60).strip()
 FIREHOSE_DELTAS = 200_000
+PACE = 0.001
 
 
 def _chunks(model_id: str) -> list[str]:
@@ -32,7 +35,12 @@ class Instant(llm.Model):
         self.model_id = model_id
 
     def execute(self, prompt, stream, response, conversation):
-        yield from _chunks(self.model_id)
+        import time
+
+        for chunk in _chunks(self.model_id):
+            if self.model_id.startswith("paced"):
+                time.sleep(PACE)
+            yield chunk
         response.set_usage(input=len(prompt.prompt) // 4, output=len(REPLY) // 4)
 
 
@@ -44,15 +52,30 @@ class AsyncInstant(llm.AsyncModel):
         self.model_id = model_id
 
     async def execute(self, prompt, stream, response, conversation):
+        import asyncio
+
         for chunk in _chunks(self.model_id):
+            if self.model_id.startswith("paced"):
+                await asyncio.sleep(PACE)
             yield chunk
         response.set_usage(input=len(prompt.prompt) // 4, output=len(REPLY) // 4)
 
 
 @llm.hookimpl
 def register_models(register):
-    for model_id in ("instant-a", "instant-b", "firehose"):
+    for model_id in ("instant-a", "instant-b", "firehose", "paced-a", "paced-b"):
         register(Instant(model_id), AsyncInstant(model_id))
+
+
+def main() -> None:
+    """`python instant_model.py ARGS`: the real `writeit` command with these models."""
+    import sys
+
+    install()
+    from writeit.cli import main as writeit
+
+    sys.argv = ["writeit", *sys.argv[1:]]
+    writeit()
 
 
 def install() -> None:
@@ -62,3 +85,7 @@ def install() -> None:
 
     if not pm.has_plugin("writeit-instant"):
         pm.register(sys.modules[__name__], name="writeit-instant")
+
+
+if __name__ == "__main__":
+    main()
