@@ -16,11 +16,11 @@ import asyncio
 import contextlib
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from writeit import providers, quality
+from writeit import prompts, providers, quality
 from writeit.events import Event, EventType, apply
 from writeit.models import (
     PipelineConfiguration,
@@ -34,6 +34,7 @@ from writeit.models import (
     new_id,
 )
 from writeit.store import Store
+from writeit.updates import Subscription, Update
 from writeit.workspaces import Workspace, get_workspace, load_preferences
 
 CHECKPOINT_SECONDS = 0.5  # a crash loses at most this much of a streaming response
@@ -45,79 +46,9 @@ DECISIONS = {
     EventType.FEEDBACK_GIVEN,
 }
 
-MERGE_TEMPLATE = """You are merging several drafts of the same piece into one.
-
-{% for text in candidates %}--- Draft {{ loop.index }} ---
-{{ text }}
-
-{% endfor %}--- End of drafts ---
-
-{% if instruction %}The writer's instruction for the merge: {{ instruction }}
-{% else %}Keep the strongest parts of each draft and remove repetition.
-{% endif %}
-Return only the merged text, in the same format as the drafts, with no commentary."""
-
-
-JUDGE_TEMPLATE = """You are judging candidate answers to the same writing task.
-
-The task was:
-<task>
-{{ task }}
-</task>
-
-{% for text in candidates %}--- Candidate {{ loop.index }} ---
-{{ text }}
-
-{% endfor %}--- End of candidates ---
-
-Score every candidate from 1 to 10 for how well it does the task: accuracy to the
-source, clarity, structure and usefulness to the reader. Answer with one line per
-candidate in exactly this form, then one sentence on the winner:
-Candidate 1: 7
-Candidate 2: 9"""
-
 
 class Busy(WriteItError):
     """The action needs the run idle (a step is still streaming) or a free slot."""
-
-
-@dataclass
-class Update:
-    """What front ends hear: token deltas, responses done or failed, steps and runs."""
-
-    kind: str
-    run_id: str
-    data: dict[str, Any] = field(default_factory=dict)
-
-
-class Subscription:
-    """A bounded queue of updates; a slow reader gets one `resync` instead of a backlog."""
-
-    def __init__(self, engine: Engine, run_id: str | None, maxsize: int) -> None:
-        self.engine, self.run_id = engine, run_id
-        self.queue: asyncio.Queue[Update] = asyncio.Queue(maxsize)
-        self.dropped = 0
-
-    def offer(self, update: Update) -> None:
-        if self.run_id is not None and update.run_id != self.run_id:
-            return
-        try:
-            self.queue.put_nowait(update)
-        except asyncio.QueueFull:
-            self.dropped += 1
-            while not self.queue.empty():
-                self.queue.get_nowait()
-            self.queue.put_nowait(Update("resync", update.run_id, {"dropped": self.dropped}))
-
-    def __aiter__(self) -> AsyncIterator[Update]:
-        return self
-
-    async def __anext__(self) -> Update:
-        return await self.queue.get()
-
-    def close(self) -> None:
-        with contextlib.suppress(ValueError):
-            self.engine._subscribers.remove(self)
 
 
 @dataclass
@@ -156,7 +87,7 @@ class Engine:
     # --- watching --------------------------------------------------------------------
 
     def subscribe(self, run_id: str | None = None, maxsize: int = 10_000) -> Subscription:
-        subscription = Subscription(self, run_id, maxsize)
+        subscription = Subscription(self._subscribers, run_id, maxsize)
         self._subscribers.append(subscription)
         return subscription
 
@@ -290,7 +221,7 @@ class Engine:
 
         if isinstance(pipeline, str):
             pipeline = config.get_pipeline(pipeline, self.pipeline_dirs())
-        values = check_inputs(pipeline, inputs)
+        values = prompts.check_inputs(pipeline, inputs)
         models = list(models or [])
         step_models = {k: list(v) for k, v in (step_models or {}).items() if v}
         asked = set(models) or {
@@ -399,10 +330,10 @@ class Engine:
                 f"step {step_name!r} has no models to ask",
                 hint="pass --model, or set defaults.models in the pipeline",
             )
-        prompt = render_prompt(run, step_name, guidance or "")
+        prompt = prompts.render_prompt(run, step_name, guidance or "")
 
         def build(current: PipelineRun) -> Specs:
-            specs = self._resume_specs(current)
+            specs = self._reopen_specs(current, completed_ok=False)
             step = current.steps[step_name]
             if step.status == StepStatus.RUNNING:
                 specs.append((EventType.STEP_RESET, {"step": step_name}))
@@ -424,18 +355,6 @@ class Engine:
         await self._commit(run_id, build)
         run, _ = await self._launch(run_id, step_name, chosen, prompt)
         return run
-
-    def _resume_specs(self, run: PipelineRun) -> Specs:
-        if run.status == PipelineStatus.INITIALIZING:
-            return [(EventType.RUN_STARTED, {})]
-        if run.status in (PipelineStatus.PAUSED, PipelineStatus.ERROR):
-            return [(EventType.RUN_RESUMED, {})]
-        if run.status == PipelineStatus.COMPLETED:
-            raise WriteItError(
-                f"run {run.pipeline_run_id[:8]} is completed",
-                hint=f"fork it to change it: writeit fork {run.pipeline_run_id[:8]} --step {run.current_step}",
-            )
-        return []
 
     async def _generate(
         self,
@@ -679,12 +598,18 @@ class Engine:
 
         return await self._commit(run.pipeline_run_id, build)
 
-    def _reopen_specs(self, run: PipelineRun) -> Specs:
-        """A choice on a paused or failed run brings it back to running first."""
-        if run.status in (PipelineStatus.PAUSED, PipelineStatus.ERROR):
-            return [(EventType.RUN_RESUMED, {})]
+    def _reopen_specs(self, run: PipelineRun, *, completed_ok: bool = True) -> Specs:
+        """Acting on a new, paused or failed run brings it (back) to running first."""
         if run.status == PipelineStatus.INITIALIZING:
             return [(EventType.RUN_STARTED, {})]
+        if run.status in (PipelineStatus.PAUSED, PipelineStatus.ERROR):
+            return [(EventType.RUN_RESUMED, {})]
+        if run.status == PipelineStatus.COMPLETED and not completed_ok:
+            short = run.pipeline_run_id[:8]
+            raise WriteItError(
+                f"run {short} is completed",
+                hint=f"fork it to change it: writeit fork {short} --step {run.current_step}",
+            )
         return []
 
     async def give_feedback(self, run_id: str, feedback: str) -> PipelineRun:
@@ -726,15 +651,7 @@ class Engine:
         run = await self._branch_if_behind(run, step.step_name)
         run_id, step_name = run.pipeline_run_id, step.step_name
         if text is None:
-            from writeit.config import render_template
-
-            prompt = render_template(
-                MERGE_TEMPLATE,
-                {
-                    "candidates": [s.processed_content for s in sources],
-                    "instruction": instruction or "",
-                },
-            )
+            prompt = prompts.merge_prompt([s.processed_content for s in sources], instruction)
             await self._commit(run_id, self._reopen_specs)
             merge_model = model or sources[0].model_name
             run = await self._generate(
@@ -764,10 +681,6 @@ class Engine:
 
     async def judge(self, run_id: str, model: str) -> PipelineRun:
         """Ask a judge model to score the current step's completed candidates (0..1)."""
-        import re
-
-        from writeit.config import render_template
-
         run = self.load(run_id)
         self._check_idle(run)
         check_model(model)
@@ -775,10 +688,7 @@ class Engine:
         completed = [r for r in step.candidates if r.status == ResponseStatus.COMPLETED]
         if not completed:
             raise WriteItError(f"step {step.step_name!r} has no completed candidate to judge")
-        prompt = render_template(
-            JUDGE_TEMPLATE,
-            {"task": step.prompt, "candidates": [r.processed_content for r in completed]},
-        )
+        prompt = prompts.judge_prompt(step.prompt, [r.processed_content for r in completed])
         run = await self._generate(
             run.pipeline_run_id, step.step_name, [model], prompt, kind="judge"
         )
@@ -787,13 +697,12 @@ class Engine:
             raise providers.ProviderError(
                 f"the judge {model} failed: {verdict.error}", code="judge_failed"
             )
-        scores = {}
-        for number, value in re.findall(
-            r"Candidate\s*(\d+)\D{0,5}?(\d+(?:\.\d+)?)", verdict.processed_content
-        ):
-            index = int(number) - 1
-            if 0 <= index < len(completed):
-                scores[completed[index].response_id] = round(min(float(value), 10.0) / 10.0, 3)
+        scores = {
+            completed[index].response_id: score
+            for index, score in prompts.parse_scores(
+                verdict.processed_content, len(completed)
+            ).items()
+        }
         if not scores:
             return run
         return await self._commit(
@@ -1123,41 +1032,6 @@ def choose(candidates: list, pick: str) -> str:
     raise WriteItError(f"unknown pick policy {pick!r}", hint="use first, best or a number N")
 
 
-def check_inputs(pipeline: PipelineConfiguration, inputs: dict[str, str]) -> dict[str, str]:
-    """Validate the writer's inputs against the pipeline; fill defaults."""
-    known = {i.name for i in pipeline.inputs}
-    unknown = sorted(set(inputs) - known)
-    if unknown:
-        raise WriteItError(
-            f"pipeline {pipeline.name!r} has no input {', '.join(map(repr, unknown))}",
-            hint=f"its inputs are: {', '.join(sorted(known))}",
-        )
-    values: dict[str, str] = {}
-    problems = []
-    for spec in pipeline.inputs:
-        value = inputs.get(spec.name)
-        if value is None or (isinstance(value, str) and not value.strip()):
-            value = spec.default
-        if value is None or not str(value).strip():
-            if spec.required:
-                problems.append(f"{spec.name} is required ({spec.display_label})")
-            values[spec.name] = ""
-            continue
-        value = str(value)
-        if spec.type == "choice" and spec.options and value not in spec.options:
-            problems.append(f"{spec.name} must be one of {', '.join(spec.options)}, not {value!r}")
-        if len(value) > spec.max_length:
-            problems.append(
-                f"{spec.name} is {len(value)} characters; the limit is {spec.max_length}"
-            )
-        values[spec.name] = value
-    if problems:
-        raise WriteItError(
-            "; ".join(problems), hint="give inputs as --input NAME=VALUE or --input NAME=@FILE"
-        )
-    return values
-
-
 def check_model(name: str) -> None:
     """Fail before a run starts when a model is unknown or has no key."""
     resolved = providers.resolve(name)
@@ -1168,28 +1042,3 @@ def check_model(name: str) -> None:
             f"model {name!r} needs an API key for {needs}",
             hint=f"{providers.key_hint(needs)}; or run offline with --model {providers.OFFLINE_MODEL}",
         )
-
-
-def render_prompt(run: PipelineRun, step_name: str, guidance: str = "") -> str:
-    """The step's template filled with inputs, earlier outputs and feedback, as data."""
-    from writeit.config import render_template
-
-    spec = run.pipeline.step(step_name)
-    variables: dict[str, Any] = {
-        i.name: run.user_inputs.get(i.name) or (i.default or "") for i in run.pipeline.inputs
-    }
-    previous_output = ""
-    previous_feedback = ""
-    for name in run.pipeline.step_names:
-        if name == step_name:
-            break
-        state = run.steps[name]
-        output = state.output
-        previous_output = output if output is not None else previous_output
-        previous_feedback = state.user_feedback or ""
-        variables[f"{name}_output"] = previous_output
-        variables[f"{name}_feedback"] = previous_feedback
-    variables["feedback"] = previous_feedback
-    variables["guidance"] = guidance
-    variables["style"] = run.primer.name if run.primer else ""
-    return render_template(spec.template, variables)
