@@ -1,7 +1,8 @@
 """An `llm` plugin whose models answer instantly, so benchmarks measure WriteIt, not a model.
 
 `instant-a` and `instant-b` stream a fixed article-sized reply in word-sized chunks;
-`firehose` streams `FIREHOSE_DELTAS` one-character deltas as fast as Python can;
+`firehose` streams `FIREHOSE_DELTAS` one-character deltas as fast as the event loop
+goes (yielding to it between deltas, as a network stream would);
 `paced-a` and `paced-b` take PACE seconds a chunk, so a run lasts long enough to be
 killed part way (the soak).
 """
@@ -57,6 +58,8 @@ class AsyncInstant(llm.AsyncModel):
         for chunk in _chunks(self.model_id):
             if self.model_id.startswith("paced"):
                 await asyncio.sleep(PACE)
+            elif self.model_id == "firehose":
+                await asyncio.sleep(0)  # like a network stream, let the loop breathe
             yield chunk
         response.set_usage(input=len(prompt.prompt) // 4, output=len(REPLY) // 4)
 

@@ -157,6 +157,76 @@ def bench_streaming() -> None:
     )
 
 
+def bench_websocket() -> None:
+    """Deltas that reach a WebSocket client through a real uvicorn on loopback."""
+    import socket
+    import threading
+
+    import httpx
+    import uvicorn
+    import websockets
+    from instant_model import FIREHOSE_DELTAS
+
+    from writeit.server import create_app
+
+    engine = _engine()
+    token = "bench-token"
+    app = create_app(engine.workspace, token=token, engine=engine)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.01)
+    headers = {"Authorization": f"Bearer {token}"}
+
+    async def client() -> float:
+        base = f"http://127.0.0.1:{port}"
+        async with httpx.AsyncClient(base_url=base, headers=headers, timeout=60) as http:
+            run = (
+                await http.post(
+                    "/api/runs",
+                    json={
+                        "pipeline": "tech-article",
+                        "inputs": {"source_material": "x"},
+                        "models": ["firehose"],
+                    },
+                )
+            ).json()
+            run_id = run.get("pipeline_run_id") or run["run"]["pipeline_run_id"]
+            url = f"ws://127.0.0.1:{port}/api/runs/{run_id}/stream?token={token}"
+            async with websockets.connect(url, max_size=None) as ws:
+                await ws.recv()  # the state comes first
+                start = time.perf_counter()
+                await http.post(f"/api/runs/{run_id}/steps/angles/execute", json={})
+                received = 0
+                while True:
+                    message = json.loads(await ws.recv())
+                    if message["type"] == "delta":
+                        received += len(message["text"])
+                    elif message["type"] == "step_done":
+                        break
+                return received / (time.perf_counter() - start)
+
+    try:
+        rate = asyncio.run(client())
+    finally:
+        server.should_exit = True
+        thread.join(10)
+    raw = asyncio.run(_raw_stream())
+    record(
+        "streaming: deltas/s to a WebSocket client",
+        rate,
+        "deltas/s",
+        20_000,
+        FIREHOSE_DELTAS / raw,
+        higher_is_better=True,
+        note="baseline: the raw llm stream",
+    )
+
+
 # --- store scale ------------------------------------------------------------------------
 
 
@@ -273,7 +343,14 @@ def main() -> None:
     import instant_model
 
     instant_model.install()
-    for bench in (bench_help, bench_engine, bench_streaming, bench_store, bench_bytes):
+    for bench in (
+        bench_help,
+        bench_engine,
+        bench_streaming,
+        bench_websocket,
+        bench_store,
+        bench_bytes,
+    ):
         started = time.perf_counter()
         bench()
         print(f"  {bench.__name__} done in {time.perf_counter() - started:.1f}s", file=sys.stderr)
