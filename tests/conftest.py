@@ -173,3 +173,147 @@ Failures dropped from 12 a month to 2. Template text like {{ 7*7 }} and
 @pytest.fixture
 def source() -> str:
     return SOURCE
+
+
+# --------------------------------------------------------------------------
+# 5. Server
+# --------------------------------------------------------------------------
+
+
+class LiveServer:
+    """A real uvicorn serving a WriteIt app on a free 127.0.0.1 port, in its own thread.
+
+    The app (and so the engine) runs on the server thread's event loop; tests talk to it
+    over HTTP and WebSocket only. ``url``, ``ws_url``, ``token``, ``headers`` (with the
+    bearer token), ``app`` and ``engine`` (the app's engine: read ``engine.store`` from
+    tests; drive runs through the API).
+    """
+
+    def __init__(self, app, token: str, *, sndbuf: int | None = None) -> None:
+        import socket
+        import threading
+
+        import uvicorn
+
+        ready = threading.Event()
+
+        class _Server(uvicorn.Server):
+            async def startup(self, sockets=None):
+                try:
+                    await super().startup(sockets=sockets)
+                finally:
+                    ready.set()  # also on failure, so start() does not wait in vain
+
+        self.app, self.token = app, token
+        self._ready = ready
+        # IPPROTO_TCP explicitly: asyncio only sets TCP_NODELAY on connections whose
+        # proto says TCP (with proto 0, small responses wait ~40 ms for delayed ACKs).
+        self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if sndbuf:  # inherited by accepted connections: makes backpressure come early
+            self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
+        self._socket.bind(("127.0.0.1", 0))
+        self.port = self._socket.getsockname()[1]
+        config = uvicorn.Config(
+            app,
+            log_level="warning",
+            lifespan="on",
+            ws_max_size=1 << 16,
+            timeout_graceful_shutdown=3,
+        )
+        self.server = _Server(config)
+        self._thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self._socket]}, daemon=True
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    @property
+    def engine(self):
+        return self.app.state.writeit.engine
+
+    def start(self) -> LiveServer:
+        self._thread.start()
+        if not self._ready.wait(15) or not self.server.started:
+            raise RuntimeError("uvicorn did not start (see the log above)")
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self._thread.join(15)
+        self._socket.close()
+
+
+@pytest.fixture
+def live_server(engine):
+    """Start WriteIt servers: ``live_server(**create_app_kwargs, sndbuf=None)``.
+
+    By default the app uses this test's ``engine`` and a fresh random token. Every
+    server started is stopped (engine closed by the app's lifespan) after the test.
+    """
+    import secrets
+
+    from writeit.server import create_app
+
+    started: list[LiveServer] = []
+
+    def start(*, sndbuf: int | None = None, **kwargs) -> LiveServer:
+        kwargs.setdefault("engine", engine)
+        token = kwargs.pop("token", None) or f"test-{secrets.token_urlsafe(16)}"
+        server = LiveServer(create_app(token=token, **kwargs), token, sndbuf=sndbuf)
+        started.append(server)
+        return server.start()
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def server(live_server) -> LiveServer:
+    """One running server over this test's engine."""
+    return live_server()
+
+
+# --------------------------------------------------------------------------
+# 6. TUI
+# --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tui_stable(isolated_env: IsolatedEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Screens that look the same on every run, for snapshot tests.
+
+    Run and response ids count up (``00000001-…``), times read ``today 09:30``,
+    durations ``1.2s``, HOME is this test's tmp_path (paths show as ``~/writeit-home/…``)
+    and the default export name carries no timestamp.
+    """
+    import itertools
+
+    from writeit import engine as engine_module
+    from writeit import export
+    from writeit.tui import format as fmt
+
+    counter = itertools.count(1)
+    monkeypatch.setattr(
+        engine_module, "new_id", lambda: f"{next(counter):08d}-0000-4000-8000-000000000000"
+    )
+    monkeypatch.setattr(fmt, "when", lambda value: "today 09:30")
+    monkeypatch.setattr(fmt, "seconds", lambda value: "1.2s")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setattr(
+        export,
+        "default_path",
+        lambda exports, run, kind: exports
+        / f"{run.configuration_id}-{run.pipeline_run_id[:8]}{export.SUFFIX[kind]}",
+    )

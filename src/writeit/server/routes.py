@@ -1,0 +1,580 @@
+"""The REST API under /api: thin routes over the engine.
+
+Routes resolve the run, check what only the request can say (is this the current step,
+does that response exist) and call one engine method; the engine decides the rest and
+its refusals become 4xx through the error handlers. Actions that may branch answer with
+the run the engine returned, which is a new run id when the change branched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+from dataclasses import asdict
+from pathlib import Path as FilePath
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, Security, status
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPBearer
+
+from writeit import config, export, providers
+from writeit.models import PipelineRun, PipelineStatus, StepStatus, WriteItError
+from writeit.providers import ProviderError
+from writeit.server import bodies
+from writeit.server.errors import (
+    ERROR_RESPONSES,
+    ApiError,
+    InvalidState,
+    NotFound,
+    Unprocessable,
+    message_of,
+    plain_as,
+)
+from writeit.server.state import ServerState, live_run, request_state, run_json
+
+bearer = HTTPBearer(
+    auto_error=False,
+    description="The workspace's token: `writeit serve --show-token`. "
+    "Enforced for every /api route by the server's guard.",
+)
+router = APIRouter(
+    prefix="/api",
+    # Documents the scheme in the OpenAPI schema; the Guard middleware enforces it.
+    dependencies=[Security(bearer)],
+    responses=ERROR_RESPONSES,
+)
+
+State = Annotated[ServerState, Depends(request_state)]
+RunId = Annotated[
+    str,
+    Path(
+        pattern=r"^[0-9a-fA-F-]{4,36}$",
+        description="A run id, or an unambiguous prefix of at least 4 characters.",
+    ),
+]
+StepPath = Annotated[str, Path(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
+NamePath = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")]
+ResponsePath = Annotated[str, Path(pattern=r"^[0-9a-fA-F-]{4,36}$")]
+Json = dict[str, Any]
+STARTED = {202: {"description": "Models are generating: watch /api/runs/{id}/stream"}}
+
+
+# --- catalogue ---------------------------------------------------------------------------
+
+
+@router.get("/pipelines", summary="Pipelines: built-in, the writer's and the workspace's")
+async def list_pipelines(state: State) -> Json:
+    entries = await asyncio.to_thread(config.list_pipelines, state.engine.pipeline_dirs())
+    return {
+        "pipelines": [
+            {
+                "name": entry.name,
+                "builtin": entry.builtin,
+                "valid": entry.item is not None,
+                "description": entry.item.description if entry.item else "",
+                "steps": entry.item.step_names if entry.item else [],
+                "inputs": [i.model_dump(mode="json") for i in entry.item.inputs]
+                if entry.item
+                else [],
+                "problems": [str(p) for p in entry.problems],
+            }
+            for entry in entries
+        ]
+    }
+
+
+@router.get("/pipelines/{name}", summary="One pipeline in full")
+async def get_pipeline(name: NamePath, state: State) -> Json:
+    paths = await asyncio.to_thread(config.pipeline_paths, state.engine.pipeline_dirs())
+    if name not in paths:
+        raise NotFound(
+            f"no pipeline {name!r}", f"known: {', '.join(paths)}", code="unknown_pipeline"
+        )
+    pipeline = await asyncio.to_thread(config.load_pipeline, paths[name])
+    return {"name": name, **pipeline.model_dump(mode="json")}
+
+
+@router.get("/styles", summary="Style primers")
+async def list_styles(state: State) -> Json:
+    entries = await asyncio.to_thread(config.list_styles, state.engine.style_dirs())
+    return {
+        "styles": [
+            {
+                **(entry.item.model_dump(mode="json") if entry.item else {}),
+                "name": entry.name,  # what POST /api/runs takes; `title` is the display name
+                "title": entry.item.name if entry.item else entry.name,
+                "builtin": entry.builtin,
+                "valid": entry.item is not None,
+                "problems": [str(p) for p in entry.problems],
+            }
+            for entry in entries
+        ]
+    }
+
+
+@router.get("/models", summary="Models the llm library knows, and whether they are usable")
+async def list_models() -> Json:
+    infos = await asyncio.to_thread(providers.list_models)
+    return {
+        "offline_model": providers.OFFLINE_MODEL,
+        "models": [
+            {
+                "model_id": info.model_id,
+                "aliases": info.aliases,
+                "provider": info.provider,
+                "usable": info.usable,
+                "needs_key": info.needs_key,
+                "hint": "" if info.usable else providers.key_hint(info.needs_key),
+            }
+            for info in infos
+        ],
+    }
+
+
+# --- runs --------------------------------------------------------------------------------
+
+
+@router.post("/runs", status_code=status.HTTP_201_CREATED, summary="Start a run")
+async def start_run(body: bodies.NewRun, state: State) -> Json:
+    engine = state.engine
+    paths = await asyncio.to_thread(config.pipeline_paths, engine.pipeline_dirs())
+    if body.pipeline not in paths:  # a name only: a path would read any file on disk
+        raise Unprocessable(
+            f"unknown pipeline {body.pipeline!r}",
+            f"known: {', '.join(paths)} (GET /api/pipelines)",
+            code="unknown_pipeline",
+        )
+    pipeline = await asyncio.to_thread(config.load_pipeline, paths[body.pipeline])
+    if body.style:
+        styles = await asyncio.to_thread(config.style_paths, engine.style_dirs())
+        if body.style not in styles:
+            raise Unprocessable(
+                f"unknown style {body.style!r}",
+                f"known: {', '.join(styles)} (GET /api/styles)",
+                code="unknown_style",
+            )
+    asked = set(body.models or []) | {m for ms in (body.step_models or {}).values() for m in ms}
+    await check_models(asked)
+    with plain_as(Unprocessable):
+        run = await engine.start_run(
+            pipeline,
+            body.inputs,
+            style=body.style,
+            models=body.models,
+            step_models=body.step_models,
+        )
+    return run_json(engine, run)
+
+
+@router.get("/runs", summary="Runs, most recently changed first")
+async def list_runs(
+    state: State,
+    status: PipelineStatus | None = None,
+    pipeline: Annotated[str | None, Query(max_length=100)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> Json:
+    summaries = await asyncio.to_thread(
+        state.engine.store.recent,
+        limit=limit,
+        status=status.value if status else None,
+        pipeline=pipeline,
+    )
+    return {"runs": [asdict(summary) for summary in summaries]}
+
+
+@router.get("/runs/{run_id}", summary="A run now, or right after event `at`")
+async def get_run(
+    run_id: RunId,
+    state: State,
+    at: Annotated[int | None, Query(ge=1, description="An event's seq: time travel.")] = None,
+) -> Json:
+    engine = state.engine
+    full = state.run_id(run_id)
+    if at is None:
+        return run_json(engine, live_run(engine, full))
+    with plain_as(Unprocessable):
+        past = await asyncio.to_thread(engine.store.state_at, full, at)
+    data = past.model_dump(mode="json")
+    data["at"] = at
+    return data
+
+
+@router.delete("/runs/{run_id}", status_code=204, summary="Hide a run (its history stays)")
+async def delete_run(run_id: RunId, state: State) -> Response:
+    with plain_as(InvalidState):
+        await state.engine.delete(state.run_id(run_id))
+    return Response(status_code=204)
+
+
+@router.post(
+    "/runs/{run_id}/steps/{step}/execute",
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Ask the step's models for candidates; tokens stream over the WebSocket",
+)
+async def execute(
+    run_id: RunId, step: StepPath, state: State, body: bodies.Execute | None = None
+) -> Json:
+    """Returns at once (202) with the run whose responses are streaming.
+
+    `step` must be the run's current step (a stale client cannot run the wrong one). A
+    step that already has candidates runs again only with `regenerate` or `guide`, so a
+    repeated request cannot spend tokens twice. `feedback` is feedback on the previous
+    step's output, which this step's prompt receives.
+    """
+    body = body or bodies.Execute()
+    engine = state.engine
+    full = state.run_id(run_id)
+    run = engine.load(full)
+    if step not in run.pipeline.step_names:
+        raise NotFound(
+            f"pipeline {run.configuration_id!r} has no step {step!r}",
+            f"steps: {', '.join(run.pipeline.step_names)}",
+            code="unknown_step",
+        )
+    if run.status == PipelineStatus.COMPLETED:
+        raise InvalidState(
+            f"run {full[:8]} is completed",
+            f"fork it from a step to go on: POST /api/runs/{full}/fork",
+            code="run_completed",
+        )
+    if step != run.current_step:
+        raise InvalidState(
+            f"run {full[:8]} is at step {run.current_step!r}, not {step!r}",
+            "execute the current step, or rewind to this one first",
+            code="not_current_step",
+        )
+    again = body.regenerate or body.guide is not None
+    if run.current.status != StepStatus.PENDING and not again and not engine.streaming(full):
+        raise InvalidState(
+            f"step {step!r} has already run",
+            "pass regenerate: true (or guide) for new candidates; "
+            f"POST /api/runs/{full}/resume finishes interrupted ones",
+            code="already_executed",
+        )
+    if body.models:
+        await check_models(set(body.models))
+    if body.feedback is not None:
+        run = await feedback_on_previous(state, run, body.feedback)
+    with plain_as(InvalidState):
+        run = await engine.start_step(run.pipeline_run_id, guidance=body.guide, models=body.models)
+    return run_json(engine, run, branched_from=full)
+
+
+@router.post("/runs/{run_id}/select", summary="Choose a candidate of the current step")
+async def select(run_id: RunId, body: bodies.Select, state: State) -> Json:
+    engine = state.engine
+    full = state.run_id(run_id)
+    choice = response_of(engine.load(full), body.response_id if body.index is None else body.index)
+    with plain_as(InvalidState):
+        run = await engine.select(full, choice, feedback=body.feedback)
+    return run_json(engine, run, branched_from=full)
+
+
+@router.post("/runs/{run_id}/feedback", summary="Feedback on the current step")
+async def feedback(run_id: RunId, body: bodies.FeedbackBody, state: State) -> Json:
+    engine = state.engine
+    full = state.run_id(run_id)
+    with plain_as(InvalidState):
+        run = await engine.give_feedback(full, body.feedback)
+    return run_json(engine, run, branched_from=full)
+
+
+@router.post(
+    "/runs/{run_id}/merge",
+    summary="Merge candidates: by hand (`text`, 200) or by a model (202, streamed)",
+    responses=STARTED,
+)
+async def merge(run_id: RunId, body: bodies.Merge, state: State) -> JSONResponse:
+    engine = state.engine
+    full = state.run_id(run_id)
+    run = engine.load(full)
+    ids = [response_of(run, ref) for ref in body.response_ids]
+    if body.text is not None:
+        with plain_as(InvalidState):
+            run = await engine.merge(full, ids, text=body.text)
+        return JSONResponse(run_json(engine, run, branched_from=full))
+    if body.model:
+        await check_models({body.model})
+    work = engine.merge(full, ids, instruction=body.instruction, model=body.model)
+    try:
+        with plain_as(InvalidState):
+            run, running = await state.launch(full, work)
+    except ProviderError as error:  # the merge model failed at once: a failed response
+        if error.code != "merge_failed":
+            raise
+        data = run_json(engine, engine.load(full))
+        data["merge_error"] = message_of(error)
+        return JSONResponse(data)
+    return JSONResponse(
+        run_json(engine, run, branched_from=full), status_code=202 if running else 200
+    )
+
+
+@router.post("/runs/{run_id}/accept", summary="Go on from a decided step (or complete the run)")
+async def accept(run_id: RunId, state: State) -> Json:
+    return await _act(state, run_id, state.engine.accept)
+
+
+@router.post("/runs/{run_id}/skip", summary="Skip the current step (if the pipeline allows)")
+async def skip(run_id: RunId, state: State) -> Json:
+    return await _act(state, run_id, state.engine.skip)
+
+
+@router.post("/runs/{run_id}/rewind", summary="Move back to an earlier step (nothing is lost)")
+async def rewind(run_id: RunId, state: State, body: bodies.Rewind | None = None) -> Json:
+    step = (body or bodies.Rewind()).step
+    engine = state.engine
+    full = state.run_id(run_id)
+    if step is not None:
+        _check_step(engine.load(full), step)
+    with plain_as(InvalidState):
+        run = await engine.rewind(full, step)
+    return run_json(engine, run, branched_from=full)
+
+
+@router.post(
+    "/runs/{run_id}/fork",
+    status_code=status.HTTP_201_CREATED,
+    summary="A new run sharing this one's history up to a completed step",
+)
+async def fork(run_id: RunId, body: bodies.Fork, state: State) -> Json:
+    engine = state.engine
+    full = state.run_id(run_id)
+    _check_step(engine.load(full), body.step)
+    with plain_as(InvalidState):
+        run = await engine.fork(full, body.step)
+    return run_json(engine, run, branched_from=full)
+
+
+@router.post("/runs/{run_id}/pause", summary="Stop streaming (text kept) and pause the run")
+async def pause(run_id: RunId, state: State) -> Json:
+    engine = state.engine
+    full = state.run_id(run_id)
+    run = engine.load(full)
+    if run.status not in (PipelineStatus.RUNNING, PipelineStatus.PAUSED):
+        raise InvalidState(
+            f"run {full[:8]} is {run.status.value}; only a running run can be paused",
+            code="invalid_transition",
+        )
+    run = await engine.pause(full)
+    return run_json(engine, run)
+
+
+@router.post(
+    "/runs/{run_id}/resume",
+    summary="Continue a paused, failed or interrupted run (202 when models are asked)",
+    responses=STARTED,
+)
+async def resume(run_id: RunId, state: State) -> JSONResponse:
+    engine = state.engine
+    full = state.run_id(run_id)
+    with plain_as(InvalidState):
+        run, running = await state.launch(full, engine.resume(full))
+    return JSONResponse(
+        run_json(engine, run, branched_from=full), status_code=202 if running else 200
+    )
+
+
+@router.post(
+    "/runs/{run_id}/responses/{response_id}/retry",
+    summary="Ask again for a failed or interrupted candidate, or ask another model",
+    responses=STARTED,
+)
+async def retry(
+    run_id: RunId,
+    response_id: ResponsePath,
+    state: State,
+    body: bodies.Retry | None = None,
+) -> JSONResponse:
+    model = (body or bodies.Retry()).model
+    engine = state.engine
+    full = state.run_id(run_id)
+    try:
+        chosen = response_of(engine.load(full), response_id)
+    except Unprocessable as error:
+        raise NotFound(message_of(error), error.hint, code="unknown_response") from error
+    if model:
+        await check_models({model})
+    with plain_as(InvalidState):
+        run, running = await state.launch(full, engine.retry_response(full, chosen, model=model))
+    return JSONResponse(
+        run_json(engine, run, branched_from=full), status_code=202 if running else 200
+    )
+
+
+@router.get("/runs/{run_id}/artifacts", summary="Per step: output, feedback and every response")
+async def artifacts(
+    run_id: RunId,
+    state: State,
+    step: Annotated[str | None, Query(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")] = None,
+    include_text: bool = True,
+) -> Json:
+    engine = state.engine
+    run = live_run(engine, state.run_id(run_id))
+    names = run.pipeline.step_names
+    if step is not None:
+        _check_step(run, step)
+        names = [step]
+    return {
+        "run_id": run.pipeline_run_id,
+        "status": run.status.value,
+        "current_step": run.current_step,
+        "steps": [_step_artifacts(run, name, include_text) for name in names],
+    }
+
+
+@router.post("/runs/{run_id}/export", summary="The article with its history: md, yaml or json")
+async def export_run(run_id: RunId, body: bodies.Export, state: State) -> Json:
+    engine = state.engine
+    full = state.run_id(run_id)
+    run = engine.load(full)
+    branches = len(engine.store.children(full))
+    text = await asyncio.to_thread(
+        export.render, run, body.format, include_history=body.include_history, branches=branches
+    )
+    if not (body.save or body.path):
+        return {"format": body.format, "content": text}
+    exports = state.workspace.exports
+    target = (
+        export.default_path(exports.resolve(), run, body.format)
+        if body.path is None
+        else export_target(exports, body.path)
+    )
+    try:
+        size = await asyncio.to_thread(export.write, text, target)
+    except OSError as error:
+        if error.errno not in (errno.ENAMETOOLONG, errno.EISDIR, errno.ENOTDIR, errno.EINVAL):
+            raise
+        raise ApiError(f"cannot write {body.path}: {error.strerror}", code="bad_path") from error
+    return {"format": body.format, "path": str(target), "bytes": size}
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+async def _act(state: ServerState, run_id: str, action: Any) -> Json:
+    full = state.run_id(run_id)
+    with plain_as(InvalidState):
+        run = await action(full)
+    return run_json(state.engine, run, branched_from=full)
+
+
+async def check_models(names: set[str]) -> None:
+    """Refuse unknown or keyless models with a 422 before anything is written.
+
+    Off the event loop: the first lookup imports llm and its plugins (about a second).
+    """
+    from writeit.engine import check_model
+
+    def check() -> None:
+        for name in sorted(names):
+            check_model(name)
+
+    with plain_as(Unprocessable):
+        await asyncio.to_thread(check)
+
+
+async def feedback_on_previous(state: ServerState, run: PipelineRun, text: str) -> PipelineRun:
+    """Give the previous step feedback before this one runs (rewind, feedback, advance)."""
+    previous = run.pipeline.previous_step(run.current_step)
+    if previous is None:
+        raise Unprocessable(
+            "the first step has no previous step to give feedback on",
+            "feedback on a step goes with its selection: POST /api/runs/{id}/select",
+            code="no_previous_step",
+        )
+    if (run.steps[previous].user_feedback or "") == text:
+        return run
+    if run.current.status != StepStatus.PENDING:
+        raise InvalidState(
+            f"step {run.current_step!r} has already run on {previous!r} as it was",
+            f"rewind to {previous!r} and select again with feedback (this creates a branch)",
+            code="already_executed",
+        )
+    engine = state.engine
+    with plain_as(InvalidState):
+        run = await engine.rewind(run.pipeline_run_id, previous)
+        run = await engine.give_feedback(run.pipeline_run_id, text)
+        return await engine.accept(run.pipeline_run_id)
+
+
+def response_of(run: PipelineRun, ref: str | int | None) -> str:
+    """The full id of a response of the current step, from an id prefix or an index."""
+    step = run.current
+    if isinstance(ref, int):
+        candidates = step.candidates
+        if ref >= len(candidates):
+            raise Unprocessable(
+                f"there is no candidate {ref} at step {step.step_name!r}",
+                f"indexes are 0..{len(candidates) - 1}" if candidates else "execute the step first",
+                code="unknown_response",
+            )
+        return candidates[ref].response_id
+    prefix = (ref or "").lower()
+    matches = [r.response_id for r in step.ai_responses if r.response_id.startswith(prefix)]
+    if len(matches) != 1:
+        raise Unprocessable(
+            f"{'no' if not matches else 'more than one'} response of step "
+            f"{step.step_name!r} matches {ref!r}",
+            "use an id from the run's candidates",
+            code="unknown_response",
+        )
+    return matches[0]
+
+
+def _check_step(run: PipelineRun, step: str) -> None:
+    if step not in run.pipeline.step_names:
+        raise Unprocessable(
+            f"pipeline {run.configuration_id!r} has no step {step!r}",
+            f"steps: {', '.join(run.pipeline.step_names)}",
+            code="unknown_step",
+        )
+
+
+def export_target(exports: FilePath, raw: str) -> FilePath:
+    """Where to save an export: inside the exports folder, or refused (nothing written)."""
+    try:
+        target = export.inside(exports, FilePath(raw))
+    except WriteItError as error:
+        raise ApiError(message_of(error), error.hint, code="path_outside_exports") from error
+    if target == exports.resolve() or target.is_dir():
+        raise ApiError(f"{raw} is a folder", "name a file inside it", code="bad_path")
+    if any(len(part.encode()) > 255 for part in target.parts):
+        raise ApiError(f"a name in {raw} is too long", code="bad_path")
+    return target
+
+
+def _step_artifacts(run: PipelineRun, name: str, include_text: bool) -> Json:
+    step = run.steps[name]
+    selected = step.ai_responses[step.user_selection] if step.user_selection is not None else None
+    data: Json = {
+        "step": name,
+        "status": step.status.value,
+        "attempt": step.attempt,
+        "selected_response_id": selected.response_id if selected else None,
+        "merged": selected is None and step.merged_content is not None,
+        "feedback": step.user_feedback,
+        "responses": [],
+    }
+    if include_text:
+        data["output"] = step.output
+        data["prompt"] = step.prompt
+    for response in step.ai_responses:
+        item: Json = {
+            "response_id": response.response_id,
+            "model": response.model_name,
+            "provider": response.provider,
+            "kind": response.kind,
+            "attempt": response.attempt,
+            "status": response.status.value,
+            "error": response.error,
+            "usage": response.usage_stats.model_dump() if response.usage_stats else None,
+            "seconds": response.processing_time,
+            "quality_score": response.quality_score,
+            "instruction": response.instruction,
+        }
+        if include_text:
+            item["text"] = response.processed_content or response.raw_output
+        data["responses"].append(item)
+    return data

@@ -1,0 +1,224 @@
+"""What one app holds: its workspace, token and engine, plus how runs are shown as JSON.
+
+The engine is created lazily (on startup, or on the first request when an ASGI test
+client runs no lifespan) and closed on shutdown; it is the only thing that changes runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
+
+from fastapi import Request
+from starlette.requests import HTTPConnection
+
+from writeit.models import PipelineRun, ResponseStatus, WriteItError
+from writeit.server.errors import message_of
+from writeit.store import UnknownRun
+from writeit.workspaces import Workspace, ensure_token, get_workspace
+
+if TYPE_CHECKING:
+    from writeit.engine import Engine
+
+log = logging.getLogger("writeit.server")
+
+STREAM_QUEUE = 1024  # updates buffered per WebSocket client before it gets a resync
+SHUTDOWN_GRACE = 5.0  # seconds background work may take to wind down after engine.close()
+
+
+class ServerState:
+    def __init__(
+        self,
+        workspace: Workspace | None = None,
+        *,
+        token: str | None = None,
+        engine: Engine | None = None,
+        stream_queue: int = STREAM_QUEUE,
+    ) -> None:
+        self._workspace = workspace or (engine.workspace if engine else None)
+        self._token = token
+        self._engine = engine
+        self.stream_queue = stream_queue
+        self.tasks: set[asyncio.Task[Any]] = set()
+
+    @property
+    def workspace(self) -> Workspace:
+        if self._workspace is None:
+            self._workspace = get_workspace()
+        return self._workspace
+
+    @property
+    def token(self) -> str:
+        if self._token is None:
+            self._token = ensure_token()
+        return self._token
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            from writeit.engine import Engine
+
+            self._engine = Engine(self.workspace)
+        return self._engine
+
+    async def close(self) -> None:
+        """Stop streams with their text saved (runs paused), then let background work end."""
+        if self._engine is not None:
+            await self._engine.close()
+        if self.tasks:
+            await asyncio.wait(set(self.tasks), timeout=SHUTDOWN_GRACE)
+
+    # --- runs --------------------------------------------------------------------------
+
+    def run_id(self, given: str) -> str:
+        """The full id of a live run from an id or unambiguous prefix; deleted ones are gone."""
+        engine = self.engine
+        run_id = engine.resolve(given.lower())
+        if engine.store.summary(run_id).deleted:
+            raise UnknownRun(f"run {run_id[:8]} was deleted", hint="see GET /api/runs")
+        return run_id
+
+    def keep(self, task: asyncio.Task[Any]) -> None:
+        """Hold a background task until it ends; its failure is logged, not lost."""
+        self.tasks.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        self.tasks.discard(task)
+        if task.cancelled():
+            return
+        error = task.exception()
+        if isinstance(error, WriteItError):
+            log.warning("background work ended: %s", message_of(error))
+        elif error is not None:
+            log.error("background work failed", exc_info=error)
+
+    async def launch(
+        self, run_id: str, work: Coroutine[Any, Any, PipelineRun]
+    ) -> tuple[PipelineRun, bool]:
+        """Start `work` (which asks models) and answer as soon as its first response is out.
+
+        Returns the run and whether it is still generating. An error before anything
+        started (a busy run, a bad choice) is raised here, so the client gets its 4xx;
+        a model failing later shows up as a failed response on the stream, not as an
+        HTTP error. When the work branches, the run returned is the new branch.
+        """
+        engine = self.engine
+        watcher = engine.subscribe(None, maxsize=256)
+        older = set(engine.store.children(run_id))
+        task = asyncio.create_task(work)
+        started = asyncio.create_task(_first_start(engine, watcher, run_id, older))
+        try:
+            await asyncio.wait({task, started}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            watcher.close()
+            started.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await started
+            if not task.done():
+                self.keep(task)  # it goes on (even if this request was cancelled)
+        if task.done():
+            return task.result(), False
+        return engine.load(started.result() if _ok(started) else run_id), True
+
+
+def _ok(task: asyncio.Task[Any]) -> bool:
+    return task.done() and not task.cancelled() and task.exception() is None
+
+
+async def _first_start(engine: Engine, watcher: Any, run_id: str, older: set[str]) -> str:
+    """The run (this one or a branch of it) once one of its responses is streaming."""
+    runs = {run_id}
+    async for update in watcher:
+        if update.kind == "forked" and update.run_id in runs:
+            runs.add(update.data["child"])
+        elif update.kind == "response_started" and update.run_id in runs:
+            return update.run_id
+        elif update.kind == "resync":  # missed updates: ask the store for new branches
+            runs.update(set(engine.store.children(run_id)) - older)
+        for candidate in runs:
+            if engine.streaming(candidate):
+                return candidate
+    raise AssertionError("a subscription never ends")  # pragma: no cover
+
+
+def get_state(connection: HTTPConnection) -> ServerState:
+    """FastAPI dependency: the app's state (works for requests and WebSockets)."""
+    return connection.app.state.writeit
+
+
+def request_state(request: Request) -> ServerState:
+    return get_state(request)
+
+
+# --- runs as JSON --------------------------------------------------------------------------
+
+
+def live_run(engine: Engine, run_id: str) -> PipelineRun:
+    """The freshest state this process knows, without text that is still only in memory.
+
+    Workaround: the engine applies events to its cached run before the append lands, so
+    while an append is in flight `engine.load()` (which compares with the store) would
+    fold an older state. Prefer the cache when it is not behind the store; fold the
+    store when another process moved the run on. (See the report: `Engine.snapshot`.)
+    """
+    cached = getattr(engine, "_runs", {}).get(run_id)
+    if cached is not None and cached.last_seq >= engine.store.summary(run_id).last_seq:
+        return cached
+    return engine.load(run_id)
+
+
+def unsaved_text(engine: Engine, run_id: str) -> dict[str, str]:
+    """Text already streamed (sent as deltas) but not yet checkpointed, per response.
+
+    Workaround reading the engine's private buffers: without it a client joining
+    mid-stream would miss up to a checkpoint interval of text.
+    """
+    streams = dict(getattr(engine, "_streams", {}))
+    return {
+        response_id: "".join(stream.buffer)
+        for response_id, stream in streams.items()
+        if stream.run_id == run_id and stream.buffer
+    }
+
+
+def run_json(
+    engine: Engine, run: PipelineRun, *, branched_from: str | None = None
+) -> dict[str, Any]:
+    """The run as the seed models it, plus what a client needs to act on it next.
+
+    Extras: ``candidates`` (the current step's latest candidates with the 0-based
+    ``index`` that select/merge take), ``streaming`` (responses generating now in this
+    server) and ``branched_from`` when the request created a new branch.
+    """
+    run_id = run.pipeline_run_id
+    data = run.model_dump(mode="json")
+    unsaved = unsaved_text(engine, run_id)
+    if unsaved:
+        for step in data["steps"].values():
+            for response in step["ai_responses"]:
+                extra = unsaved.get(response["response_id"])
+                if extra and response["status"] == ResponseStatus.STREAMING.value:
+                    response["raw_output"] += extra
+    data["candidates"] = [
+        {
+            "index": index,
+            "response_id": response.response_id,
+            "model": response.model_name,
+            "status": response.status.value,
+            "error": response.error,
+        }
+        for index, response in enumerate(run.current.candidates)
+    ]
+    data["streaming"] = engine.streaming(run_id)
+    if branched_from and branched_from != run_id:
+        data["branched_from"] = branched_from
+    return data
+
+
+def snapshot_json(engine: Engine, run_id: str) -> dict[str, Any]:
+    """`run_json` of the live state; synchronous, so it is consistent with the deltas."""
+    return run_json(engine, live_run(engine, run_id))

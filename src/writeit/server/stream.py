@@ -1,0 +1,129 @@
+"""WebSocket /api/runs/{id}/stream: the run's state, then every change as it happens.
+
+Messages, all JSON objects with a ``type``:
+
+- ``state`` ``{run, reason}``: the whole run (as GET /api/runs/{id} returns it). Sent
+  first (reason ``initial``), after a resync (``resync``, with ``dropped``) and when the
+  client sends ``{"type": "state"}`` (``requested``). A client replaces what it has.
+- ``delta`` ``{response_id, step, text}``: streamed text, in order, per response.
+- ``response_started``, ``response_done`` / ``response_failed`` (with the final
+  ``text``, tokens, cost, seconds, quality or error), ``step_done``, ``run_status``,
+  ``response_selected``, ``responses_merged``, ``feedback_given``, ``step_started``,
+  ``step_skipped``, and ``forked {child}`` (watch the child's stream to follow it).
+
+Each client has its own bounded queue, so a slow reader never slows the run or the
+other readers: when its queue overflows the engine replaces the backlog with one
+``resync`` and the client gets the full state again instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from typing import Any
+
+from fastapi import APIRouter, WebSocket
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from writeit.models import WriteItError
+from writeit.server.errors import classify, error_response, message_of
+from writeit.server.state import ServerState, get_state, live_run, snapshot_json
+from writeit.updates import Subscription, Update
+
+router = APIRouter()
+
+
+@router.websocket("/api/runs/{run_id}/stream")
+async def stream_run(websocket: WebSocket, run_id: str) -> None:
+    # Host and token were checked by the Guard before the handshake reached us.
+    state = get_state(websocket)
+    try:
+        run_id = state.run_id(run_id)
+    except WriteItError as error:
+        status, code = classify(error)
+        response = error_response(status, code, message_of(error), error.hint)
+        if "websocket.http.response" in websocket.scope.get("extensions", {}):
+            await websocket.send_denial_response(response)
+        else:
+            await websocket.close(code=1008)
+        return
+    await websocket.accept()
+    await Watcher(state, websocket, run_id).run()
+
+
+class Watcher:
+    """One client watching one run: a pump from its subscription, a listener for it."""
+
+    def __init__(self, state: ServerState, websocket: WebSocket, run_id: str) -> None:
+        self.engine = state.engine
+        self.websocket = websocket
+        self.run_id = run_id
+        self.queue_size = state.stream_queue
+
+    async def run(self) -> None:
+        # Subscribe and take the state in one step (no await between), so every update
+        # queued from here on is news to the client and none is counted twice.
+        subscription = self.engine.subscribe(self.run_id, maxsize=self.queue_size)
+        first = self.state_message("initial")
+        pump = asyncio.create_task(self.pump(subscription, first))
+        listen = asyncio.create_task(self.listen(subscription))
+        try:
+            await asyncio.wait({pump, listen}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            subscription.close()
+            for task in (pump, listen):
+                task.cancel()
+            for task in (pump, listen):
+                with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, OSError):
+                    await task
+            if self.websocket.application_state == WebSocketState.CONNECTED:
+                with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+                    await self.websocket.close()
+
+    async def pump(self, subscription: Subscription, first: dict[str, Any]) -> None:
+        await self.send(first)
+        async for update in subscription:
+            if update.kind == "resync":
+                # Drop what is queued and take the state in the same step: it covers all.
+                while not subscription.queue.empty():
+                    subscription.queue.get_nowait()
+                reason = "requested" if update.data.get("requested") else "resync"
+                message = self.state_message(reason, dropped=update.data.get("dropped", 0))
+            else:
+                message = self.update_message(update)
+            await self.send(message)
+
+    async def listen(self, subscription: Subscription) -> None:
+        """Read the client: `{"type": "state"}` asks for the full state; the rest is ignored."""
+        while True:
+            message = await self.websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            try:
+                request = json.loads(message.get("text") or "null")
+            except ValueError:
+                continue
+            if isinstance(request, dict) and request.get("type") == "state":
+                subscription.offer(Update("resync", self.run_id, {"requested": True}))
+
+    async def send(self, message: dict[str, Any]) -> None:
+        await self.websocket.send_text(json.dumps(message, default=str))
+
+    def state_message(self, reason: str, **extra: Any) -> dict[str, Any]:
+        return {
+            "type": "state",
+            "reason": reason,
+            **extra,
+            "run": snapshot_json(self.engine, self.run_id),
+        }
+
+    def update_message(self, update: Update) -> dict[str, Any]:
+        message = {"type": update.kind, "run_id": update.run_id, **update.data}
+        if update.kind in ("response_done", "response_failed"):
+            # The final text, so a client that missed deltas still ends up exact.
+            with contextlib.suppress(WriteItError):
+                run = live_run(self.engine, update.run_id)
+                _, response = run.find_response(update.data["response_id"])
+                message["text"] = response.processed_content or response.raw_output
+        return message
