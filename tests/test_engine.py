@@ -345,3 +345,32 @@ async def test_local_quality_signals_fill_the_quality_score(engine, source, scri
     assert a.quality["avoid_hits"] >= 20  # "delve" and "game-changer" are on the avoid list
     assert a.quality["words"] == 100
     assert 0 <= a.quality_score < b.quality_score <= 1
+
+
+async def test_new_feedback_behind_the_frontier_branches_and_keeps_the_choice(engine, source):
+    run = await start(engine, source)
+    run_id = run.pipeline_run_id
+    await engine.execute_step(run_id)
+    await engine.select(run_id, 1)
+    await engine.accept(run_id)
+    await engine.execute_step(run_id)  # outline built on angles' choice and feedback
+    await engine.rewind(run_id)
+    child = await engine.give_feedback(run_id, "Lead with the cost numbers")
+    assert child.pipeline_run_id != run_id
+    assert child.steps["angles"].user_selection == 1
+    assert child.steps["angles"].user_feedback == "Lead with the cost numbers"
+    assert child.steps["outline"].status == StepStatus.PENDING
+    assert engine.store.load(run_id).steps["angles"].user_feedback is None
+
+
+async def test_a_snapshot_includes_text_not_yet_checkpointed(engine, source, scripted):
+    gate = scripted.Gate(after_chunks=2)
+    scripted.script("scripted-a", gate=gate)
+    run = await start(engine, source, models=["scripted-a"])
+    task = asyncio.create_task(engine.execute_step(run.pipeline_run_id))
+    await gate.wait_reached()
+    live = engine.snapshot(run.pipeline_run_id).steps["angles"].candidates[0]
+    stored = engine.store.load(run.pipeline_run_id).steps["angles"].candidates[0]
+    assert len(live.raw_output) == 48 and stored.raw_output == ""
+    gate.release()
+    await task

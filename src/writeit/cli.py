@@ -744,6 +744,10 @@ def serve(
     show_token: Annotated[
         bool, typer.Option("--show-token", help="Print the bearer token and exit.")
     ] = False,
+    allow_host: Annotated[
+        list[str] | None,
+        typer.Option("--allow-host", help="Also accept this Host header name (repeatable)."),
+    ] = None,
 ) -> None:
     """Serve the engine over HTTP and WebSocket (token-protected, local by default)."""
     if show_token:
@@ -751,7 +755,7 @@ def serve(
         return
     from writeit.server import run_server
 
-    run_server(host=host, port=port, workspace=workspace)
+    run_server(host=host, port=port, workspace=workspace, allow_hosts=allow_host or [])
 
 
 # --- entry point ----------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from writeit import prompts, providers, quality
+from writeit.errors import InvalidAction, InvalidInput
 from writeit.events import Event, EventType, apply
 from writeit.models import (
     PipelineConfiguration,
@@ -47,8 +48,16 @@ DECISIONS = {
 }
 
 
-class Busy(WriteItError):
-    """The action needs the run idle (a step is still streaming) or a free slot."""
+class Busy(InvalidAction):
+    """The action needs the run idle or a free generation slot."""
+
+
+class StepRunning(Busy):
+    """A step of this run is still generating."""
+
+
+class TooManyRuns(Busy):
+    """max_concurrent_pipelines runs are already generating."""
 
 
 @dataclass
@@ -105,10 +114,20 @@ class Engine:
         """The run as stored now (a fresh fold when another process moved it on)."""
         run_id = self.resolve(run_id)
         cached = self._runs.get(run_id)
-        if cached is not None and self.store.summary(run_id).last_seq == cached.last_seq:
+        # Ahead of the store only while our own append is in flight (a failed one drops it).
+        if cached is not None and cached.last_seq >= self.store.summary(run_id).last_seq:
             return cached
         run = self.store.load(run_id)
         self._runs[run_id] = run
+        return run
+
+    def snapshot(self, run_id: str) -> PipelineRun:
+        """A copy of the run with the text streamed so far, checkpointed or not yet."""
+        run = self.load(run_id).model_copy(deep=True)
+        for response_id, stream in list(self._streams.items()):
+            if stream.run_id == run.pipeline_run_id and stream.buffer:
+                _, response = run.find_response(response_id)
+                response.raw_output += "".join(stream.buffer)
         return run
 
     def streaming(self, run_id: str) -> list[str]:
@@ -167,7 +186,7 @@ class Engine:
             except BaseException:
                 self._runs.pop(run_id, None)
                 raise
-            target = run
+            self._runs[run_id] = target = run
         for event in events:
             self._announce(target, event)
         return target
@@ -274,14 +293,14 @@ class Engine:
         active = {s.run_id for s in self._streams.values()}
         limit = self.preferences.max_concurrent_pipelines
         if run_id not in active and len(active) >= limit:
-            raise Busy(
+            raise TooManyRuns(
                 f"{len(active)} runs are already generating (max_concurrent_pipelines = {limit})",
                 hint="wait for one to finish, or raise it: writeit config set max_concurrent_pipelines N",
             )
 
     def _check_idle(self, run: PipelineRun) -> None:
         if self.streaming(run.pipeline_run_id):
-            raise Busy(
+            raise StepRunning(
                 f"step {run.current_step!r} of run {run.pipeline_run_id[:8]} is still generating",
                 hint="wait for its responses to finish (or pause the run)",
             )
@@ -326,7 +345,7 @@ class Engine:
         step_name = run.current_step
         chosen = list(models or run.models_for(step_name))
         if not chosen:
-            raise WriteItError(
+            raise InvalidInput(
                 f"step {step_name!r} has no models to ask",
                 hint="pass --model, or set defaults.models in the pipeline",
             )
@@ -574,7 +593,7 @@ class Engine:
         response_id = _response_id(step, response)
         response_obj = step.response(response_id)
         if response_obj.status != ResponseStatus.COMPLETED:
-            raise WriteItError(
+            raise InvalidInput(
                 f"the {response_obj.model_name} response is {response_obj.status.value}",
                 hint="pick a completed response, or retry this one",
             )
@@ -606,7 +625,7 @@ class Engine:
             return [(EventType.RUN_RESUMED, {})]
         if run.status == PipelineStatus.COMPLETED and not completed_ok:
             short = run.pipeline_run_id[:8]
-            raise WriteItError(
+            raise InvalidAction(
                 f"run {short} is completed",
                 hint=f"fork it to change it: writeit fork {short} --step {run.current_step}",
             )
@@ -618,7 +637,7 @@ class Engine:
         step = run.current
         if (step.user_feedback or "") == feedback:
             return run
-        run = await self._branch_if_behind(run, step.step_name)
+        run = await self._branch_if_behind(run, step.step_name, keep_choice=True)
         return await self._commit(
             run.pipeline_run_id,
             lambda current: [
@@ -642,10 +661,10 @@ class Engine:
         ids = [_response_id(step, r) for r in responses]
         sources = [step.response(i) for i in ids]
         if text is None and len(ids) < 2:
-            raise WriteItError("an AI merge needs two or more responses", hint="pick at least two")
+            raise InvalidInput("an AI merge needs two or more responses", hint="pick at least two")
         for source in sources:
             if source.status != ResponseStatus.COMPLETED:
-                raise WriteItError(
+                raise InvalidInput(
                     f"the {source.model_name} response is {source.status.value}; merge completed ones"
                 )
         run = await self._branch_if_behind(run, step.step_name)
@@ -687,7 +706,7 @@ class Engine:
         step = run.current
         completed = [r for r in step.candidates if r.status == ResponseStatus.COMPLETED]
         if not completed:
-            raise WriteItError(f"step {step.step_name!r} has no completed candidate to judge")
+            raise InvalidAction(f"step {step.step_name!r} has no completed candidate to judge")
         prompt = prompts.judge_prompt(step.prompt, [r.processed_content for r in completed])
         run = await self._generate(
             run.pipeline_run_id, step.step_name, [model], prompt, kind="judge"
@@ -724,7 +743,7 @@ class Engine:
         step = run.current
         old = step.response(_response_id(step, response))
         if old.status == ResponseStatus.COMPLETED and model is None:
-            raise WriteItError(
+            raise InvalidInput(
                 "that response completed", hint="regenerate the step to get new candidates"
             )
         if model:
@@ -746,7 +765,7 @@ class Engine:
         self._check_idle(run)
         step = run.current
         if step.status not in (StepStatus.COMPLETED, StepStatus.SKIPPED):
-            raise WriteItError(
+            raise InvalidAction(
                 f"step {step.step_name!r} has no choice yet",
                 hint="select a candidate (1..9) or merge some before going on",
             )
@@ -766,7 +785,7 @@ class Engine:
         self._check_idle(run)
         spec = run.pipeline.step(run.current_step)
         if not spec.skippable:
-            raise WriteItError(
+            raise InvalidAction(
                 f"step {spec.name!r} cannot be skipped",
                 hint="the pipeline marks skippable steps with `skippable: true`",
             )
@@ -788,15 +807,15 @@ class Engine:
         self._check_idle(run)
         target = step or run.pipeline.previous_step(run.current_step)
         if target is None:
-            raise WriteItError("already at the first step")
+            raise InvalidAction("already at the first step")
         run.pipeline.step(target)
         if run.pipeline.step_names.index(target) > run.step_index:
-            raise WriteItError(
+            raise InvalidAction(
                 f"{target!r} comes after the current step {run.current_step!r}",
                 hint="rewind goes back; accept the current step to go on",
             )
         if run.steps[target].status == StepStatus.PENDING:
-            raise WriteItError(f"step {target!r} has not run yet")
+            raise InvalidAction(f"step {target!r} has not run yet")
         return await self._commit(
             run.pipeline_run_id, lambda current: [(EventType.REWOUND, {"step": target})]
         )
@@ -806,7 +825,7 @@ class Engine:
         run = self.load(run_id)
         run.pipeline.step(step)
         if run.steps[step].status not in (StepStatus.COMPLETED, StepStatus.SKIPPED):
-            raise WriteItError(
+            raise InvalidAction(
                 f"step {step!r} is not completed in run {run.pipeline_run_id[:8]}",
                 hint="fork from a step that has a selection",
             )
@@ -814,8 +833,13 @@ class Engine:
         decisions = [e.seq for e in events if e.type in DECISIONS and e.data.get("step") == step]
         return await self._fork_at(run, step, decisions[-1], current_step=step)
 
-    async def _branch_if_behind(self, run: PipelineRun, step: str) -> PipelineRun:
-        """Fork when a change at `step` would rewrite work that later steps built on."""
+    async def _branch_if_behind(
+        self, run: PipelineRun, step: str, *, keep_choice: bool = False
+    ) -> PipelineRun:
+        """Fork when a change at `step` would rewrite work that later steps built on.
+
+        The branch starts just before the step's first decision, so a new choice is made
+        there; with `keep_choice` (new feedback only) it starts after the last one."""
         names = run.pipeline.step_names
         later = names[names.index(step) + 1 :]
         built_on = any(run.steps[name].status != StepStatus.PENDING for name in later)
@@ -827,12 +851,13 @@ class Engine:
             (e.seq for e in events if e.type == EventType.STEP_STARTED and e.data["step"] == step),
             default=0,
         )
-        first_decision = min(
+        decisions = [
             e.seq
             for e in events
             if e.type in DECISIONS and e.data.get("step") == step and e.seq > last_start
-        )
-        return await self._fork_at(run, step, first_decision - 1, current_step=step)
+        ]
+        branch_seq = decisions[-1] if keep_choice else decisions[0] - 1
+        return await self._fork_at(run, step, branch_seq, current_step=step)
 
     async def _fork_at(
         self, run: PipelineRun, step: str, branch_seq: int, current_step: str
@@ -977,7 +1002,7 @@ class Engine:
                 run = await self.execute_step(run.pipeline_run_id)
                 step = run.current
             if run.status == PipelineStatus.ERROR:
-                raise WriteItError(
+                raise InvalidAction(
                     f"step {step.step_name!r} failed: {run.error}",
                     hint=f"retry with `writeit resume {run.pipeline_run_id[:8]}` or choose other models",
                 )
@@ -1004,14 +1029,14 @@ def _response_id(step: Any, response: str | int) -> str:
         index = int(response)
         candidates = step.candidates
         if not 0 <= index < len(candidates):
-            raise WriteItError(
+            raise InvalidInput(
                 f"there is no candidate {index + 1} at step {step.step_name!r}",
                 hint=f"choose 1..{len(candidates)}" if candidates else "run the step first",
             )
         return candidates[index].response_id
     matches = [r.response_id for r in step.ai_responses if r.response_id.startswith(response)]
     if len(matches) != 1:
-        raise WriteItError(f"no single response of step {step.step_name!r} matches {response!r}")
+        raise InvalidInput(f"no single response of step {step.step_name!r} matches {response!r}")
     return matches[0]
 
 
@@ -1019,7 +1044,7 @@ def choose(candidates: list, pick: str) -> str:
     """The headless pick policy: `first` completed, `best` quality score, or a number N."""
     completed = [r for r in candidates if r.status == ResponseStatus.COMPLETED]
     if not completed:
-        raise WriteItError("no candidate completed", hint="see the failures with `writeit show`")
+        raise InvalidInput("no candidate completed", hint="see the failures with `writeit show`")
     if pick == "first":
         return completed[0].response_id
     if pick == "best":
@@ -1029,7 +1054,7 @@ def choose(candidates: list, pick: str) -> str:
         if chosen.status == ResponseStatus.COMPLETED:
             return chosen.response_id
         return completed[0].response_id
-    raise WriteItError(f"unknown pick policy {pick!r}", hint="use first, best or a number N")
+    raise InvalidInput(f"unknown pick policy {pick!r}", hint="use first, best or a number N")
 
 
 def check_model(name: str) -> None:
@@ -1038,7 +1063,7 @@ def check_model(name: str) -> None:
     model = resolved.async_model or resolved.sync_model
     needs = getattr(model, "needs_key", None)
     if needs and not providers._has_key(model):
-        raise WriteItError(
+        raise InvalidInput(
             f"model {name!r} needs an API key for {needs}",
             hint=f"{providers.key_hint(needs)}; or run offline with --model {providers.OFFLINE_MODEL}",
         )

@@ -19,3 +19,11 @@ class WriteItError(Exception):
 
 class InvalidTransition(WriteItError):
     """A status change the seed's state machines forbid."""
+
+
+class InvalidAction(WriteItError):
+    """The run's current state does not allow this action now (a 409 over HTTP)."""
+
+
+class InvalidInput(WriteItError):
+    """What the writer gave (inputs, a model, a response, a pick) is not usable (a 422)."""

@@ -445,6 +445,7 @@ class UserPreferences(BaseModel):
     pricing: dict[str, dict[str, float]] = Field(default_factory=dict)
     request_timeout: float = Field(default=120.0, gt=0)
     max_retries: int = Field(default=2, ge=0, le=10)
+    allowed_hosts: list[str] = Field(default_factory=list)
 
     @field_validator("keyboard_shortcuts")
     @classmethod

@@ -10,7 +10,7 @@ import re
 from typing import Any
 
 from writeit.config import render_template
-from writeit.errors import WriteItError
+from writeit.errors import InvalidInput
 from writeit.models import PipelineConfiguration, PipelineRun
 
 MERGE_TEMPLATE = """You are merging several drafts of the same piece into one.
@@ -68,7 +68,7 @@ def check_inputs(pipeline: PipelineConfiguration, inputs: dict[str, str]) -> dic
     known = {i.name for i in pipeline.inputs}
     unknown = sorted(set(inputs) - known)
     if unknown:
-        raise WriteItError(
+        raise InvalidInput(
             f"pipeline {pipeline.name!r} has no input {', '.join(map(repr, unknown))}",
             hint=f"its inputs are: {', '.join(sorted(known))}",
         )
@@ -92,7 +92,7 @@ def check_inputs(pipeline: PipelineConfiguration, inputs: dict[str, str]) -> dic
             )
         values[spec.name] = value
     if problems:
-        raise WriteItError(
+        raise InvalidInput(
             "; ".join(problems), hint="give inputs as --input NAME=VALUE or --input NAME=@FILE"
         )
     return values

@@ -104,11 +104,21 @@ def _quiet_denial_noise() -> None:
         logger.addFilter(_DenialNoise())
 
 
-def configured_hosts() -> list[str]:
-    return [h.strip() for h in os.environ.get(ALLOWED_HOSTS_ENV, "").split(",") if h.strip()]
+def configured_hosts(extra: list[str] | None = None) -> list[str]:
+    """Host names accepted beside loopback: --allow-host, preferences, then the variable."""
+    from writeit.workspaces import load_preferences
+
+    names = [*(extra or []), *load_preferences().allowed_hosts]
+    names += os.environ.get(ALLOWED_HOSTS_ENV, "").split(",")
+    return [h.strip() for h in names if h.strip()]
 
 
-def run_server(host: str = "127.0.0.1", port: int = 8000, workspace: str | None = None) -> None:
+def run_server(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workspace: str | None = None,
+    allow_hosts: list[str] | None = None,
+) -> None:
     """`writeit serve`: say where it listens and where the token is, then serve."""
     import uvicorn
 
@@ -116,7 +126,7 @@ def run_server(host: str = "127.0.0.1", port: int = 8000, workspace: str | None 
 
     chosen = get_workspace(workspace)
     ensure_token()
-    allowed = configured_hosts()
+    allowed = configured_hosts(allow_hosts)
     if not is_loopback(host):
         print(
             f"warning: listening on {host} exposes WriteIt to other machines; anyone who "
@@ -127,8 +137,8 @@ def run_server(host: str = "127.0.0.1", port: int = 8000, workspace: str | None 
             allowed.append(host)
         if host in ("0.0.0.0", "::") and not allowed:
             print(
-                f"note: only loopback Host names are accepted; add others with "
-                f"{ALLOWED_HOSTS_ENV}=name1,name2",
+                "note: only loopback Host names are accepted; add others with "
+                "--allow-host NAME (or `writeit config set allowed_hosts [name1, name2]`)",
                 file=sys.stderr,
             )
     shown = f"[{host}]" if ":" in host else host

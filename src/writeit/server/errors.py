@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
-from writeit.errors import InvalidTransition, WriteItError
+from writeit.errors import InvalidAction, InvalidInput, InvalidTransition, WriteItError
 
 log = logging.getLogger("writeit.server")
 
@@ -95,7 +95,7 @@ def error_response(
 def classify(error: WriteItError) -> tuple[int, str]:
     """HTTP status and stable code for an engine, store or config error."""
     from writeit.config import ConfigError
-    from writeit.engine import Busy
+    from writeit.engine import StepRunning, TooManyRuns
     from writeit.events import CorruptHistory
     from writeit.providers import ProviderError
     from writeit.store import Conflict, StoreError, UnknownRun
@@ -104,10 +104,10 @@ def classify(error: WriteItError) -> tuple[int, str]:
         return error.status, error.code
     if isinstance(error, UnknownRun):
         return 404, "unknown_run"
-    if isinstance(error, Busy):
-        # The engine has one Busy for two causes; its message says which (see the report).
-        capacity = "max_concurrent_pipelines" in message_of(error)
-        return 409, "too_many_runs" if capacity else "step_running"
+    if isinstance(error, TooManyRuns):
+        return 409, "too_many_runs"
+    if isinstance(error, StepRunning):
+        return 409, "step_running"
     if isinstance(error, Conflict):
         return 409, "conflict"
     if isinstance(error, InvalidTransition):
@@ -116,6 +116,10 @@ def classify(error: WriteItError) -> tuple[int, str]:
         return 422, "invalid_config"
     if isinstance(error, ProviderError):
         return 422, error.code if error.code != "error" else "model_error"
+    if isinstance(error, InvalidAction):
+        return 409, "invalid_state"
+    if isinstance(error, InvalidInput):
+        return 422, "invalid_request"
     if isinstance(error, CorruptHistory):
         return 500, "corrupt_history"
     if isinstance(error, StoreError):

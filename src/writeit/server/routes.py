@@ -31,7 +31,7 @@ from writeit.server.errors import (
     message_of,
     plain_as,
 )
-from writeit.server.state import ServerState, live_run, request_state, run_json
+from writeit.server.state import ServerState, request_state, run_json
 
 bearer = HTTPBearer(
     auto_error=False,
@@ -192,7 +192,7 @@ async def get_run(
     engine = state.engine
     full = state.run_id(run_id)
     if at is None:
-        return run_json(engine, live_run(engine, full))
+        return run_json(engine, engine.snapshot(full))
     with plain_as(Unprocessable):
         past = await asyncio.to_thread(engine.store.state_at, full, at)
     data = past.model_dump(mode="json")
@@ -411,7 +411,7 @@ async def artifacts(
     include_text: bool = True,
 ) -> Json:
     engine = state.engine
-    run = live_run(engine, state.run_id(run_id))
+    run = engine.snapshot(state.run_id(run_id))
     names = run.pipeline.step_names
     if step is not None:
         _check_step(run, step)

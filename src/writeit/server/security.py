@@ -114,7 +114,7 @@ class Guard:
                 "host_not_allowed",
                 f"Host {raw!r} is not allowed" if raw else "the request has no Host header",
                 "use http://127.0.0.1 or http://localhost; other names must be configured "
-                "(WRITEIT_ALLOWED_HOSTS)",
+                "(writeit serve --allow-host NAME)",
             )
 
     def check_token(self, scope: Scope, headers: Headers) -> None:

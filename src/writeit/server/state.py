@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import Request
 from starlette.requests import HTTPConnection
 
-from writeit.models import PipelineRun, ResponseStatus, WriteItError
+from writeit.models import PipelineRun, WriteItError
 from writeit.server.errors import message_of
 from writeit.store import UnknownRun
 from writeit.workspaces import Workspace, ensure_token, get_workspace
@@ -157,34 +157,6 @@ def request_state(request: Request) -> ServerState:
 # --- runs as JSON --------------------------------------------------------------------------
 
 
-def live_run(engine: Engine, run_id: str) -> PipelineRun:
-    """The freshest state this process knows, without text that is still only in memory.
-
-    Workaround: the engine applies events to its cached run before the append lands, so
-    while an append is in flight `engine.load()` (which compares with the store) would
-    fold an older state. Prefer the cache when it is not behind the store; fold the
-    store when another process moved the run on. (See the report: `Engine.snapshot`.)
-    """
-    cached = getattr(engine, "_runs", {}).get(run_id)
-    if cached is not None and cached.last_seq >= engine.store.summary(run_id).last_seq:
-        return cached
-    return engine.load(run_id)
-
-
-def unsaved_text(engine: Engine, run_id: str) -> dict[str, str]:
-    """Text already streamed (sent as deltas) but not yet checkpointed, per response.
-
-    Workaround reading the engine's private buffers: without it a client joining
-    mid-stream would miss up to a checkpoint interval of text.
-    """
-    streams = dict(getattr(engine, "_streams", {}))
-    return {
-        response_id: "".join(stream.buffer)
-        for response_id, stream in streams.items()
-        if stream.run_id == run_id and stream.buffer
-    }
-
-
 def run_json(
     engine: Engine, run: PipelineRun, *, branched_from: str | None = None
 ) -> dict[str, Any]:
@@ -196,13 +168,6 @@ def run_json(
     """
     run_id = run.pipeline_run_id
     data = run.model_dump(mode="json")
-    unsaved = unsaved_text(engine, run_id)
-    if unsaved:
-        for step in data["steps"].values():
-            for response in step["ai_responses"]:
-                extra = unsaved.get(response["response_id"])
-                if extra and response["status"] == ResponseStatus.STREAMING.value:
-                    response["raw_output"] += extra
     data["candidates"] = [
         {
             "index": index,
@@ -220,5 +185,6 @@ def run_json(
 
 
 def snapshot_json(engine: Engine, run_id: str) -> dict[str, Any]:
-    """`run_json` of the live state; synchronous, so it is consistent with the deltas."""
-    return run_json(engine, live_run(engine, run_id))
+    """`run_json` of the live state (text streamed but not yet checkpointed included);
+    synchronous, so it is consistent with the deltas sent after it."""
+    return run_json(engine, engine.snapshot(run_id))

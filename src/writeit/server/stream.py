@@ -28,7 +28,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from writeit.models import WriteItError
 from writeit.server.errors import classify, error_response, message_of
-from writeit.server.state import ServerState, get_state, live_run, snapshot_json
+from writeit.server.state import ServerState, get_state, snapshot_json
 from writeit.updates import Subscription, Update
 
 router = APIRouter()
@@ -123,7 +123,7 @@ class Watcher:
         if update.kind in ("response_done", "response_failed"):
             # The final text, so a client that missed deltas still ends up exact.
             with contextlib.suppress(WriteItError):
-                run = live_run(self.engine, update.run_id)
+                run = self.engine.load(update.run_id)
                 _, response = run.find_response(update.data["response_id"])
                 message["text"] = response.processed_content or response.raw_output
         return message
