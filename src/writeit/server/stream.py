@@ -83,16 +83,33 @@ class Watcher:
 
     async def pump(self, subscription: Subscription, first: dict[str, Any]) -> None:
         await self.send(first)
-        async for update in subscription:
+        while True:
+            updates = [await subscription.queue.get()]
+            while not subscription.queue.empty():  # whatever piled up while we sent
+                updates.append(subscription.queue.get_nowait())
+            for message in self.messages(updates):
+                await self.send(message)
+
+    def messages(self, updates: list[Update]) -> list[dict[str, Any]]:
+        """Messages for a batch of updates: consecutive deltas of one response become one
+        message; a resync (or the client asking) becomes the full state, which covers all."""
+        for update in reversed(updates):
             if update.kind == "resync":
-                # Drop what is queued and take the state in the same step: it covers all.
-                while not subscription.queue.empty():
-                    subscription.queue.get_nowait()
                 reason = "requested" if update.data.get("requested") else "resync"
-                message = self.state_message(reason, dropped=update.data.get("dropped", 0))
+                return [self.state_message(reason, dropped=update.data.get("dropped", 0))]
+        messages: list[dict[str, Any]] = []
+        for update in updates:
+            last = messages[-1] if messages else None
+            if (
+                update.kind == "delta"
+                and last is not None
+                and last["type"] == "delta"
+                and last["response_id"] == update.data["response_id"]
+            ):
+                last["text"] += update.data["text"]
             else:
-                message = self.update_message(update)
-            await self.send(message)
+                messages.append(self.update_message(update))
+        return messages
 
     async def listen(self, subscription: Subscription) -> None:
         """Read the client: `{"type": "state"}` asks for the full state; the rest is ignored."""
