@@ -314,6 +314,7 @@ def tui_stable(isolated_env: IsolatedEnv, tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setattr(
         export,
         "default_path",
-        lambda exports, run, kind: exports
-        / f"{run.configuration_id}-{run.pipeline_run_id[:8]}{export.SUFFIX[kind]}",
+        lambda exports, run, kind: (
+            exports / f"{run.configuration_id}-{run.pipeline_run_id[:8]}{export.SUFFIX[kind]}"
+        ),
     )

@@ -17,7 +17,7 @@ from textual.app import App
 from textual.binding import Binding
 
 from writeit.engine import Busy, Engine
-from writeit.models import WriteItError
+from writeit.models import ResponseStatus, WriteItError
 from writeit.tui import keys
 from writeit.tui.commands import ActionsProvider
 from writeit.tui.messages import EngineUpdated
@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 class WriteItApp(App[None]):
     CSS_PATH = Path(__file__).with_name("writeit.tcss")
     TITLE = "WriteIt"
+    NOTIFICATION_TIMEOUT = 4
     COMMANDS = App.COMMANDS | {ActionsProvider}
     BINDINGS = [
         *keys.bindings("help", "quit"),
@@ -59,7 +60,7 @@ class WriteItApp(App[None]):
         self.keymap: dict[str, str] = {}
         self.live_text: dict[str, str] = {}
         self._subscription = None
-        self._closing = False
+        self._quitting = False
 
     # --- start-up ----------------------------------------------------------------------
 
@@ -101,30 +102,39 @@ class WriteItApp(App[None]):
         if start["pipeline"]:
             self.open_form(start["pipeline"], start["inputs"], start["style"], start["models"])
         elif start["run_id"]:
-            self.open_run(start["run_id"], resume=True)
+            self.open_run(start["run_id"], resume="auto")
 
     async def _watch(self) -> None:
         assert self._subscription is not None
         async for update in self._subscription:
-            if update.kind == "delta":
-                rid = update.data["response_id"]
-                self.live_text[rid] = self.live_text.get(rid, "") + update.data["text"]
-                continue
-            if update.kind == "resync":
-                self._recover_live_text(update.run_id)
-            for screen in list(self.screen_stack):
-                screen.post_message(EngineUpdated(update))
+            try:
+                if update.kind == "delta":
+                    rid = update.data["response_id"]
+                    self.live_text[rid] = self.live_text.get(rid, "") + update.data["text"]
+                    continue
+                if update.kind == "resync":
+                    self._recover_live_text(update.run_id)
+                for screen in list(self.screen_stack):
+                    screen.post_message(EngineUpdated(update))
+            except Exception:  # keep listening whatever one update did
+                log.exception("handling an engine update failed")
 
     def _recover_live_text(self, run_id: str) -> None:
-        """After dropped updates, rebuild streaming text from what the engine holds."""
-        engine = self.engine
-        streams = getattr(engine, "_streams", {})
-        for response_id, stream in list(streams.items()):
+        """After dropped updates, take the streaming text from the engine's snapshot."""
+        runs = {run_id} | {
+            screen.run_id
+            for screen in self.screen_stack
+            if isinstance(getattr(screen, "run_id", None), str)
+        }
+        for rid in runs:
             try:
-                _, response = engine.load(stream.run_id).find_response(response_id)
+                run = self.engine.snapshot(rid)
             except WriteItError:
                 continue
-            self.live_text[response_id] = response.raw_output + "".join(stream.buffer)
+            for step in run.steps.values():
+                for response in step.ai_responses:
+                    if response.status == ResponseStatus.STREAMING:
+                        self.live_text[response.response_id] = response.raw_output
 
     # --- navigation (screens call these) -------------------------------------------------
 
@@ -134,11 +144,13 @@ class WriteItApp(App[None]):
         while len(self.screen_stack) > 1 and not isinstance(self.screen, RunListScreen):
             self.pop_screen()
 
-    def open_run(self, run_id: str, *, resume: bool = False) -> None:
+    def open_run(self, run_id: str, *, resume: bool | str = False, start: bool = False) -> None:
+        """Show a run's current step; `resume` "auto" continues a paused or crashed run,
+        "force" any unfinished one; `start` asks the current step's models."""
         from writeit.tui.screens.step_view import StepScreen
 
         self.to_run_list()
-        self.push_screen(StepScreen(run_id, resume=resume))
+        self.push_screen(StepScreen(run_id, resume=resume, start=start))
 
     def open_form(
         self,
@@ -165,7 +177,7 @@ class WriteItApp(App[None]):
         from writeit.tui.screens.help import HelpScreen
 
         if not isinstance(self.screen, HelpScreen):
-            self.push_screen(HelpScreen())
+            self.push_screen(HelpScreen(type(self.screen).__name__))
 
     # --- errors ----------------------------------------------------------------------------
 
@@ -190,15 +202,19 @@ class WriteItApp(App[None]):
             )
         return None
 
+    def call(self, work: Awaitable[Any]) -> None:
+        """Run an engine call in an app worker: it outlives the screen that asked for it."""
+        self.run_worker(work, group="engine", exit_on_error=False)
+
     def say(self, message: str, **kwargs: Any) -> None:
         self.notify(message, markup=False, **kwargs)
 
     # --- quitting --------------------------------------------------------------------------
 
     async def action_quit(self) -> None:
-        if self._closing:
+        if self._quitting:
             return
-        self._closing = True
+        self._quitting = True
         if self._engine is not None:
             if getattr(self._engine, "_streams", None):
                 self.say("Stopping the streams and saving their text…")

@@ -17,7 +17,7 @@ class ActionsProvider(Provider):
         app = self.app
         keymap = getattr(app, "keymap", {})
         found: list[tuple[str, str, object]] = []
-        ids = [*getattr(screen, "ACTION_IDS", ()), "help", "quit"]
+        ids = list(dict.fromkeys([*getattr(screen, "ACTION_IDS", ()), "help", "quit"]))
         for action_id in ids:
             action = keys.ACTIONS[action_id]
             if not action.palette:
@@ -28,9 +28,7 @@ class ActionsProvider(Provider):
             check = target.check_action(method, ())
             if check is False or check is None:
                 continue
-            key = keys.key_for(action_id, keymap) if action_id != "select_1" else "1"
-            if action_id.startswith("select_"):
-                key = keys.display(keymap.get(action_id, action.key))
+            key = keys.display(keymap.get(action_id, action.key))
             found.append(
                 (
                     action.help,

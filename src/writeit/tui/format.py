@@ -68,8 +68,6 @@ def quality(metrics: dict[str, float]) -> str:
         parts.append(f"readability {metrics['readability']:.0f}")
     if metrics.get("avoid_hits"):
         parts.append(f"{int(metrics['avoid_hits'])} avoid-list words")
-    if "score" in metrics:
-        parts.append(f"score {metrics['score']:.2f}")
     return " · ".join(parts)
 
 

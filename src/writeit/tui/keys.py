@@ -21,6 +21,7 @@ class Action:
     show: bool = True
     key_display: str | None = None
     palette: bool = True  # offered in the command palette
+    priority: bool = False  # before the focused widget's own bindings (e.g. a table's Enter)
 
 
 _ALL = [
@@ -29,7 +30,7 @@ _ALL = [
     Action("quit", "q", "app.quit", "Quit", "Quit (streams are stopped and saved first)"),
     # run list
     Action("new_run", "n", "new_run", "New", "Start a new run: pick a pipeline"),
-    Action("open", "enter", "open", "Open", "Open the highlighted run"),
+    Action("open", "enter", "open", "Open", "Open the highlighted run", priority=True),
     Action("resume", "r", "resume", "Resume", "Resume the highlighted run (paused or failed)"),
     Action("delete", "d", "delete", "Delete", "Delete the highlighted run (asks first)"),
     Action("refresh", "ctrl+r", "refresh", "Refresh", "Reload the list", show=False),
@@ -69,7 +70,17 @@ _ALL = [
     Action("fork", "f", "fork", "Fork", "Fork a new branch from this step"),
     Action("history", "h", "history", "History", "History and branch tree"),
     Action("export", "e", "export", "Export", "Export the article"),
-    Action("prompt", "p", "prompt", "Prompt", "Show or hide the prompt this step received"),
+    Action(
+        "prompt", "p", "prompt", "Prompt", "Show or hide the prompt this step received", show=False
+    ),
+    Action(
+        "prev_tab",
+        "left_square_bracket",
+        "prev_tab",
+        "Tabs",
+        "Previous candidate tab",
+        key_display="[ ]",  # one footer entry for both
+    ),
     Action(
         "next_tab",
         "right_square_bracket",
@@ -79,16 +90,9 @@ _ALL = [
         key_display="]",
         show=False,
     ),
-    Action(
-        "prev_tab",
-        "left_square_bracket",
-        "prev_tab",
-        "Prev",
-        "Previous candidate tab",
-        key_display="[",
-        show=False,
-    ),
     Action("runs", "l", "runs", "Runs", "Back to the run list", show=False),
+    Action("skip", "k", "skip", "Skip", "Skip this step, when the pipeline allows it", show=False),
+    Action("resume_run", "u", "resume_run", "Resume", "Resume generating after a stop or a crash"),
     # merge view
     Action(
         "merge_ai", "ctrl+s", "merge_ai", "AI merge", "Merge the ticked candidates with a model"
@@ -119,13 +123,15 @@ SECTIONS: dict[str, list[str]] = {
         "guide",
         "merge",
         "retry",
+        "resume_run",
+        "skip",
         "back",
         "fork",
         "history",
         "export",
         "prompt",
-        "next_tab",
         "prev_tab",
+        "next_tab",
         "runs",
         "new_run",
     ],
@@ -144,7 +150,8 @@ NAMES = {
 }
 
 
-def bindings(*ids: str) -> list[Binding]:
+def bindings(*ids: str, hidden: tuple[str, ...] = ()) -> list[Binding]:
+    """Bindings for these actions; `hidden` ones work but stay out of the footer."""
     result = []
     for action_id in ids:
         a = ACTIONS[action_id]
@@ -153,10 +160,11 @@ def bindings(*ids: str) -> list[Binding]:
                 a.key,
                 a.action,
                 a.label,
-                show=a.show,
+                show=a.show and action_id not in hidden,
                 key_display=a.key_display,
                 id=a.id,
                 tooltip=a.help,
+                priority=a.priority,
             )
         )
     return result
@@ -182,10 +190,7 @@ def key_for(action_id: str, keymap: dict[str, str]) -> str:
     """The key an action has now (remapped or default), for the help screen."""
     if action_id == "select_1" and not any(f"select_{n}" in keymap for n in range(1, 10)):
         return "1-9"
-    action = ACTIONS[action_id]
-    if action_id in keymap:
-        return display(keymap[action_id])
-    return action.key_display or display(action.key)
+    return display(keymap.get(action_id, ACTIONS[action_id].key))
 
 
 def check_keymap(shortcuts: dict[str, str]) -> tuple[dict[str, str], list[str]]:

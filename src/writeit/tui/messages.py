@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from textual.message import Message
 
-from writeit.engine import Update
+from writeit.updates import Update
 
 
 class EngineUpdated(Message, bubble=False):

@@ -26,8 +26,8 @@ class ConfirmDialog(ModalScreen[bool]):
             if self.detail:
                 yield Static(self.detail, classes="dialog-detail", markup=False)
             with Horizontal(classes="buttons"):
-                yield Button(f"{self.yes} (Y)", variant="error", id="yes")
-                yield Button("Cancel (Esc)", id="no")
+                yield Button(f"{self.yes} (Y)", variant="error", id="yes", compact=True)
+                yield Button("Cancel (Esc)", id="no", compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#no", Button).focus()
@@ -56,10 +56,10 @@ class AskDialog(ModalScreen[str | None]):
             yield Label(self.title_text, classes="dialog-title", markup=False)
             if self.detail:
                 yield Static(self.detail, classes="dialog-detail", markup=False)
-            yield Input(self.value, placeholder=self.placeholder, id="answer")
+            yield Input(self.value, placeholder=self.placeholder, id="answer", compact=True)
             with Horizontal(classes="buttons"):
-                yield Button("OK (Enter)", variant="primary", id="ok")
-                yield Button("Cancel (Esc)", id="cancel")
+                yield Button("OK (Enter)", variant="primary", id="ok", compact=True)
+                yield Button("Cancel (Esc)", id="cancel", compact=True)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self._done()

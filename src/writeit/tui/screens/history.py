@@ -1,0 +1,241 @@
+"""The history and branch tree: the run family from its root, every branch under the
+step it branched at, and every step; highlight a node to read it (read-only), O to
+switch to that run, F to fork a new branch from a step.
+
+Dismisses with the id of the run to show, or None.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.containers import Horizontal, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, Markdown, Static, Tree
+from textual.widgets.tree import TreeNode
+
+from writeit.models import PipelineRun, StepStatus
+from writeit.store import RunSummary
+from writeit.tui import format as fmt
+from writeit.tui import keys
+
+STEP_STYLE = {
+    StepStatus.COMPLETED: "green",
+    StepStatus.SKIPPED: "dim",
+    StepStatus.RUNNING: "yellow",
+    StepStatus.PENDING: "dim",
+}
+
+
+@dataclass
+class Node:
+    run_id: str
+    step: str | None = None
+
+
+@dataclass
+class Family:
+    """Everything the tree shows, read off the store in a thread."""
+
+    root: str
+    runs: dict[str, PipelineRun]
+    summaries: dict[str, RunSummary]
+    children: dict[str, list[str]]
+
+
+def read_family(store, run_id: str) -> Family:
+    root = store.ancestors(run_id)[0]
+    runs: dict[str, PipelineRun] = {}
+    summaries: dict[str, RunSummary] = {}
+    children: dict[str, list[str]] = {}
+    todo = [root]
+    while todo:
+        current = todo.pop()
+        runs[current] = store.load(current)
+        summaries[current] = store.summary(current)
+        children[current] = store.children(current)
+        todo.extend(children[current])
+    return Family(root, runs, summaries, children)
+
+
+class HistoryScreen(Screen[str | None]):
+    ACTION_IDS = ("open_branch", "fork_here", "close")
+    BINDINGS = keys.bindings(*ACTION_IDS)
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.family: Family | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="history-title", classes="screen-title")
+        with Horizontal(id="history-body"):
+            yield Tree("runs", id="family")
+            with VerticalScroll(id="reader"):
+                yield Static("", id="reader-title")
+                yield Markdown("", id="reader-text")
+        yield Footer(compact=True, show_command_palette=False)
+
+    async def on_mount(self) -> None:
+        await self.reload()
+
+    async def reload(self) -> None:
+        self.family = await asyncio.to_thread(read_family, self.app.engine.store, self.run_id)
+        family = self.family
+        tree = self.query_one(Tree)
+        tree.clear()
+        tree.show_root = False
+        current_node = self._add_run(tree.root, family.root)
+        tree.root.expand()
+        branches = len(family.runs)
+        self.query_one("#history-title", Static).update(
+            f"[b]History[/b]  ·  {branches} run{'s' if branches != 1 else ''} "
+            "(the first and its branches)  ·  highlight a node to read it"
+        )
+        tree.focus()
+        target = self._find(tree.root, self.run_id) or current_node
+        if target is not None:
+            self.call_after_refresh(tree.move_cursor, target)
+
+    def _find(self, node: TreeNode, run_id: str) -> TreeNode | None:
+        data = node.data
+        if isinstance(data, Node) and data.run_id == run_id and data.step is not None:
+            run = self.family.runs[run_id] if self.family else None
+            if run is not None and data.step == run.current_step:
+                return node
+        for child in node.children:
+            found = self._find(child, run_id)
+            if found is not None:
+                return found
+        return None
+
+    def _add_run(self, parent: TreeNode, run_id: str) -> TreeNode:
+        assert self.family is not None
+        run = self.family.runs[run_id]
+        summary = self.family.summaries[run_id]
+        label = Text()
+        if run.parent_pipeline_run_id:
+            label.append(f"↳ {fmt.short(run_id)}", "bold")
+            label.append(f" from {run.branch_point}", "italic")
+        else:
+            label.append(f"run {fmt.short(run_id)}", "bold")
+            label.append(f" {run.pipeline.name}")
+        label.append(" · ")
+        label.append(run.status.value, "green" if run.status.value == "completed" else "yellow")
+        if summary.deleted:
+            label.append(" (deleted)", "red")
+        if run_id == self.run_id:
+            label.append(" ◀ here", "bold reverse")
+        node = parent.add(label, data=Node(run_id), expand=True)
+        names = run.pipeline.step_names
+        first = names.index(run.branch_point) if run.branch_point in names else 0
+        step_nodes: dict[str, TreeNode] = {}
+        children = self.family.children.get(run_id, [])
+        branch_points = {self.family.runs[c].branch_point for c in children}
+        for name in names[first:]:
+            step = run.steps[name]
+            text = Text()
+            text.append(f"{fmt.STATUS_MARK[step.status.value]} {name}", STEP_STYLE[step.status])
+            if step.user_selection is not None:
+                text.append(f"  {step.ai_responses[step.user_selection].model_name}", "")
+            elif step.merged_content is not None:
+                text.append("  merged", "")
+            elif step.candidates:
+                count = len(step.candidates)
+                text.append(f"  {count} candidate{'s' if count != 1 else ''}", "dim")
+            if step.user_feedback:
+                text.append("  ✎ feedback", "dim")
+            if name == run.current_step and run.status.value != "completed":
+                text.append("  ◀ at", "italic")
+            if name in branch_points:
+                step_nodes[name] = node.add(text, data=Node(run_id, name), expand=True)
+            else:
+                step_nodes[name] = node.add_leaf(text, data=Node(run_id, name))
+        for child_id in children:
+            child = self.family.runs[child_id]
+            anchor = step_nodes.get(child.branch_point or "", node)
+            self._add_run(anchor, child_id)
+        return node
+
+    # --- reading -----------------------------------------------------------------------------
+
+    @on(Tree.NodeHighlighted)
+    async def _highlighted(self, event: Tree.NodeHighlighted) -> None:
+        data = event.node.data
+        if not isinstance(data, Node) or self.family is None:
+            return
+        run = self.family.runs[data.run_id]
+        title = self.query_one("#reader-title", Static)
+        text = self.query_one("#reader-text", Markdown)
+        if data.step is None:
+            title.update(
+                f"[b]Run {fmt.short(run.pipeline_run_id)}[/b] · {run.pipeline.name} · "
+                f"{run.status.value} · at {run.current_step} · {fmt.cost(run.total_cost)}"
+                "\n[dim]Read-only. O switches to this run.[/dim]"
+            )
+            body = run.final_text or "_No chosen text yet._"
+            await text.update(f"**Latest chosen text**\n\n{body}")
+            return
+        step = run.steps[data.step]
+        chosen = (
+            step.ai_responses[step.user_selection].model_name
+            if step.user_selection is not None
+            else ("merged" if step.merged_content is not None else "nothing yet")
+        )
+        title.update(
+            f"[b]{data.step}[/b] in run {fmt.short(run.pipeline_run_id)} · {step.status.value} · "
+            f"chosen: {chosen} · {len(step.ai_responses)} responses"
+            "\n[dim]Read-only. F forks a new branch from here; O opens the run.[/dim]"
+        )
+        parts = []
+        if step.output is not None:
+            parts.append(f"**Chosen text**\n\n{step.output}")
+        if step.user_feedback:
+            parts.append(f"**Feedback for the next step:** {step.user_feedback}")
+        others = [
+            r for r in step.candidates if step.output is None or r.processed_content != step.output
+        ]
+        for r in others:
+            parts.append(
+                f"**Candidate from {r.model_name}** ({r.status.value})\n\n"
+                f"{r.processed_content or r.raw_output or r.error or ''}"
+            )
+        await text.update("\n\n---\n\n".join(parts) or "_This step has not run in this branch._")
+
+    def _node(self) -> Node | None:
+        node = self.query_one(Tree).cursor_node
+        return node.data if node is not None and isinstance(node.data, Node) else None
+
+    # --- actions -----------------------------------------------------------------------------
+
+    def action_open_branch(self) -> None:
+        node = self._node()
+        if node is not None:
+            self.dismiss(node.run_id)
+
+    def action_fork_here(self) -> None:
+        node = self._node()
+        if node is None or node.step is None:
+            self.app.say("Highlight a step to fork from.", severity="warning")
+            return
+
+        async def fork() -> None:
+            child = await self.app.attempt(
+                self.app.engine.fork(node.run_id, node.step), title="Fork"
+            )
+            if child is not None:
+                self.app.say(
+                    f"Forked: new run {fmt.short(child.pipeline_run_id)} from {node.step} "
+                    f"of {fmt.short(node.run_id)}.",
+                    title="Fork",
+                )
+                self.dismiss(child.pipeline_run_id)
+
+        self.app.call(fork())
+
+    def action_close(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,272 @@
+"""The input form: the pipeline's inputs, a style primer and the models, then Start."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+from textual import on
+from textual.app import ComposeResult
+from textual.containers import Horizontal, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Button, Footer, Input, Label, Select, Static, TextArea
+
+from writeit.models import PipelineConfiguration, WriteItError
+from writeit.tui import keys
+
+
+def uniform_models(pipeline: PipelineConfiguration) -> list[str] | None:
+    """The models every step asks, when all steps ask the same ones."""
+    lists = {tuple(pipeline.models_for(step)) for step in pipeline.steps}
+    return list(lists.pop()) if len(lists) == 1 else None
+
+
+def parse_models(text: str) -> list[str]:
+    return [m for m in re.split(r"[,\s]+", text.strip()) if m]
+
+
+def _check_models(models: list[str]) -> None:
+    from writeit.engine import check_model
+
+    for name in dict.fromkeys(models):
+        check_model(name)
+
+
+def _provider_facts() -> tuple[bool, list[str]]:
+    from writeit import providers
+
+    infos = providers.list_models()
+    usable = [m.model_id for m in infos if m.usable]
+    return any(m.needs_key and m.has_key for m in infos), usable
+
+
+class InputFormScreen(Screen[None]):
+    ACTION_IDS = ("start", "cancel")
+    BINDINGS = keys.bindings(*ACTION_IDS)
+
+    def __init__(
+        self,
+        pipeline: str,
+        inputs: dict[str, str],
+        style: str | None,
+        models: list[str],
+    ) -> None:
+        super().__init__()
+        self.pipeline_name = pipeline
+        self.given_inputs = inputs
+        self.given_style = style
+        self.given_models = models
+        self.pipeline: PipelineConfiguration | None = None
+        self.problem = ""
+        self._starting = False
+
+    def compose(self) -> ComposeResult:
+        from writeit import config
+
+        engine = self.app.engine
+        try:
+            self.pipeline = config.get_pipeline(self.pipeline_name, engine.pipeline_dirs())
+        except WriteItError as error:
+            self.problem = str(error)
+        yield Static(id="form-title", classes="screen-title")
+        with VerticalScroll(id="form"):
+            if self.pipeline is None:
+                yield Static(self.problem, classes="error", markup=False)
+                yield Footer(compact=True, show_command_palette=False)
+                return
+            yield Static("", id="offline-note", classes="notice")
+            for spec in self.pipeline.inputs:
+                label = spec.display_label + (" *" if spec.required else "")
+                yield Label(label, classes="field-label", markup=False)
+                if spec.help:
+                    yield Static(spec.help, classes="field-help", markup=False)
+                value = self.given_inputs.get(spec.name, spec.default or "")
+                widget_id = f"input-{spec.name}"
+                if spec.type == "choice" and spec.options:
+                    options = [(o, o) for o in spec.options]
+                    chosen = value if value in spec.options else Select.NULL
+                    yield Select(options, value=chosen, allow_blank=not spec.required, id=widget_id)
+                elif spec.is_multiline:
+                    area = TextArea(value, id=widget_id, classes="long-input", soft_wrap=True)
+                    area.border_subtitle = "Tab leaves the box"
+                    yield area
+                else:
+                    yield Input(value, id=widget_id, placeholder=spec.default or "")
+                yield Static("", id=f"error-{spec.name}", classes="field-error")
+            yield Label("Style primer", classes="field-label")
+            yield Static("Sent as the system prompt of every step.", classes="field-help")
+            yield Select([], id="style", allow_blank=True, prompt="No style primer")
+            yield Label("Models", classes="field-label")
+            yield Static(
+                "One candidate per model at every step, side by side; repeat a model for "
+                "more candidates (markov, markov). Empty: the pipeline's own models.",
+                classes="field-help",
+            )
+            yield Input(
+                self._default_models_text(),
+                id="models",
+                placeholder=self._models_placeholder(),
+                select_on_focus=False,
+            )
+            yield Static("", id="error-models", classes="field-error")
+            yield Static("", id="models-note", classes="field-help")
+            yield Static("", id="error-form", classes="field-error")
+            with Horizontal(classes="buttons"):
+                yield Button("Start (Ctrl+S)", variant="primary", id="start")
+                yield Button("Cancel (Esc)", id="cancel")
+        yield Footer(compact=True, show_command_palette=False)
+
+    def _default_models_text(self) -> str:
+        if self.given_models:
+            return ", ".join(self.given_models)
+        assert self.pipeline is not None
+        uniform = uniform_models(self.pipeline)
+        return ", ".join(uniform) if uniform else ""
+
+    def _models_placeholder(self) -> str:
+        assert self.pipeline is not None
+        return "; ".join(
+            f"{s.name}: {', '.join(self.pipeline.models_for(s))}" for s in self.pipeline.steps
+        )
+
+    async def on_mount(self) -> None:
+        title = self.query_one("#form-title", Static)
+        if self.pipeline is None:
+            title.update(f"Cannot start [b]{self.pipeline_name}[/b]")
+            return
+        title.update(
+            f"New [b]{self.pipeline.name}[/b] run  ·  {self.pipeline.description}  ·  "
+            f"steps: {' → '.join(self.pipeline.step_names)}"
+        )
+        self.query_one("#offline-note").display = False
+        first = self.query(".long-input, Input").first()
+        first.focus()
+        self.run_worker(self._fill_styles(), group="form", exit_on_error=False)
+        self.run_worker(self._provider_note(), group="form", exit_on_error=False)
+
+    async def _fill_styles(self) -> None:
+        from writeit import config
+
+        engine = self.app.engine
+        entries = await asyncio.to_thread(config.list_styles, engine.style_dirs())
+        options = [
+            (f"{e.name}: {e.item.description}" if e.item.description else e.name, e.name)
+            for e in entries
+            if e.item is not None
+        ]
+        select = self.query_one("#style", Select)
+        select.set_options(options)
+        wanted = (
+            self.given_style if self.given_style is not None else engine.preferences.style_primer
+        )
+        if wanted and any(value == wanted for _, value in options):
+            select.value = wanted
+
+    async def _provider_note(self) -> None:
+        from writeit.providers import OFFLINE_MODEL
+
+        try:
+            real, usable = await asyncio.to_thread(_provider_facts)
+        except Exception as error:  # llm misconfigured: say so, the form still works
+            self.query_one("#models-note", Static).update(f"Could not list models: {error}")
+            return
+        offline = self.query_one("#offline-note", Static)
+        if not real:
+            offline.update(
+                f"No provider key is configured: runs use the offline model "
+                f"[b]{OFFLINE_MODEL}[/b], which strings together words from your prompt "
+                "(good for trying WriteIt, not for real articles). To add a provider, run "
+                "[b]llm keys set openai[/b] in a shell, then put [b]gpt-4o-mini[/b] in Models."
+            )
+        offline.display = not real
+        shown = ", ".join(usable[:10]) + (" …" if len(usable) > 10 else "")
+        self.query_one("#models-note", Static).update(
+            f"Usable now: {shown}  (all of them: writeit models)"
+        )
+
+    # --- starting --------------------------------------------------------------------------
+
+    def _values(self) -> dict[str, str]:
+        assert self.pipeline is not None
+        values = {}
+        for spec in self.pipeline.inputs:
+            widget = self.query_one(f"#input-{spec.name}")
+            if isinstance(widget, TextArea):
+                values[spec.name] = widget.text
+            elif isinstance(widget, Select):
+                values[spec.name] = "" if widget.value == Select.NULL else str(widget.value)
+            else:
+                assert isinstance(widget, Input)
+                values[spec.name] = widget.value
+        return values
+
+    def _clear_errors(self) -> None:
+        for error in self.query(".field-error"):
+            assert isinstance(error, Static)
+            error.update("")
+            error.remove_class("-shown")
+
+    def _error(self, where: str, message: str) -> None:
+        error = self.query_one(f"#error-{where}", Static)
+        error.update(message)
+        error.set_class(bool(message), "-shown")
+
+    @on(Button.Pressed, "#start")
+    def _start_pressed(self) -> None:
+        self.run_worker(self.action_start(), group="start", exit_on_error=False)
+
+    @on(Button.Pressed, "#cancel")
+    def _cancel_pressed(self) -> None:
+        self.action_cancel()
+
+    def action_cancel(self) -> None:
+        self.app.to_run_list()
+
+    async def action_start(self) -> None:
+        if self.pipeline is None or self._starting:
+            return
+        self._starting = True
+        try:
+            await self._start()
+        finally:
+            self._starting = False
+
+    async def _start(self) -> None:
+        assert self.pipeline is not None
+        self._clear_errors()
+        values = self._values()
+        missing = [
+            spec for spec in self.pipeline.inputs if spec.required and not values[spec.name].strip()
+        ]
+        for spec in missing:
+            self._error(spec.name, f"{spec.display_label} is required.")
+        if missing:
+            self.query_one(f"#input-{missing[0].name}").focus()
+            return
+        models = parse_models(self.query_one("#models", Input).value)
+        style_value = self.query_one("#style", Select).value
+        style = "" if style_value == Select.NULL else str(style_value)
+        uniform = uniform_models(self.pipeline)
+        if uniform is not None and models == uniform:
+            models = []  # the pipeline's own: keeps per-step models if the pipeline changes
+        check = models or [m for s in self.pipeline.steps for m in self.pipeline.models_for(s)]
+        self._error("form", "Checking the models…")
+        try:
+            await asyncio.to_thread(_check_models, check)
+        except WriteItError as error:
+            self._error("form", "")
+            self._error("models", str(error))
+            self.query_one("#models", Input).focus()
+            return
+        self._error("form", "Starting…")
+        engine = self.app.engine
+        try:
+            run = await engine.start_run(self.pipeline_name, values, style=style, models=models)
+        except WriteItError as error:
+            message = str(error)
+            self._error("form", message)
+            for spec in self.pipeline.inputs:
+                if message.startswith(spec.name) or f"; {spec.name}" in message:
+                    self._error(spec.name, message.split("\n")[0])
+            return
+        self.app.open_run(run.pipeline_run_id, start=True)

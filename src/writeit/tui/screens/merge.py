@@ -1,0 +1,260 @@
+"""The merge view: tick two or more candidates, then let a model merge them (streamed)
+with an instruction, or write the merged text by hand; edit it and use it.
+
+Dismisses with the id of the run that holds the merge (a branch when the step had
+already been built on), or None when nothing was merged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from textual import on
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Button, Footer, Input, Label, Select, SelectionList, Static, TextArea
+from textual.widgets.selection_list import Selection
+
+from writeit.models import PipelineRun, ResponseStatus
+from writeit.tui import format as fmt
+from writeit.tui import keys
+from writeit.tui.messages import EngineUpdated
+from writeit.tui.widgets.candidate import CandidatePane
+
+PLACEHOLDER = """\
+**Merge with a model:** tick two or more candidates (Space), write an instruction,
+and press **Ctrl+S**: the merged text streams here, then you can edit it.
+
+**Merge by hand:** tick the candidates to start from and press **Ctrl+O**; edit the
+text, then **Ctrl+F** uses it for this step.
+"""
+
+
+class MergeScreen(Screen[str | None]):
+    ACTION_IDS = ("merge_ai", "merge_edit", "merge_use", "close")
+    BINDINGS = keys.bindings(*ACTION_IDS)
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.run: PipelineRun | None = None
+        self.phase = "choose"  # choose -> merging -> edit
+        self.merge_response_id: str | None = None
+        self.merged_text: str | None = None  # what the AI merge produced and the step holds
+        self.result_run_id: str | None = None
+        self._streaming = False
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="merge-title", classes="screen-title")
+        with Horizontal(id="merge-body"):
+            with Vertical(id="merge-left"):
+                yield Label("Candidates to merge (Space ticks)", classes="field-label")
+                yield SelectionList[str](id="sources", compact=True)
+                yield Label("Instruction for the AI merge", classes="field-label")
+                yield Input(
+                    placeholder="e.g. Structure of 1, examples of 2; keep it short",
+                    id="instruction",
+                    compact=True,
+                )
+                yield Label("Model that merges", classes="field-label")
+                yield Select([], id="merge-model", prompt="model", compact=True)
+                yield Static("", id="merge-error", classes="field-error")
+                with Horizontal(classes="buttons"):
+                    yield Button("AI merge ^S", variant="primary", id="ai", compact=True)
+                    yield Button("By hand ^O", id="hand", compact=True)
+            with Vertical(id="merge-right"):
+                yield CandidatePane(None, None, label="merged text")
+                yield TextArea("", id="merge-editor", soft_wrap=True)
+                with Horizontal(classes="buttons"):
+                    yield Button("Use this text ^F", variant="success", id="use", compact=True)
+                    yield Button("Cancel (Esc)", id="cancel", compact=True)
+        yield Footer(compact=True, show_command_palette=False)
+
+    async def on_mount(self) -> None:
+        run = await asyncio.to_thread(self.app.engine.load, self.run_id)
+        self.run = run
+        step = run.current
+        done = [
+            (number, r)
+            for number, r in enumerate(step.candidates, 1)
+            if r.status == ResponseStatus.COMPLETED
+        ]
+        self.query_one("#merge-title", Static).update(
+            f"Merge candidates of [b]{run.current_step}[/b]  ·  run {fmt.short(run.pipeline_run_id)}"
+            f"  ·  {len(done)} completed"
+        )
+        sources = self.query_one("#sources", SelectionList)
+        for number, response in done:
+            label = (
+                f"{number} · {response.model_name}: {fmt.one_line(response.processed_content, 40)}"
+            )
+            sources.add_option(Selection(label, response.response_id, True))
+        models = list(dict.fromkeys(r.model_name for _, r in done))
+        select = self.query_one("#merge-model", Select)
+        select.set_options([(m, m) for m in models])
+        if models:
+            select.value = models[0]
+        self.query_one("#merge-editor").display = False
+        pane = self.query_one(CandidatePane)
+        pane.query_one(".retry").display = False
+        await pane.show_text(PLACEHOLDER)
+        sources.focus()
+        self.set_interval(1 / 30, self._flush)
+        self._update_buttons()
+
+    def _update_buttons(self) -> None:
+        self.query_one("#ai", Button).disabled = self.phase == "merging"
+        self.query_one("#hand", Button).disabled = self.phase == "merging"
+        self.query_one("#use", Button).disabled = self.phase != "edit"
+        self.refresh_bindings()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("merge_ai", "merge_edit"):
+            return self.phase != "merging" or None
+        if action == "merge_use":
+            return self.phase == "edit" or None
+        return True
+
+    def _ticked(self) -> list[str]:
+        return list(self.query_one("#sources", SelectionList).selected)
+
+    def _error(self, message: str) -> None:
+        self.query_one("#merge-error", Static).update(message)
+
+    # --- AI merge --------------------------------------------------------------------------
+
+    @on(Button.Pressed, "#ai")
+    def _ai_pressed(self) -> None:
+        self.action_merge_ai()
+
+    def action_merge_ai(self) -> None:
+        if self.phase == "merging":
+            return
+        ids = self._ticked()
+        if len(ids) < 2:
+            self._error("Tick two or more candidates for an AI merge (or write it by hand).")
+            return
+        self._error("")
+        instruction = self.query_one("#instruction", Input).value.strip() or None
+        model = self.query_one("#merge-model", Select).value
+        self.phase = "merging"
+        self._streaming = True
+        self.merge_response_id = None
+        pane = self.query_one(CandidatePane)
+        pane.label = f"AI merge by {model}: streaming…"
+        pane.update_meta()
+        self._update_buttons()
+        self.app.call(self._merge(ids, instruction, str(model)))
+
+    async def _merge(self, ids: list[str], instruction: str | None, model: str) -> None:
+        engine = self.app.engine
+        run_id = self.result_run_id or self.run_id
+        run = await self.app.attempt(
+            engine.merge(run_id, ids, instruction=instruction, model=model), title="Merge"
+        )
+        pane = self.query_one(CandidatePane)
+        if run is None:
+            self._streaming = False
+            self.phase = "choose"
+            pane.label = "merged text"
+            pane.update_meta()
+            self._update_buttons()
+            return
+        self.merged_text = run.steps[run.current_step].merged_content or ""
+        self.result_run_id = run.pipeline_run_id
+        self._streaming = False  # the tick stops writing into the pane
+        await pane.end_stream()
+        await pane.show_text(self.merged_text)
+        pane.label = f"AI merge by {model}: chosen for this step"
+        pane.selected = True
+        pane.update_meta()
+        self._edit(self.merged_text)
+        self.app.say(
+            "The merged text is now this step's choice. Edit it below and press Ctrl+F, "
+            "or Esc to keep it as it is."
+        )
+
+    @on(EngineUpdated)
+    def _engine_updated(self, message: EngineUpdated) -> None:
+        data = message.update.data
+        if (
+            self.phase == "merging"
+            and message.kind == "response_started"
+            and data.get("kind") == "merge"
+        ):
+            self.merge_response_id = data["response_id"]
+
+    async def _flush(self) -> None:
+        if self._streaming:
+            rid = self.merge_response_id
+            text = self.app.live_text.get(rid, "") if rid else ""
+            await self.query_one(CandidatePane).show_text(text)
+
+    # --- by hand ---------------------------------------------------------------------------
+
+    @on(Button.Pressed, "#hand")
+    def _hand_pressed(self) -> None:
+        self.action_merge_edit()
+
+    def action_merge_edit(self) -> None:
+        if self.phase == "merging" or self.run is None:
+            return
+        if self.phase == "edit":
+            self.query_one("#merge-editor", TextArea).focus()
+            return
+        ids = self._ticked()
+        if not ids:
+            self._error("Tick at least one candidate to start from.")
+            return
+        self._error("")
+        step = self.run.current
+        texts = [step.response(i).processed_content for i in ids]
+        self._edit("\n\n---\n\n".join(texts))
+
+    def _edit(self, text: str) -> None:
+        self.phase = "edit"
+        editor = self.query_one("#merge-editor", TextArea)
+        editor.border_title = "Edit the merged text; Ctrl+F uses it"
+        editor.text = text
+        self.query_one("#cancel", Button).label = "Close (Esc)"
+        editor.display = True
+        self.query_one(CandidatePane).display = self.merged_text is not None
+        editor.focus()
+        self._update_buttons()
+
+    # --- finishing -------------------------------------------------------------------------
+
+    @on(Button.Pressed, "#use")
+    def _use_pressed(self) -> None:
+        self.action_merge_use()
+
+    def action_merge_use(self) -> None:
+        if self.phase != "edit":
+            return
+        text = self.query_one("#merge-editor", TextArea).text.strip()
+        if not text:
+            self._error("The merged text is empty.")
+            return
+        if self.merged_text is not None and text == self.merged_text.strip():
+            self.dismiss(self.result_run_id)
+            return
+        self.app.call(self._use(text))
+
+    async def _use(self, text: str) -> None:
+        engine = self.app.engine
+        run_id = self.result_run_id or self.run_id
+        ids = [i for i in self._ticked()]
+        run = await self.app.attempt(engine.merge(run_id, ids, text=text), title="Merge")
+        if run is not None:
+            self.app.say(f"Merged text chosen for {run.current_step}. A goes on.")
+            self.dismiss(run.pipeline_run_id)
+
+    @on(Button.Pressed, "#cancel")
+    def _cancel_pressed(self) -> None:
+        self.action_close()
+
+    def action_close(self) -> None:
+        if self.phase == "merging":
+            self.app.say("The AI merge goes on in the background; its result becomes the choice.")
+        self.dismiss(self.result_run_id)

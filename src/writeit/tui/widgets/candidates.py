@@ -1,0 +1,173 @@
+"""The step view's candidates: one pane per response, side by side when they fit,
+in tabs when they do not, plus the merged text when a merge was chosen.
+
+`sync()` follows the run's state (rebuilding only when the set of panes or the
+layout changes); `flush()` brings streaming text up to date, at most once per frame
+and per `streaming_buffer_size`.
+"""
+
+from __future__ import annotations
+
+import time
+
+from textual.containers import Container, Horizontal
+from textual.widgets import Static, TabbedContent, TabPane
+
+from writeit.models import AIResponse, PipelineRun, ResponseStatus
+from writeit.tui.widgets.candidate import CandidatePane
+
+MIN_PANE_WIDTH = 36  # narrower than this, candidates go into tabs
+MAX_WAIT = 0.1  # seconds a streaming pane may hold back text below the buffer size
+
+TAB_MARK = {
+    ResponseStatus.STREAMING: " ●",
+    ResponseStatus.FAILED: " ✗",
+    ResponseStatus.INTERRUPTED: " ‖",
+}
+
+
+def tab_label(number: int, response: AIResponse, chosen: bool) -> str:
+    """`n model` and a mark of constant width, so the tab underline stays in place
+    (Textual does not move it when a label changes length)."""
+    mark = TAB_MARK.get(response.status, " ✓" if chosen else "  ")
+    return f"{number} {response.model_name}{mark}"
+
+
+def selected_id(run: PipelineRun) -> str | None:
+    step = run.current
+    if step.user_selection is None:
+        return None
+    return step.ai_responses[step.user_selection].response_id
+
+
+def merged_text(run: PipelineRun) -> str | None:
+    """The step's merged text when a merge (not a single candidate) is its choice."""
+    step = run.current
+    if step.user_selection is None and step.merged_content is not None:
+        return step.merged_content
+    return None
+
+
+class CandidateBoard(Container):
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.panes: dict[str, CandidatePane] = {}
+        self.merged_pane: CandidatePane | None = None
+        self.mode = "side"
+        self._layout: tuple = ()
+        self._flushed_at: dict[str, float] = {}
+        self._run: PipelineRun | None = None
+
+    # --- following the run -------------------------------------------------------------
+
+    async def sync(self, run: PipelineRun, width: int) -> bool:
+        """Show `run`'s current step; True when the panes were rebuilt."""
+        self._run = run
+        step = run.current
+        candidates = step.candidates
+        chosen = selected_id(run)
+        merged = merged_text(run)
+        count = len(candidates) + (1 if merged is not None else 0)
+        mode = "side" if count * MIN_PANE_WIDTH <= max(width, MIN_PANE_WIDTH) else "tabs"
+        layout = (
+            run.pipeline_run_id,
+            run.current_step,
+            tuple(r.response_id for r in candidates),
+            merged is not None,
+            mode,
+        )
+        rebuilt = layout != self._layout
+        if rebuilt:
+            await self._rebuild(candidates, merged is not None, mode)
+            self._layout = layout
+        for number, response in enumerate(candidates, 1):
+            is_chosen = response.response_id == chosen
+            self.panes[response.response_id].set_response(response, is_chosen)
+            self._label_tab(number, response, is_chosen)
+        if self.merged_pane is not None:
+            merge_model = next(
+                (r.model_name for r in reversed(step.ai_responses) if r.kind == "merge"), None
+            )
+            self.merged_pane.selected = True
+            self.merged_pane.label = f"merged by {merge_model}" if merge_model else "merged by hand"
+            self.merged_pane.update_meta()
+        return rebuilt
+
+    async def _rebuild(self, candidates: list[AIResponse], merged: bool, mode: str) -> None:
+        await self.remove_children()
+        self.panes, self.merged_pane, self._flushed_at = {}, None, {}
+        self.mode = mode
+        panes: list[CandidatePane] = []
+        for number, response in enumerate(candidates, 1):
+            pane = CandidatePane(number, response)
+            self.panes[response.response_id] = pane
+            panes.append(pane)
+        if merged:
+            self.merged_pane = CandidatePane(None, None, label="merged")
+            self.merged_pane.selected = True
+            panes.append(self.merged_pane)
+        if not panes:
+            await self.mount(Static("", id="no-candidates"))
+        elif mode == "side":
+            await self.mount(Horizontal(*panes, id="side"))
+        else:
+            tabs = TabbedContent(id="tabs")
+            await self.mount(tabs)
+            for number, pane in enumerate(panes, 1):
+                response = pane.response
+                title = tab_label(number, response, False) if response else "merged ✓"
+                await tabs.add_pane(TabPane(title, pane, id=f"tab-{number}"))
+
+    def _label_tab(self, number: int, response: AIResponse, chosen: bool) -> None:
+        if self.mode != "tabs":
+            return
+        try:
+            tab = self.query_one(TabbedContent).get_tab(f"tab-{number}")
+        except Exception:  # the tabs are being rebuilt
+            return
+        label = tab_label(number, response, chosen)
+        if str(tab.label) != label:
+            tab.label = label
+
+    # --- streaming text --------------------------------------------------------------------
+
+    async def flush(self, live_text: dict[str, str], buffer_size: int) -> None:
+        now = time.monotonic()
+        for response_id, pane in self.panes.items():
+            response = pane.response
+            if response is None:
+                continue
+            if response.status == ResponseStatus.STREAMING:
+                text = live_text.get(response_id) or response.raw_output
+                waiting = len(text) - len(pane.shown)
+                last = self._flushed_at.get(response_id, 0.0)
+                if 0 < waiting < buffer_size and now - last < MAX_WAIT:
+                    continue
+            else:
+                text = response.raw_output
+                await pane.end_stream()
+            if text != pane.shown:
+                self._flushed_at[response_id] = now
+                await pane.show_text(text)
+        if self.merged_pane is not None and self._run is not None:
+            await self.merged_pane.show_text(merged_text(self._run) or "")
+
+    # --- moving around -----------------------------------------------------------------------
+
+    def focus_first(self) -> bool:
+        """Focus the first visible pane (so arrows scroll it); False when there is none."""
+        bodies = [b for b in self.query(".candidate-body") if b.display and b.is_mounted]
+        visible = [b for b in bodies if b.region.area] or bodies
+        if visible:
+            visible[0].focus(scroll_visible=False)
+            return True
+        return False
+
+    def move_tab(self, delta: int) -> None:
+        if self.mode != "tabs":
+            return
+        tabs = self.query_one(TabbedContent)
+        ids = [pane.id for pane in tabs.query(TabPane)]
+        if ids:
+            current = ids.index(tabs.active) if tabs.active in ids else 0
+            tabs.active = ids[(current + delta) % len(ids)]

@@ -1,0 +1,63 @@
+"""The step view's header: pipeline, run, `Step n/N: name`, and where the run goes next."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import Static
+
+from writeit.models import PipelineRun, PipelineStatus, StepStatus
+from writeit.tui import format as fmt
+
+STEP_STYLE = {
+    StepStatus.COMPLETED: "green",
+    StepStatus.SKIPPED: "dim",
+    StepStatus.RUNNING: "yellow",
+    StepStatus.PENDING: "dim",
+}
+
+
+class StepHeader(Static):
+    def show(self, run: PipelineRun) -> None:
+        names = run.pipeline.step_names
+        index = run.step_index
+        spec = run.pipeline.step(run.current_step)
+        text = Text()
+        text.append(run.pipeline.name, "bold")
+        text.append(f"  ·  run {fmt.short(run.pipeline_run_id)}")
+        wide = (self.size.width or self.app.size.width) >= 100
+        if run.parent_pipeline_run_id:
+            text.append(
+                f" (branch of {fmt.short(run.parent_pipeline_run_id)} at {run.branch_point})"
+                if wide
+                else " (branch)",
+                "italic",
+            )
+        status_style = {
+            PipelineStatus.COMPLETED: "bold green",
+            PipelineStatus.ERROR: "bold red",
+            PipelineStatus.PAUSED: "bold magenta",
+        }.get(run.status, "")
+        text.append("  ·  ")
+        text.append(run.status.value, status_style)
+        if run.style_primer and wide:
+            text.append(f"  ·  style {run.style_primer}")
+        text.append(f"  ·  {fmt.tokens(run.total_tokens)} · {fmt.cost(run.total_cost)}")
+        text.append("\n")
+        text.append(f"Step {index + 1}/{len(names)}: {run.current_step}", "bold reverse")
+        if spec.description and wide:
+            text.append(f"  {spec.description}", "italic")
+        text.append("\n")
+        for i, name in enumerate(names):
+            state = run.steps[name].status
+            mark = fmt.STATUS_MARK[state.value]
+            style = STEP_STYLE[state] + (" bold underline" if i == index else "")
+            if i:
+                text.append("  ›  ", "dim")
+            text.append(f"{mark} {name}", style)
+        remaining = names[index + 1 :]
+        text.append("    ")
+        if wide:
+            text.append(f"next: {', '.join(remaining)}" if remaining else "last step", "dim")
+        else:
+            text.append(f"{len(remaining)} to go" if remaining else "last step", "dim")
+        self.update(text)

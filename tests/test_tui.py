@@ -1,0 +1,846 @@
+"""The TUI driven like a writer would: Textual's pilot over a real engine and store.
+
+Models are the deterministic `scripted-a` / `scripted-b`; waits are bounded loops of
+`pilot.pause()` on the engine's and the screen's state, never fixed sleeps.
+"""
+
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+
+from writeit.models import PipelineStatus, ResponseStatus, StepStatus
+from writeit.tui.app import WriteItApp
+from writeit.tui.screens.export import ExportDialog
+from writeit.tui.screens.help import HelpScreen, help_renderable
+from writeit.tui.screens.history import HistoryScreen
+from writeit.tui.screens.input_form import InputFormScreen
+from writeit.tui.screens.merge import MergeScreen
+from writeit.tui.screens.run_list import RunListScreen
+from writeit.tui.screens.step_view import StepScreen
+from writeit.tui.widgets.candidate import CandidatePane
+
+TWO = ["scripted-a", "scripted-b"]
+SIZE = (120, 40)
+
+
+async def until(pilot, condition, what: str, tries: int = 3000) -> None:
+    """Let the app run until `condition()` holds (bounded; no fixed sleeps)."""
+    for _ in range(tries):
+        if condition():
+            return
+        await pilot.pause()
+    notes = [n.message for n in pilot.app._notifications]
+    raise AssertionError(f"timed out waiting for {what}; notifications: {notes}")
+
+
+def step_screen(app) -> StepScreen:
+    assert isinstance(app.screen, StepScreen), f"on {type(app.screen).__name__}"
+    return app.screen
+
+
+def candidates_shown(app, count: int = 2) -> bool:
+    """The step's candidates are done and every pane shows its whole text."""
+    screen = app.screen
+    if not isinstance(screen, StepScreen) or screen._stale or screen.run is None:
+        return False
+    engine = app.engine
+    if engine.streaming(screen.run_id):
+        return False
+    run = engine.load(screen.run_id)
+    cands = run.current.candidates
+    if len(cands) != count or any(r.status == ResponseStatus.STREAMING for r in cands):
+        return False
+    if screen.run.last_seq != run.last_seq:
+        return False
+    return all(
+        r.response_id in screen.panes and screen.panes[r.response_id].shown == r.raw_output
+        for r in cands
+    )
+
+
+def notified(app, text: str) -> bool:
+    return any(text in n.message for n in app._notifications)
+
+
+async def start_from_form(pilot, source: str) -> None:
+    app = pilot.app
+    assert isinstance(app.screen, InputFormScreen)
+    area = app.screen.query_one("#input-source_material")
+    assert area.has_focus  # the form starts in the first input
+    await pilot.press(*"Temporal")
+    area.text = area.text + "\n" + source
+    await pilot.press("ctrl+s")
+    await until(pilot, lambda: isinstance(app.screen, StepScreen), "the step view")
+
+
+# --- the whole journey --------------------------------------------------------------------
+
+
+async def test_the_whole_journey(engine, source, scripted, tmp_path):
+    app = WriteItApp(engine=engine, pipeline="tech-article", models=TWO)
+    async with app.run_test(size=SIZE) as pilot:
+        await start_from_form(pilot, source)
+        await until(pilot, lambda: candidates_shown(app), "angles candidates")
+        screen = step_screen(app)
+        root = screen.run_id
+        run = engine.store.load(root)
+        assert run.user_inputs["source_material"].startswith("Temporal\n")
+        assert run.current_step == "angles"
+
+        # angles: pick the second, leave feedback, go on (the next step starts by itself)
+        await pilot.press("2")
+        await until(
+            pilot, lambda: engine.store.load(root).steps["angles"].user_selection == 1, "selection"
+        )
+        await pilot.press("c")
+        assert screen.focused.id == "feedback"
+        await pilot.press(*"Lead with the numbers")
+        await pilot.press("escape")
+        await until(
+            pilot,
+            lambda: (
+                engine.store.load(root).steps["angles"].user_feedback == "Lead with the numbers"
+            ),
+            "feedback saved",
+        )
+        assert screen.focused is None or screen.focused.id != "feedback"
+        await pilot.press("a")
+        await until(pilot, lambda: engine.store.load(root).current_step == "outline", "outline")
+        await until(pilot, lambda: candidates_shown(app), "outline candidates")
+        outline = engine.store.load(root).steps["outline"]
+        assert "Lead with the numbers" in outline.prompt
+        assert engine.store.load(root).steps["angles"].output in outline.prompt
+
+        # outline: first candidate
+        await pilot.press("1", "a")
+        await until(pilot, lambda: engine.store.load(root).current_step == "draft", "draft")
+        await until(pilot, lambda: candidates_shown(app), "draft candidates")
+
+        # draft: an AI merge of both candidates with an instruction
+        scripted.script("scripted-a", replies=["# Merged draft\n\nThe best of both drafts."])
+        await pilot.press("m")
+        await until(pilot, lambda: isinstance(app.screen, MergeScreen), "merge view")
+        merge = app.screen
+        await until(pilot, lambda: len(merge.query_one("#sources").selected) == 2, "sources")
+        await pilot.click("#instruction")
+        await pilot.press(*"Keep the numbers")
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: merge.phase == "edit", "the AI merge")
+        assert "The best of both drafts." in merge.query_one("#merge-editor").text
+        await pilot.press("ctrl+f")
+        await until(pilot, lambda: isinstance(app.screen, StepScreen), "back to the step")
+        draft = engine.store.load(root).steps["draft"]
+        assert draft.output == "# Merged draft\n\nThe best of both drafts."
+        assert draft.user_selection is None
+        merge_response = [r for r in draft.ai_responses if r.kind == "merge"][0]
+        assert merge_response.instruction == "Keep the numbers"
+        await pilot.press("a")
+        await until(pilot, lambda: engine.store.load(root).current_step == "polish", "polish")
+        await until(pilot, lambda: candidates_shown(app), "polish candidates")
+        assert "The best of both drafts." in engine.store.load(root).steps["polish"].prompt
+
+        # polish: first candidate, accept completes the run
+        await pilot.press("1", "a")
+        await until(
+            pilot,
+            lambda: engine.store.load(root).status == PipelineStatus.COMPLETED,
+            "the run to complete",
+        )
+        finished = engine.store.load(root)
+        polished = finished.steps["polish"].output
+
+        # B back to draft, a different choice: a new branch, the original untouched
+        await pilot.press("b")
+        await until(pilot, lambda: engine.store.load(root).current_step == "draft", "rewind")
+        await until(pilot, lambda: candidates_shown(app), "draft again")
+        await pilot.press("2")
+        await until(pilot, lambda: engine.store.children(root) != [], "a branch")
+        (branch,) = engine.store.children(root)
+        await until(pilot, lambda: step_screen(app).run_id == branch, "the view on the branch")
+        child = engine.store.load(branch)
+        assert child.parent_pipeline_run_id == root and child.branch_point == "draft"
+        assert child.steps["draft"].output == child.steps["draft"].candidates[1].processed_content
+        original = engine.store.load(root)
+        assert original.steps["draft"].output == "# Merged draft\n\nThe best of both drafts."
+        assert original.steps["polish"].output == polished
+        assert original.status == PipelineStatus.COMPLETED
+
+        # the branch goes on to its own polish and completes
+        await pilot.press("a")
+        await until(pilot, lambda: engine.store.load(branch).current_step == "polish", "polish")
+        await until(pilot, lambda: candidates_shown(app), "branch polish")
+        await pilot.press("2", "a")
+        await until(
+            pilot,
+            lambda: engine.store.load(branch).status == PipelineStatus.COMPLETED,
+            "the branch to complete",
+        )
+
+        # H: the tree shows both branches; fork from the original's outline
+        await pilot.press("h")
+        await until(pilot, lambda: isinstance(app.screen, HistoryScreen), "history")
+        history = app.screen
+        await until(pilot, lambda: history.family is not None, "the family")
+        assert set(history.family.runs) == {root, branch}
+        tree = history.query_one("#family")
+        labels = [str(node.label) for node in tree_nodes(tree.root)]
+        assert any(f"↳ {branch[:8]} from draft" in label for label in labels)
+        outline_node = next(
+            node
+            for node in tree_nodes(tree.root)
+            if node.data and node.data.run_id == root and node.data.step == "outline"
+        )
+        tree.move_cursor(outline_node)
+        await pilot.pause()
+        assert "outline" in str(history.query_one("#reader-title").render())
+        await pilot.press("f")
+        await until(pilot, lambda: len(engine.store.children(root)) == 2, "a fork")
+        fork = [c for c in engine.store.children(root) if c != branch][0]
+        await until(pilot, lambda: isinstance(app.screen, StepScreen), "the step view")
+        await until(pilot, lambda: step_screen(app).run_id == fork, "the view on the fork")
+        forked = engine.store.load(fork)
+        assert forked.branch_point == "outline" and forked.current_step == "outline"
+        assert forked.steps["outline"].output == original.steps["outline"].output
+
+        # E: export the completed branch as Markdown with its history
+        step_screen(app).run_id = branch
+        step_screen(app)._stale = True
+        await pilot.press("e")
+        await until(pilot, lambda: isinstance(app.screen, ExportDialog), "export dialog")
+        dialog = app.screen
+        await until(pilot, lambda: dialog.run is not None, "the dialog to load")
+        target = tmp_path / "article.md"
+        dialog.query_one("#path").value = str(target)
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: dialog.saved is not None, "the export")
+        text = target.read_text()
+        done = engine.store.load(branch)
+        assert text.startswith(f"---\nrun_id: {branch}")
+        assert done.final_text.strip() in text
+        assert "## Appendix: how this article was written" in text
+        assert "Feedback: Lead with the numbers" in text
+        assert f"parent_run_id: {root}" in text
+        shown = str(dialog.query_one("#export-result").render())
+        assert (
+            "Saved" in shown
+            and "article.md" in shown
+            and str(target.stat().st_size) in shown.replace(",", "")
+        )
+        await pilot.press("escape")
+        await pilot.press("q")
+    assert app.return_value is None
+
+
+def tree_nodes(node):
+    yield node
+    for child in node.children:
+        yield from tree_nodes(child)
+
+
+# --- streaming, errors, quitting -------------------------------------------------------------
+
+
+async def open_new_run(pilot, engine, models=TWO, source="Notes about Temporal"):
+    """Start a run from the engine and open it in the app (the first step starts)."""
+    run = await engine.start_run("tech-article", {"source_material": source}, models=models)
+    pilot.app.open_run(run.pipeline_run_id, start=True)
+    await until(pilot, lambda: isinstance(pilot.app.screen, StepScreen), "the step view")
+    return run.pipeline_run_id
+
+
+async def test_selecting_while_streaming_is_a_notification_not_a_crash(engine, scripted):
+    gate = scripted.Gate(after_chunks=2)
+    scripted.script("scripted-a", gate=gate, chunk_size=8)
+    app = WriteItApp(engine=engine)
+    async with app.run_test(size=SIZE) as pilot:
+        run_id = await open_new_run(pilot, engine)
+        await gate.wait_reached()
+        screen = step_screen(app)
+        await until(
+            pilot,
+            lambda: any(p.shown and "-streaming" in p.classes for p in screen.panes.values()),
+            "streaming text on screen",
+        )
+        streaming = next(p for p in screen.panes.values() if "-streaming" in p.classes)
+        assert streaming.border_subtitle == "streaming…"
+        assert streaming.shown == app.live_text[streaming.response_id]
+        await pilot.press("1")
+        await until(pilot, lambda: notified(app, "still generating"), "the Busy notification")
+        assert engine.store.load(run_id).steps["angles"].user_selection is None
+        await pilot.press("a")
+        await until(
+            pilot,
+            lambda: sum("still generating" in n.message for n in app._notifications) == 2,
+            "the accept refusal",
+        )
+        gate.release()
+        await until(pilot, lambda: candidates_shown(app), "the candidates")
+        await pilot.press("1")
+        await until(
+            pilot,
+            lambda: engine.store.load(run_id).steps["angles"].user_selection == 0,
+            "the selection",
+        )
+
+
+async def test_dropped_updates_are_recovered_from_the_engine(engine, scripted):
+    from writeit.updates import Update
+
+    gate = scripted.Gate(after_chunks=2)
+    scripted.script("scripted-a", gate=gate, chunk_size=8)
+    app = WriteItApp(engine=engine)
+    async with app.run_test(size=SIZE) as pilot:
+        run_id = await open_new_run(pilot, engine)
+        await gate.wait_reached()
+        response_id = engine.load(run_id).steps["angles"].candidates[0].response_id
+        app.live_text[response_id] = ""  # as if the deltas had been dropped
+        app._subscription.offer(Update("resync", run_id, {"dropped": 5}))
+        await until(pilot, lambda: app.live_text[response_id], "the recovered text")
+        assert (
+            app.live_text[response_id]
+            == engine.snapshot(run_id).find_response(response_id)[1].raw_output
+        )
+        gate.release()
+        await until(pilot, lambda: candidates_shown(app), "the candidates")
+
+
+async def test_quit_mid_stream_saves_the_text_and_reopening_resumes(engine, scripted):
+    gate = scripted.Gate(after_chunks=3)
+    scripted.script("scripted-a", gate=gate, chunk_size=10)
+    app = WriteItApp(engine=engine)
+    async with app.run_test(size=SIZE) as pilot:
+        run_id = await open_new_run(pilot, engine)
+        await gate.wait_reached()
+        await until(
+            pilot,
+            lambda: (
+                engine.load(run_id).steps["angles"].candidates[1].status == ResponseStatus.COMPLETED
+            ),
+            "scripted-b to finish",
+        )
+        await pilot.press("q")
+    paused = engine.store.load(run_id)
+    assert paused.status == PipelineStatus.PAUSED
+    first = paused.steps["angles"].candidates[0]
+    assert first.status == ResponseStatus.INTERRUPTED and len(first.raw_output) == 30
+
+    scripted.reset()
+    again = WriteItApp(engine=engine, run_id=run_id)  # as `writeit resume RUN` opens it
+    async with again.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(again.screen, StepScreen), "the step view")
+        await until(
+            pilot,
+            lambda: (
+                len(candidates := engine.store.load(run_id).steps["angles"].candidates) == 3
+                and candidates[2].status == ResponseStatus.COMPLETED
+            ),
+            "the resumed run",
+        )
+        run = engine.store.load(run_id)
+        models = [r.model_name for r in run.steps["angles"].candidates]
+        assert models == ["scripted-a", "scripted-b", "scripted-a"]
+        assert run.steps["angles"].candidates[2].status == ResponseStatus.COMPLETED
+        await until(pilot, lambda: candidates_shown(again, 3), "three panes")
+        await pilot.press("3")
+        await until(
+            pilot,
+            lambda: engine.store.load(run_id).steps["angles"].status == StepStatus.COMPLETED,
+            "the choice",
+        )
+
+
+async def test_a_failed_candidate_shows_the_provider_message_and_retries(engine, scripted):
+    scripted.script("scripted-b", fail="quota exceeded for this key")
+    app = WriteItApp(engine=engine)
+    async with app.run_test(size=SIZE) as pilot:
+        run_id = await open_new_run(pilot, engine)
+        await until(pilot, lambda: not engine.streaming(run_id) and candidates_shown(app), "done")
+        screen = step_screen(app)
+        failed = list(screen.panes.values())[1]
+        assert "-failed" in failed.classes
+        status = str(failed.query_one(".candidate-status").render())
+        assert "quota exceeded for this key" in status and "Press T" in status
+        assert failed.query_one(".retry").display
+        await pilot.press("2")
+        await until(pilot, lambda: notified(app, "failed"), "the refusal")
+        scripted.reset()
+        await pilot.press("t")
+        await until(pilot, lambda: candidates_shown(app, 3), "the retried candidate")
+        run = engine.store.load(run_id)
+        assert [r.status for r in run.steps["angles"].candidates] == [
+            ResponseStatus.COMPLETED,
+            ResponseStatus.FAILED,
+            ResponseStatus.COMPLETED,
+        ]
+        # or ask another model in its place
+        await pilot.click(".-failed #retry-other")
+        await until(pilot, lambda: app.screen.query("#answer"), "the model question")
+        await pilot.press(*"scripted-c", "enter")
+        await until(pilot, lambda: candidates_shown(app, 4), "the other model's candidate")
+        run = engine.store.load(run_id)
+        assert run.steps["angles"].candidates[3].model_name == "scripted-c"
+
+
+async def test_every_model_failing_is_shown_and_regenerate_recovers(engine, scripted):
+    scripted.script("*", fail="provider down")
+    app = WriteItApp(engine=engine)
+    async with app.run_test(size=SIZE) as pilot:
+        run_id = await open_new_run(pilot, engine)
+        await until(
+            pilot, lambda: engine.store.load(run_id).status == PipelineStatus.ERROR, "the error"
+        )
+        screen = step_screen(app)
+        await until(
+            pilot,
+            lambda: "every model failed" in str(screen.query_one("#notice").render()),
+            "notice",
+        )
+        scripted.reset()
+        await pilot.press("r")
+        await until(pilot, lambda: candidates_shown(app), "new candidates")
+        assert engine.store.load(run_id).status == PipelineStatus.RUNNING
+
+
+async def test_guide_regenerates_with_the_instruction(engine, scripted):
+    app = WriteItApp(engine=engine)
+    async with app.run_test(size=SIZE) as pilot:
+        run_id = await open_new_run(pilot, engine)
+        await until(pilot, lambda: candidates_shown(app), "candidates")
+        await pilot.press("g")
+        await pilot.press(*"Make every title a question")
+        await pilot.press("enter")
+        await until(
+            pilot, lambda: engine.store.load(run_id).steps["angles"].attempt == 2, "attempt 2"
+        )
+        await until(pilot, lambda: candidates_shown(app), "the new candidates")
+        step = engine.store.load(run_id).steps["angles"]
+        assert "Make every title a question" in step.prompt
+        assert len(step.ai_responses) == 4
+
+
+async def test_merge_by_hand(engine, scripted):
+    app = WriteItApp(engine=engine)
+    async with app.run_test(size=SIZE) as pilot:
+        run_id = await open_new_run(pilot, engine)
+        await until(pilot, lambda: candidates_shown(app), "candidates")
+        await pilot.press("m")
+        await until(pilot, lambda: isinstance(app.screen, MergeScreen), "merge view")
+        merge = app.screen
+        await until(pilot, lambda: len(merge.query_one("#sources").selected) == 2, "sources")
+        await pilot.press("ctrl+o")
+        editor = merge.query_one("#merge-editor")
+        assert editor.has_focus and "---" in editor.text
+        editor.text = "My own angles, by hand."
+        await pilot.press("ctrl+f")
+        await until(pilot, lambda: isinstance(app.screen, StepScreen), "the step view")
+        step = engine.store.load(run_id).steps["angles"]
+        assert step.output == "My own angles, by hand." and step.status == StepStatus.COMPLETED
+        screen = step_screen(app)
+        await until(
+            pilot,
+            lambda: (
+                screen.merged_pane is not None
+                and screen.merged_pane.shown == "My own angles, by hand."
+            ),
+            "the merged pane",
+        )
+
+
+async def test_fork_from_the_step_view_and_the_run_list(engine, scripted):
+    app = WriteItApp(engine=engine)
+    async with app.run_test(size=SIZE) as pilot:
+        run_id = await open_new_run(pilot, engine)
+        await until(pilot, lambda: candidates_shown(app), "candidates")
+        await pilot.press("f")
+        await until(pilot, lambda: notified(app, "not completed"), "fork refused before a choice")
+        await pilot.press("1", "f")
+        await until(pilot, lambda: engine.store.children(run_id) != [], "the fork")
+        (child,) = engine.store.children(run_id)
+        await until(pilot, lambda: step_screen(app).run_id == child, "the view on the fork")
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, RunListScreen), "the run list")
+        runs = app.screen
+        await until(pilot, lambda: set(runs.summaries) == {run_id, child}, "both runs listed")
+
+
+async def test_a_skippable_last_step_can_be_skipped(engine, scripted):
+    app = WriteItApp(engine=engine)
+    async with app.run_test(size=SIZE) as pilot:
+        run_id = await open_new_run(pilot, engine, models=["scripted-a"])
+        await until(pilot, lambda: candidates_shown(app, 1), "angles")
+        await pilot.press("k")
+        await until(pilot, lambda: notified(app, "cannot be skipped"), "the refusal")
+        for step in ("outline", "draft", "polish"):
+            await pilot.press("1", "a")
+            await until(pilot, lambda s=step: engine.load(run_id).current_step == s, step)
+            await until(pilot, lambda: candidates_shown(app, 1), f"{step} candidates")
+        await pilot.press("k")
+        await until(
+            pilot, lambda: engine.load(run_id).status == PipelineStatus.COMPLETED, "completion"
+        )
+        run = engine.store.load(run_id)
+        assert run.steps["polish"].status == StepStatus.SKIPPED
+        assert run.final_text == run.steps["draft"].output
+
+
+async def test_keys_are_remapped_from_preferences_and_the_help_lists_them(engine, scripted):
+    engine.preferences.keyboard_shortcuts = {"accept": "x", "nonsense": "y"}
+    app = WriteItApp(engine=engine)
+    async with app.run_test(size=SIZE) as pilot:
+        assert notified(app, "nonsense")
+        run_id = await open_new_run(pilot, engine)
+        await until(pilot, lambda: candidates_shown(app), "candidates")
+        await pilot.press("1", "x")
+        await until(pilot, lambda: engine.store.load(run_id).current_step == "outline", "accept")
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        console = Console(width=100, record=True, file=io.StringIO())
+        console.print(help_renderable(app.keymap, "Step view"))
+        lines = console.export_text().splitlines()
+        accept = next(line for line in lines if "Accept the choice" in line)
+        assert accept.split()[0] == "X"
+        assert any("keyboard_shortcuts" in line for line in lines)
+        await pilot.press("escape")
+        assert isinstance(app.screen, StepScreen)
+
+
+async def test_the_command_palette_offers_the_step_actions(engine, scripted):
+    app = WriteItApp(engine=engine)
+    async with app.run_test(size=SIZE) as pilot:
+        run_id = await open_new_run(pilot, engine)
+        await until(pilot, lambda: candidates_shown(app), "candidates")
+        await pilot.press("1")
+        await until(
+            pilot, lambda: engine.store.load(run_id).steps["angles"].user_selection == 0, "pick"
+        )
+        await pilot.press("ctrl+p")
+        await pilot.press(*"Accept the choice")
+        await until(
+            pilot,
+            lambda: (
+                "Accept" in str(app.screen.query_one("CommandList").get_option_at_index(0).prompt)
+            ),
+            "the command",
+        )
+        await pilot.press("enter")
+        await until(pilot, lambda: engine.store.load(run_id).current_step == "outline", "accept")
+
+
+async def test_six_candidates_go_into_tabs(engine, scripted):
+    app = WriteItApp(engine=engine)
+    async with app.run_test(size=SIZE) as pilot:
+        models = ["scripted-a", "scripted-b", "scripted-c", "scripted", "scripted-a", "scripted-b"]
+        await open_new_run(pilot, engine, models=models)
+        await until(pilot, lambda: candidates_shown(app, 6), "six candidates")
+        screen = step_screen(app)
+        assert screen.mode == "tabs"
+        from textual.widgets import TabbedContent
+
+        tabs = screen.query_one(TabbedContent)
+        assert tabs.active == "tab-1"
+        await pilot.press("right_square_bracket")
+        assert tabs.active == "tab-2"
+        await pilot.press("6")
+        await until(
+            pilot,
+            lambda: engine.load(screen.run_id).current.user_selection is not None,
+            "selection of the sixth",
+        )
+        chosen = engine.load(screen.run_id).current
+        assert (
+            chosen.ai_responses[chosen.user_selection].response_id
+            == chosen.candidates[5].response_id
+        )
+
+
+# --- the run list and the input form ---------------------------------------------------------
+
+
+async def test_input_form_validates_inline_and_starts_nothing(engine, scripted):
+    app = WriteItApp(engine=engine, pipeline="tech-article", models=TWO)
+    async with app.run_test(size=SIZE) as pilot:
+        form = app.screen
+        assert isinstance(form, InputFormScreen)
+        assert form.query_one("#input-target_audience").value == "technical professionals"
+        await pilot.press("ctrl+s")
+        error = form.query_one("#error-source_material")
+        assert "required" in str(error.render()) and error.display
+        form.query_one("#input-source_material").text = "Some notes"
+        form.query_one("#models").value = "no-such-model"
+        await pilot.press("ctrl+s")
+        await until(
+            pilot,
+            lambda: "unknown model" in str(form.query_one("#error-models").render()),
+            "the model error",
+        )
+        assert engine.store.recent() == []
+        form.query_one("#models").value = "scripted-a"
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: isinstance(app.screen, StepScreen), "the step view")
+        run = engine.store.load(step_screen(app).run_id)
+        assert run.models == ["scripted-a"] and run.style_primer == "tech-journalist"
+
+
+async def test_new_run_from_the_run_list_and_delete_with_confirmation(engine, scripted):
+    app = WriteItApp(engine=engine)
+    async with app.run_test(size=SIZE) as pilot:
+        runs = app.screen
+        assert isinstance(runs, RunListScreen)
+        assert runs.query_one("#empty").display
+        await pilot.press("n")
+        await until(pilot, lambda: app.screen.query("OptionList"), "the pipelines")
+        options = app.screen.query_one("OptionList")
+        await until(pilot, lambda: options.option_count >= 3, "three pipelines")
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, InputFormScreen), "the form")
+        assert app.screen.pipeline.name == "tech-article"  # the default pipeline comes first
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, RunListScreen), "back")
+        run = await engine.start_run("tech-article", {"source_material": "x"}, models=TWO)
+        await runs.reload()
+        assert runs.selected_id() == run.pipeline_run_id
+        await pilot.press("d")
+        await pilot.press("y")
+        await until(pilot, lambda: engine.store.recent() == [], "the deletion")
+        await until(pilot, lambda: runs.summaries == {}, "the list to empty")
+
+
+async def test_a_workspace_that_cannot_open_says_why(isolated_env):
+    app = WriteItApp(workspace="no-such-workspace")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        text = str(app.screen.query_one(".dialog-detail").render())
+        assert "no workspace 'no-such-workspace'" in text
+        await pilot.press("q")
+
+
+# --- snapshots (pytest-textual-snapshot; update with --snapshot-update, then look) ---------
+
+ANGLES_A = """## 1. Six weeks from cron to Temporal
+
+**Hook:** 140 nightly jobs moved in six weeks, and failures fell from 12 a month to 2.
+
+**Core claim:** a small team can move a whole batch estate if it ports the retries first.
+
+## 2. What the failures were really about
+
+**Hook:** most of our 12 monthly failures were retries nobody could see.
+
+Strongest: angle 1, because the numbers carry it.
+"""
+
+ANGLES_B = """## 1. The cron jobs nobody owned
+
+**Hook:** a third of the jobs wrote to tables nobody read.
+
+## 2. Retries as a product feature
+
+**Hook:** we replaced 47 hand-rolled retry loops with one policy.
+
+Strongest: angle 2, for an audience of platform engineers.
+"""
+
+OUTLINE_A = """# Six weeks from cron to Temporal
+
+1. **The estate:** 140 jobs, two VMs, start times as dependencies
+2. **Why Temporal:** retries, visibility, ownership
+3. **The migration:** two jobs a day, retries first
+4. **Results:** 12 failures a month down to 2
+"""
+
+OUTLINE_B = """# Cron to Temporal, by the numbers
+
+- Before: 140 jobs, 12 failures a month
+- During: six weeks, two engineers
+- After: 2 failures a month, alerts instead of missing rows
+"""
+
+MERGED = """## Six weeks from cron to Temporal, and the retries we could not see
+
+**Hook:** 140 nightly jobs moved in six weeks; failures fell from 12 a month to 2,
+because the retries finally became visible.
+"""
+
+
+def script_replies(scripted, a: list[str], b: list[str], c: list[str] | None = None) -> None:
+    scripted.script("scripted-a", replies=a, chunk_size=40)
+    scripted.script("scripted-b", replies=b, chunk_size=40)
+    if c is not None:
+        scripted.script("scripted-c", replies=c, chunk_size=40)
+
+
+async def settle_on_candidates(pilot, count: int = 2, models=TWO) -> str:
+    run_id = await open_new_run(pilot, pilot.app.engine, models=models, source=SNAP_SOURCE)
+    await until(pilot, lambda: candidates_shown(pilot.app, count), "candidates")
+    return run_id
+
+
+async def quiet(pilot) -> None:
+    """No toasts and no blinking cursors in the picture."""
+    await pilot.pause()
+    pilot.app.clear_notifications()
+    for widget in pilot.app.screen.query("TextArea, Input"):
+        widget.cursor_blink = False
+    await pilot.pause()
+
+
+SNAP_SOURCE = "Our team moved 140 nightly cron jobs to Temporal in six weeks."
+
+
+def underline_settled(app) -> bool:
+    """The active tab's underline sits under it (it moves after the tab's layout)."""
+    from textual.widgets import Tabs
+    from textual.widgets._tabs import Underline
+
+    tabs = app.screen.query_one(Tabs)
+    active = tabs.active_tab
+    if active is None:
+        return False
+    start, end = active.virtual_region.shrink(active.styles.gutter).column_span
+    underline = tabs.query_one(Underline)
+    return end > start and (underline.highlight_start, underline.highlight_end) == (start, end)
+
+
+def still(app: WriteItApp) -> WriteItApp:
+    """No animations (the tab underline slides), so every capture is the same."""
+    app.animation_level = "none"
+    return app
+
+
+def test_snapshot_run_list(snap_compare, engine, scripted, tui_stable):
+    async def before(pilot):
+        app = pilot.app
+        first = await engine.start_run("tech-article", {"source_material": SNAP_SOURCE}, models=TWO)
+        await engine.autopilot(first.pipeline_run_id, "first")
+        await engine.fork(first.pipeline_run_id, "outline")
+        second = await engine.start_run(
+            "blog-post", {"topic": "Why our team writes postmortems as stories"}, models=TWO
+        )
+        await engine.execute_step(second.pipeline_run_id)
+        await app.screen.reload()
+        app.screen.query_one("DataTable").move_cursor(row=0)  # a reload keeps the selection
+        await quiet(pilot)
+
+    assert snap_compare(still(WriteItApp(engine=engine)), terminal_size=SIZE, run_before=before)
+
+
+def test_snapshot_input_form(snap_compare, engine, scripted, tui_stable):
+    app = WriteItApp(
+        engine=engine,
+        pipeline="tech-article",
+        inputs={"source_material": SNAP_SOURCE + "\nFailures dropped from 12 a month to 2."},
+        models=TWO,
+    )
+
+    async def before(pilot):
+        form = pilot.app.screen
+        await until(pilot, lambda: str(form.query_one("#models-note").render()).strip(), "note")
+        await quiet(pilot)
+
+    assert snap_compare(still(app), terminal_size=SIZE, run_before=before)
+
+
+def test_snapshot_step_view(snap_compare, engine, scripted, tui_stable):
+    script_replies(scripted, [ANGLES_A], [ANGLES_B])
+
+    async def before(pilot):
+        await settle_on_candidates(pilot)
+        await pilot.press("2")
+        await until(
+            pilot,
+            lambda: (
+                "selected"
+                in str(
+                    pilot.app.screen.panes
+                    and list(pilot.app.screen.panes.values())[1]
+                    .query_one(".candidate-status")
+                    .render()
+                )
+            ),
+            "the choice",
+        )
+        await quiet(pilot)
+
+    assert snap_compare(still(WriteItApp(engine=engine)), terminal_size=SIZE, run_before=before)
+
+
+def test_snapshot_step_view_80x24_in_tabs(snap_compare, engine, scripted, tui_stable):
+    script_replies(scripted, [ANGLES_A], [ANGLES_B], [OUTLINE_B])
+    three = ["scripted-a", "scripted-b", "scripted-c"]
+
+    async def before(pilot):
+        await settle_on_candidates(pilot, 3, models=three)
+        assert pilot.app.screen.mode == "tabs"
+        await until(pilot, lambda: underline_settled(pilot.app), "the tab underline")
+        await quiet(pilot)
+
+    assert snap_compare(still(WriteItApp(engine=engine)), terminal_size=(80, 24), run_before=before)
+
+
+def test_snapshot_merge_view(snap_compare, engine, scripted, tui_stable):
+    script_replies(scripted, [ANGLES_A, MERGED], [ANGLES_B])
+
+    async def before(pilot):
+        await settle_on_candidates(pilot)
+        await pilot.press("m")
+        await until(pilot, lambda: isinstance(pilot.app.screen, MergeScreen), "merge view")
+        merge = pilot.app.screen
+        await until(pilot, lambda: len(merge.query_one("#sources").selected) == 2, "sources")
+        merge.query_one("#instruction").value = "Angle 1 of A with the retries of B"
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: merge.phase == "edit", "the merge")
+        await until(pilot, lambda: merge.query_one(CandidatePane).shown == MERGED.strip(), "text")
+        await quiet(pilot)
+
+    assert snap_compare(still(WriteItApp(engine=engine)), terminal_size=SIZE, run_before=before)
+
+
+def test_snapshot_history_tree(snap_compare, engine, scripted, tui_stable):
+    script_replies(scripted, [ANGLES_A, OUTLINE_A], [ANGLES_B, OUTLINE_B])
+
+    async def before(pilot):
+        app = pilot.app
+        root = await settle_on_candidates(pilot)
+        await pilot.press("1", "a")
+        await until(pilot, lambda: engine.load(root).current_step == "outline", "outline")
+        await until(pilot, lambda: candidates_shown(app), "outline candidates")
+        await pilot.press("1", "b")
+        await until(pilot, lambda: engine.load(root).current_step == "angles", "rewind")
+        await until(pilot, lambda: candidates_shown(app), "angles again")
+        await pilot.press("2")
+        await until(pilot, lambda: engine.store.children(root), "the branch")
+        await pilot.press("h")
+        await until(pilot, lambda: isinstance(app.screen, HistoryScreen), "history")
+        await until(pilot, lambda: app.screen.family is not None, "the tree")
+        await quiet(pilot)
+
+    assert snap_compare(still(WriteItApp(engine=engine)), terminal_size=SIZE, run_before=before)
+
+
+def test_snapshot_export_dialog(snap_compare, engine, scripted, tui_stable):
+    script_replies(scripted, [ANGLES_A], [ANGLES_B])
+
+    async def before(pilot):
+        run_id = await settle_on_candidates(pilot)
+        await pilot.press("1")
+        await until(pilot, lambda: engine.load(run_id).current.user_selection == 0, "the choice")
+        await quiet(pilot)
+        await pilot.press("e")
+        await until(pilot, lambda: isinstance(pilot.app.screen, ExportDialog), "the dialog")
+        await until(pilot, lambda: pilot.app.screen.run is not None, "the run")
+        await quiet(pilot)
+
+    assert snap_compare(still(WriteItApp(engine=engine)), terminal_size=SIZE, run_before=before)
+
+
+def test_snapshot_help(snap_compare, engine, scripted, tui_stable):
+    script_replies(scripted, [ANGLES_A], [ANGLES_B])
+
+    async def before(pilot):
+        await settle_on_candidates(pilot)
+        await pilot.press("question_mark")
+        await quiet(pilot)
+
+    assert snap_compare(still(WriteItApp(engine=engine)), terminal_size=SIZE, run_before=before)
