@@ -13,12 +13,15 @@ import llm
 
 REPLY = ("Clear writing starts with knowing who will read the piece and why. " * 60).strip()
 FIREHOSE_DELTAS = 200_000
+BURST_DELTAS = 20_000  # the TUI figure: three panes of this many tokens each
 PACE = 0.001
 
 
 def _chunks(model_id: str) -> list[str]:
     if model_id == "firehose":
         return ["x"] * FIREHOSE_DELTAS
+    if model_id.startswith("burst"):
+        return [f"word{i % 97} " if i % 60 else "\n\n" for i in range(BURST_DELTAS)]
     words = REPLY.split(" ")
     return [w + " " for w in words]
 
@@ -58,7 +61,7 @@ class AsyncInstant(llm.AsyncModel):
         for chunk in _chunks(self.model_id):
             if self.model_id.startswith("paced"):
                 await asyncio.sleep(PACE)
-            elif self.model_id == "firehose":
+            elif self.model_id == "firehose" or self.model_id.startswith("burst"):
                 await asyncio.sleep(0)  # like a network stream, let the loop breathe
             yield chunk
         response.set_usage(input=len(prompt.prompt) // 4, output=len(REPLY) // 4)
@@ -66,7 +69,16 @@ class AsyncInstant(llm.AsyncModel):
 
 @llm.hookimpl
 def register_models(register):
-    for model_id in ("instant-a", "instant-b", "firehose", "paced-a", "paced-b"):
+    for model_id in (
+        "instant-a",
+        "instant-b",
+        "firehose",
+        "paced-a",
+        "paced-b",
+        "burst-a",
+        "burst-b",
+        "burst-c",
+    ):
         register(Instant(model_id), AsyncInstant(model_id))
 
 

@@ -228,6 +228,33 @@ def bench_websocket() -> None:
     )
 
 
+def bench_tui() -> None:
+    """Three panes on three 20,000-token streams, and RSS over a 4-step run (own process)."""
+
+    def child(*args: str) -> dict:
+        out = subprocess.run(
+            [sys.executable, str(HERE / "tui_bench.py"), *args],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env={**os.environ},
+        )
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    figures = child()
+    baseline = child("baseline")["rss_mb"]
+    record(
+        "TUI: worst lag of 3 panes behind 3 x 20,000-token streams", figures["lag_ms"], "ms", 100
+    )
+    record(
+        "TUI: RSS above Python + Textual during a 4-step run",
+        figures["rss_mb"] - baseline,
+        "MB",
+        100,
+        note=f"baseline process with textual imported: {baseline:.0f} MB",
+    )
+
+
 # --- store scale ------------------------------------------------------------------------
 
 
