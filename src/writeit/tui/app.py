@@ -20,7 +20,15 @@ from writeit.engine import Busy, Engine
 from writeit.models import ResponseStatus, WriteItError
 from writeit.tui import keys
 from writeit.tui.commands import ActionsProvider
+from writeit.tui.live import LiveText
 from writeit.tui.messages import EngineUpdated
+from writeit.tui.screens.dialogs import FatalScreen
+from writeit.tui.screens.help import HelpScreen
+from writeit.tui.screens.input_form import InputFormScreen
+from writeit.tui.screens.new_run import NewRunDialog
+from writeit.tui.screens.run_list import RunListScreen
+from writeit.tui.screens.step_view import StepScreen
+from writeit.updates import Update
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -58,7 +66,7 @@ class WriteItApp(App[None]):
         }
         self._engine = engine
         self.keymap: dict[str, str] = {}
-        self.live_text: dict[str, str] = {}
+        self.live_text = LiveText()
         self._subscription = None
         self._quitting = False
 
@@ -70,9 +78,6 @@ class WriteItApp(App[None]):
         return self._engine
 
     def on_mount(self) -> None:
-        from writeit.tui.screens.dialogs import FatalScreen
-        from writeit.tui.screens.run_list import RunListScreen
-
         if self._engine is None:
             try:
                 from writeit.workspaces import get_workspace
@@ -105,19 +110,24 @@ class WriteItApp(App[None]):
             self.open_run(start["run_id"], resume="auto")
 
     async def _watch(self) -> None:
-        assert self._subscription is not None
-        async for update in self._subscription:
-            try:
-                if update.kind == "delta":
-                    rid = update.data["response_id"]
-                    self.live_text[rid] = self.live_text.get(rid, "") + update.data["text"]
-                    continue
-                if update.kind == "resync":
-                    self._recover_live_text(update.run_id)
-                for screen in list(self.screen_stack):
-                    screen.post_message(EngineUpdated(update))
-            except Exception:  # keep listening whatever one update did
-                log.exception("handling an engine update failed")
+        subscription = self._subscription
+        assert subscription is not None
+        async for update in subscription:
+            self._hear(update)
+            while not subscription.queue.empty():  # a burst: take it in one go
+                self._hear(subscription.queue.get_nowait())
+
+    def _hear(self, update: Update) -> None:
+        try:
+            if update.kind == "delta":
+                self.live_text.append(update.data["response_id"], update.data["text"])
+                return
+            if update.kind == "resync":
+                self._recover_live_text(update.run_id)
+            for screen in list(self.screen_stack):
+                screen.post_message(EngineUpdated(update))
+        except Exception:  # keep listening whatever one update did
+            log.exception("handling an engine update failed")
 
     def _recover_live_text(self, run_id: str) -> None:
         """After dropped updates, take the streaming text from the engine's snapshot."""
@@ -139,16 +149,12 @@ class WriteItApp(App[None]):
     # --- navigation (screens call these) -------------------------------------------------
 
     def to_run_list(self) -> None:
-        from writeit.tui.screens.run_list import RunListScreen
-
         while len(self.screen_stack) > 1 and not isinstance(self.screen, RunListScreen):
             self.pop_screen()
 
     def open_run(self, run_id: str, *, resume: bool | str = False, start: bool = False) -> None:
         """Show a run's current step; `resume` "auto" continues a paused or crashed run,
         "force" any unfinished one; `start` asks the current step's models."""
-        from writeit.tui.screens.step_view import StepScreen
-
         self.to_run_list()
         self.push_screen(StepScreen(run_id, resume=resume, start=start))
 
@@ -159,14 +165,10 @@ class WriteItApp(App[None]):
         style: str | None = None,
         models: list[str] | None = None,
     ) -> None:
-        from writeit.tui.screens.input_form import InputFormScreen
-
         self.to_run_list()
         self.push_screen(InputFormScreen(pipeline, inputs or {}, style, models or []))
 
     def action_new_run(self) -> None:
-        from writeit.tui.screens.new_run import NewRunDialog
-
         def chosen(pipeline: str | None) -> None:
             if pipeline:
                 self.open_form(pipeline)
@@ -174,8 +176,6 @@ class WriteItApp(App[None]):
         self.push_screen(NewRunDialog(), chosen)
 
     def action_help(self) -> None:
-        from writeit.tui.screens.help import HelpScreen
-
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen(type(self.screen).__name__))
 

@@ -97,8 +97,7 @@ class MergeScreen(Screen[str | None]):
             select.value = models[0]
         self.query_one("#merge-editor").display = False
         pane = self.query_one(CandidatePane)
-        pane.query_one(".retry").display = False
-        await pane.show_text(PLACEHOLDER)
+        pane.show_text(PLACEHOLDER)
         sources.focus()
         self.set_interval(1 / 30, self._flush)
         self._update_buttons()
@@ -164,8 +163,7 @@ class MergeScreen(Screen[str | None]):
         self.merged_text = run.steps[run.current_step].merged_content or ""
         self.result_run_id = run.pipeline_run_id
         self._streaming = False  # the tick stops writing into the pane
-        await pane.end_stream()
-        await pane.show_text(self.merged_text)
+        pane.show_text(self.merged_text)
         pane.label = f"AI merge by {model}: chosen for this step"
         pane.selected = True
         pane.update_meta()
@@ -189,7 +187,7 @@ class MergeScreen(Screen[str | None]):
         if self._streaming:
             rid = self.merge_response_id
             text = self.app.live_text.get(rid, "") if rid else ""
-            await self.query_one(CandidatePane).show_text(text)
+            self.query_one(CandidatePane).show_text(text, live=True)
 
     # --- by hand ---------------------------------------------------------------------------
 

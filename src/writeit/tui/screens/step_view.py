@@ -134,7 +134,7 @@ class StepScreen(Screen[None]):
                 self._stale = False
                 await self._refresh()
             if self.run is not None:
-                await self.board.flush(
+                self.board.flush(
                     self.app.live_text, self.app.engine.preferences.streaming_buffer_size
                 )
         except Exception as error:  # a drawing bug must not take the writer's session down

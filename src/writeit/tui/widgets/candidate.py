@@ -1,22 +1,20 @@
 """One candidate: a model's response, streamed live and rendered as Markdown.
 
-The pane never re-renders on every token: the step view calls `show_text()` at most
-once per frame with the text so far, and the pane appends only what is new through
-a MarkdownStream (which itself coalesces fragments when rendering falls behind).
+The pane never re-renders on every token: the board calls `show_text()` at most once
+per frame with the text so far. While the response streams, the pane shows its last
+part and follows the end; once it is done, the whole text.
 """
 
 from __future__ import annotations
 
-import asyncio
-
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
-from textual.widgets import Button, Markdown, Static
-from textual.widgets.markdown import MarkdownStream
+from textual.widgets import Button, Static
 
 from writeit.models import AIResponse, ResponseStatus
 from writeit.tui import format as fmt
+from writeit.tui.widgets import markdown_text
 
 
 class CandidatePane(Vertical):
@@ -36,8 +34,7 @@ class CandidatePane(Vertical):
         self.response = response
         self.label = label
         self.shown = ""
-        self._stream: MarkdownStream | None = None
-        self._lock = asyncio.Lock()  # the view's tick and a finished merge may both write
+        self._live = False
         self.selected = False
 
     @property
@@ -47,10 +44,8 @@ class CandidatePane(Vertical):
     def compose(self) -> ComposeResult:
         yield Static("", classes="candidate-status", markup=False)
         with VerticalScroll(classes="candidate-body"):
-            yield Markdown("", classes="candidate-text")
-        with Horizontal(classes="retry"):
-            yield Button("Retry (T)", id="retry-same", variant="warning", compact=True)
-            yield Button("Another model…", id="retry-other", compact=True)
+            yield Static("", classes="candidate-live")  # fixed height: the streaming tail
+            yield Static("", classes="candidate-text")  # the whole text, once done
 
     def on_mount(self) -> None:
         self.update_meta()
@@ -67,18 +62,30 @@ class CandidatePane(Vertical):
         name = self.label or (response.model_name if response else "")
         self.border_title = f"{self.number} · {name}" if self.number else name
         status = self.query_one(".candidate-status", Static)
-        retry = self.query_one(".retry")
+        failed = response is not None and response.status in (
+            ResponseStatus.FAILED,
+            ResponseStatus.INTERRUPTED,
+        )
+        if failed and not self.query(".retry"):  # mounted only when needed: panes are many
+            self.mount(
+                Horizontal(
+                    Button("Retry (T)", id="retry-same", variant="warning", compact=True),
+                    Button("Another model…", id="retry-other", compact=True),
+                    classes="retry",
+                )
+            )
+        retry = self.query(".retry")
         self.set_class(self.selected, "-selected")
         if response is None:
             self.border_subtitle = ""
             status.update("✓ chosen for this step" if self.selected else "")
-            retry.display = False
+            retry.set(display=False)
             self.set_class(False, "-streaming", "-failed")
             return
         state = response.status
         self.set_class(state == ResponseStatus.STREAMING, "-streaming")
         self.set_class(state in (ResponseStatus.FAILED, ResponseStatus.INTERRUPTED), "-failed")
-        retry.display = state in (ResponseStatus.FAILED, ResponseStatus.INTERRUPTED)
+        retry.set(display=failed)
         if state == ResponseStatus.STREAMING:
             self.border_subtitle = "streaming…"
         else:
@@ -108,29 +115,25 @@ class CandidatePane(Vertical):
 
     # --- text ----------------------------------------------------------------------------
 
-    async def show_text(self, text: str) -> None:
-        """Bring the Markdown up to `text`: append what is new, or replace if it diverged."""
-        async with self._lock:
-            if text == self.shown:
-                return
-            markdown = self.query_one(Markdown)
-            if text.startswith(self.shown) and self.shown:
-                if self._stream is None:
-                    self._stream = Markdown.get_stream(markdown)
-                await self._stream.write(text[len(self.shown) :])
-            else:
-                await self._end_stream()
-                await markdown.update(text)
-            self.shown = text
-
-    async def end_stream(self) -> None:
-        async with self._lock:
-            await self._end_stream()
-
-    async def _end_stream(self) -> None:
-        if self._stream is not None:
-            stream, self._stream = self._stream, None
-            await stream.stop()
+    def show_text(self, text: str, *, live: bool = False) -> None:
+        """Show `text`: while `live` (streaming) the lines that fit from its end."""
+        if text == self.shown and live == self._live:
+            return
+        live_view = self.query_one(".candidate-live", Static)
+        full_view = self.query_one(".candidate-text", Static)
+        if live:
+            # about two screenfuls of the pane: enough to fill it, little to lay out
+            width, height = live_view.size.width or 60, live_view.size.height or 30
+            limit = min(markdown_text.TAIL_CHARS, max(1_200, width * height * 2))
+            live_view.update(markdown_text.streaming(text, limit))
+        else:
+            full_view.update(markdown_text.markdown(text))
+        if live != self._live or not self.shown:
+            live_view.display, full_view.display = live, not live
+            if not live:
+                live_view.update("")
+                self.query_one(".candidate-body").scroll_home(animate=False)
+        self.shown, self._live = text, live
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()

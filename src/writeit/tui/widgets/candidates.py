@@ -15,6 +15,7 @@ from textual.widgets import Static, TabbedContent, TabPane
 
 from writeit.models import AIResponse, PipelineRun, ResponseStatus
 from writeit.tui.widgets.candidate import CandidatePane
+from writeit.tui.widgets.markdown_text import TAIL_CHARS
 
 MIN_PANE_WIDTH = 36  # narrower than this, candidates go into tabs
 MAX_WAIT = 0.1  # seconds a streaming pane may hold back text below the buffer size
@@ -131,13 +132,22 @@ class CandidateBoard(Container):
 
     # --- streaming text --------------------------------------------------------------------
 
-    async def flush(self, live_text: dict[str, str], buffer_size: int) -> None:
+    def flush(self, live_text: dict[str, str], buffer_size: int) -> None:
         now = time.monotonic()
+        streaming = any(
+            p.response is not None and p.response.status == ResponseStatus.STREAMING
+            for p in self.panes.values()
+        )
         for response_id, pane in self.panes.items():
             response = pane.response
             if response is None:
                 continue
-            if response.status == ResponseStatus.STREAMING:
+            live = response.status == ResponseStatus.STREAMING
+            if not live and streaming and len(response.raw_output) > TAIL_CHARS:
+                # laying out a long document stalls the loop: wait for the other streams
+                pane.show_text(response.raw_output, live=True)
+                continue
+            if live:
                 text = live_text.get(response_id) or response.raw_output
                 waiting = len(text) - len(pane.shown)
                 last = self._flushed_at.get(response_id, 0.0)
@@ -145,12 +155,10 @@ class CandidateBoard(Container):
                     continue
             else:
                 text = response.raw_output
-                await pane.end_stream()
-            if text != pane.shown:
-                self._flushed_at[response_id] = now
-                await pane.show_text(text)
+            self._flushed_at[response_id] = now
+            pane.show_text(text, live=live)
         if self.merged_pane is not None and self._run is not None:
-            await self.merged_pane.show_text(merged_text(self._run) or "")
+            self.merged_pane.show_text(merged_text(self._run) or "")
 
     # --- moving around -----------------------------------------------------------------------
 
