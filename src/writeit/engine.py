@@ -24,12 +24,14 @@ from writeit import prompts, providers, quality
 from writeit.errors import InvalidAction, InvalidInput
 from writeit.events import Event, EventType, apply
 from writeit.models import (
+    AIResponse,
     PipelineConfiguration,
     PipelineRun,
     PipelineStatus,
     ResponseStatus,
     StepStatus,
     StylePrimer,
+    TokenUsage,
     UserPreferences,
     WriteItError,
     new_id,
@@ -542,25 +544,22 @@ class Engine:
 
             await self._commit(run_id, failed)
             return
-        metrics = quality.measure(
-            result.text, run.primer, target_words=int(options.get("max_tokens", 0) * 0.6)
+        metrics = await asyncio.to_thread(  # pyphen over a long answer: keep it off the loop
+            quality.measure,
+            result.text,
+            run.primer,
+            target_words=int(options.get("max_tokens", 0) * 0.6),
         )
-        usage = {
-            "input_tokens": result.input_tokens,
-            "output_tokens": result.output_tokens,
-            "total_tokens": result.input_tokens + result.output_tokens,
-        }
-        price = providers.pricing(self.preferences.pricing).get(model) or providers.pricing(
-            self.preferences.pricing
-        ).get(result.extra.get("model_id", ""), {})
-        usage["cost_usd"] = round(
-            (
-                result.input_tokens * price.get("input", 0)
-                + result.output_tokens * price.get("output", 0)
-            )
-            / 1000,
-            8,
+        usage = TokenUsage(
+            input_tokens=result.input_tokens,
+            output_tokens=result.output_tokens,
+            total_tokens=result.input_tokens + result.output_tokens,
         )
+        table = providers.pricing(self.preferences.pricing)
+        priced_as = model if model in table else providers.resolve(model).model_id
+        cost = AIResponse(model_name=priced_as, usage_stats=usage).calculate_cost(table)
+        usage.cost_usd = round(cost, 8)
+        usage_data = usage.model_dump()
 
         def completed(current: PipelineRun) -> Specs:
             return [
@@ -569,7 +568,7 @@ class Engine:
                     {
                         "response_id": response_id,
                         "delta": _drain(stream),
-                        "usage": usage,
+                        "usage": usage_data,
                         "processing_time": round(result.duration, 3),
                         "provider": result.provider,
                         "estimated_usage": result.estimated_usage,

@@ -8,11 +8,12 @@ and the provider's own message, so one failing model never sinks a step.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from writeit.models import WriteItError
@@ -79,7 +80,6 @@ class StreamResult:
     duration: float
     estimated_usage: bool = False
     attempts: int = 1
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def pricing(overrides: dict[str, dict[str, float]] | None = None) -> dict[str, dict[str, float]]:
@@ -188,11 +188,8 @@ def _guard_key(model: Any) -> None:
         model.key_env_var = None
 
 
-_timeouts: dict[str, float] = {"timeout": 120.0}
-
-
-def configure(timeout: float) -> None:
-    _timeouts["timeout"] = timeout
+# Models are resolved once and shared, so each stream's timeout travels with its task.
+_timeout: contextvars.ContextVar[float] = contextvars.ContextVar("writeit_timeout", default=120.0)
 
 
 def _tune_client(model: Any) -> None:
@@ -205,7 +202,7 @@ def _tune_client(model: Any) -> None:
         import httpx
 
         client = get_client(*args, **kwargs)
-        limit = _timeouts["timeout"]
+        limit = _timeout.get()
         return client.with_options(
             timeout=httpx.Timeout(limit, connect=min(10.0, limit)), max_retries=0
         )
@@ -363,7 +360,7 @@ async def stream(
         wait_exponential,
     )
 
-    configure(timeout)
+    _timeout.set(timeout)
     try:
         resolved = resolve(name)
     except Exception as error:
