@@ -58,6 +58,16 @@ async def test_a_stream_that_stalls_mid_way_times_out(openai_server):
     assert openai_server.count("oai-stall") == 1
 
 
+async def test_the_timeout_is_for_silence_not_for_a_long_steady_stream(openai_server):
+    openai_server.slow_delay = 0.1  # every chunk well inside the timeout...
+    chunks = []
+    result = await providers.stream(
+        "oai-slow", "hello", timeout=0.3, retries=0, on_delta=chunks.append
+    )
+    assert len(chunks) >= 5  # ...while the whole answer takes longer than it
+    assert result.duration > 0.3 and result.attempts == 1
+
+
 async def test_a_dropped_connection_fails_without_retrying(openai_server):
     seen = []
     with pytest.raises(providers.ProviderError) as info:

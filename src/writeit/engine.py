@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -103,6 +104,8 @@ class Engine:
         return subscription
 
     def _publish(self, kind: str, run_id: str, /, **data: Any) -> None:
+        if not self._subscribers:  # the headless hot path: a delta per token, nobody watching
+            return
         update = Update(kind, run_id, data)
         for subscriber in list(self._subscribers):
             subscriber.offer(update)
@@ -122,6 +125,14 @@ class Engine:
         run = self.store.load(run_id)
         self._runs[run_id] = run
         return run
+
+    async def _current(self, run_id: str) -> PipelineRun:
+        """`load` for the event loop: a cached run costs one small read; a fold of the
+        stored log (another process moved the run on) goes to a thread."""
+        cached = self._runs.get(run_id)
+        if cached is not None and cached.last_seq >= self.store.summary(run_id).last_seq:
+            return cached
+        return await asyncio.to_thread(self.load, run_id)
 
     def snapshot(self, run_id: str) -> PipelineRun:
         """A copy of the run with the text streamed so far, checkpointed or not yet."""
@@ -173,7 +184,7 @@ class Engine:
         append fails, the cache is dropped and the next read folds the stored log again.
         """
         async with self._locks[run_id]:
-            run = await asyncio.to_thread(self.load, run_id)
+            run = await self._current(run_id)
             specs = build(run)
             if not specs:
                 return run
@@ -373,8 +384,7 @@ class Engine:
             )
             return specs
 
-        await self._commit(run_id, build)
-        run, _ = await self._launch(run_id, step_name, chosen, prompt)
+        run, _ = await self._launch(run_id, step_name, chosen, prompt, lead=build)
         return run
 
     async def _generate(
@@ -401,16 +411,19 @@ class Engine:
         *,
         kind: str = "candidate",
         instruction: str | None = None,
+        lead: Callable[[PipelineRun], Specs] | None = None,
     ) -> tuple[PipelineRun, asyncio.Task[PipelineRun]]:
         """Ask every model at once; each streams into its own response in the background,
-        its text checkpointed as it arrives. Returns once all responses have started."""
+        its text checkpointed as it arrives. Returns once all responses have started.
+        `lead` builds events committed with the responses' start (a step's start): one
+        durable write instead of two."""
         run = self.load(run_id)
         spec = run.pipeline.step(step_name)
         options = run.pipeline.options_for(spec)
         started = [(new_id(), model) for model in models]
 
         def build(current: PipelineRun) -> Specs:
-            return [
+            starts: Specs = [
                 (
                     EventType.RESPONSE_STARTED,
                     {
@@ -424,6 +437,7 @@ class Engine:
                 )
                 for response_id, model in started
             ]
+            return [*(lead(current) if lead else []), *starts]
 
         run = await self._commit(run_id, build)
         for response_id, model in started:
@@ -508,7 +522,8 @@ class Engine:
 
         def on_delta(chunk: str) -> None:
             stream.buffer.append(chunk)
-            self._publish("delta", run_id, response_id=response_id, step=step_name, text=chunk)
+            if self._subscribers:
+                self._publish("delta", run_id, response_id=response_id, step=step_name, text=chunk)
 
         started = time.monotonic()
         try:
@@ -544,12 +559,13 @@ class Engine:
 
             await self._commit(run_id, failed)
             return
-        metrics = await asyncio.to_thread(  # pyphen over a long answer: keep it off the loop
-            quality.measure,
-            result.text,
-            run.primer,
-            target_words=int(options.get("max_tokens", 0) * 0.6),
+        measure = functools.partial(
+            quality.measure, result.text, run.primer, int(options.get("max_tokens", 0) * 0.6)
         )
+        # About 0.2 ms per thousand words: a thread hop costs more than that for most
+        # answers, but pyphen over a very long one would stall the loop.
+        long = len(result.text) > 20_000
+        metrics = await asyncio.to_thread(measure) if long else measure()
         usage = TokenUsage(
             input_tokens=result.input_tokens,
             output_tokens=result.output_tokens,
@@ -993,7 +1009,9 @@ class Engine:
     ) -> PipelineRun:
         """Drive a run to the end without a writer: execute, pick, accept, until done."""
         run = self.load(run_id)
-        if run.current.status == StepStatus.RUNNING or run.status != PipelineStatus.RUNNING:
+        interrupted = run.current.status == StepStatus.RUNNING
+        # A new run starts with its first step's write; anything else not running resumes.
+        if interrupted or run.status not in (PipelineStatus.RUNNING, PipelineStatus.INITIALIZING):
             run = await self.resume(run.pipeline_run_id)
         while run.status != PipelineStatus.COMPLETED:
             step = run.current

