@@ -112,6 +112,27 @@ async def test_merge_by_hand_and_with_a_model(engine, source, scripted):
     assert "--- Draft 2 ---" in scripted.calls[-1]["prompt"]
 
 
+async def test_a_failed_merge_behind_the_frontier_names_the_branch_that_holds_it(
+    engine, source, scripted
+):
+    run = await start(engine, source)
+    run_id = run.pipeline_run_id
+    await engine.execute_step(run_id)
+    await engine.select(run_id, 0)
+    await engine.accept(run_id)
+    await engine.execute_step(run_id)  # the outline builds on the angles
+    await engine.rewind(run_id)
+    scripted.script("scripted-a", fail="merge model down")
+    with pytest.raises(WriteItError, match="merge model down") as info:
+        await engine.merge(run_id, [0, 1])
+    branch = engine.load(info.value.run_id)
+    assert branch.parent_pipeline_run_id == run_id and branch.branch_point == "angles"
+    failed = branch.steps["angles"].ai_responses[-1]
+    assert failed.kind == "merge" and failed.status == ResponseStatus.FAILED
+    original = engine.store.load(run_id)
+    assert [r.kind for r in original.steps["angles"].ai_responses] == ["candidate"] * 2
+
+
 async def test_one_failing_model_leaves_the_step_to_the_healthy_one(engine, source, scripted):
     scripted.script("scripted-b", fail="model exploded")
     run = await start(engine, source)

@@ -143,8 +143,9 @@ class Engine:
                 response.raw_output += "".join(stream.buffer)
         return run
 
-    def streaming(self, run_id: str) -> list[str]:
-        return [rid for rid, s in self._streams.items() if s.run_id == run_id]
+    def streaming(self, run_id: str | None = None) -> list[str]:
+        """Ids of the responses streaming now: of one run, or of every run."""
+        return [rid for rid, s in self._streams.items() if run_id in (None, s.run_id)]
 
     def pipeline_dirs(self) -> list:
         return self.workspace.config_dirs("pipelines")
@@ -694,7 +695,9 @@ class Engine:
             merged = run.steps[step_name].ai_responses[-1]
             if merged.status != ResponseStatus.COMPLETED:
                 raise providers.ProviderError(
-                    f"the merge by {merge_model} failed: {merged.error}", code="merge_failed"
+                    f"the merge by {merge_model} failed: {merged.error}",
+                    code="merge_failed",
+                    run_id=run_id,  # may be a new branch: the failed merge is shown there
                 )
             text, merge_id = merged.processed_content, merged.response_id
         else:
@@ -729,7 +732,9 @@ class Engine:
         verdict = run.steps[step.step_name].ai_responses[-1]
         if verdict.status != ResponseStatus.COMPLETED:
             raise providers.ProviderError(
-                f"the judge {model} failed: {verdict.error}", code="judge_failed"
+                f"the judge {model} failed: {verdict.error}",
+                code="judge_failed",
+                run_id=run.pipeline_run_id,
             )
         scores = {
             completed[index].response_id: score

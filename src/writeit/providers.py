@@ -49,12 +49,20 @@ _KEY_VARIABLES = {
 
 
 class ProviderError(WriteItError):
-    """A model call failed; `code` says how, `retryable` whether trying again may help."""
+    """A model call failed; `code` says how, `retryable` whether trying again may help.
+    `run_id` names the run holding the failed response when the call made a branch."""
 
-    def __init__(self, message: str, code: str = "error", retryable: bool = False) -> None:
+    def __init__(
+        self,
+        message: str,
+        code: str = "error",
+        retryable: bool = False,
+        run_id: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.retryable = retryable
+        self.run_id = run_id
 
 
 @dataclass

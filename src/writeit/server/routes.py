@@ -303,7 +303,7 @@ async def merge(run_id: RunId, body: bodies.Merge, state: State) -> JSONResponse
     except ProviderError as error:  # the merge model failed at once: a failed response
         if error.code != "merge_failed":
             raise
-        data = run_json(engine, engine.load(full))
+        data = run_json(engine, engine.load(error.run_id or full), branched_from=full)
         data["merge_error"] = message_of(error)
         return JSONResponse(data)
     return JSONResponse(
