@@ -126,6 +126,12 @@ class Engine:
         self._runs[run_id] = run
         return run
 
+    def changed_elsewhere(self, run_id: str) -> bool:
+        """Whether another process appended to the run since this engine last read it:
+        LMDB tells no one, so watchers of a shared store ask."""
+        cached = self._runs.get(run_id)
+        return cached is not None and self.store.summary(run_id).last_seq > cached.last_seq
+
     async def _current(self, run_id: str) -> PipelineRun:
         """`load` for the event loop: a cached run costs one small read; a fold of the
         stored log (another process moved the run on) goes to a thread."""

@@ -14,6 +14,10 @@ Messages, all JSON objects with a ``type``:
 Each client has its own bounded queue, so a slow reader never slows the run or the
 other readers: when its queue overflows the engine replaces the backlog with one
 ``resync`` and the client gets the full state again instead.
+
+A run moved on by another process sharing the store (the TUI, a headless CLI run)
+reaches clients as a ``state`` with reason ``external``: the store is looked at twice
+a second, so such a run's text arrives at its checkpoints, not token by token.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from writeit.server.state import ServerState, get_state, snapshot_json
 from writeit.updates import Subscription, Update
 
 router = APIRouter()
+FOLLOW_INTERVAL = 0.5  # seconds between looks at the store for other writers
 
 
 @router.websocket("/api/runs/{run_id}/stream")
@@ -66,15 +71,18 @@ class Watcher:
         # queued from here on is news to the client and none is counted twice.
         subscription = self.engine.subscribe(self.run_id, maxsize=self.queue_size)
         first = self.state_message("initial")
-        pump = asyncio.create_task(self.pump(subscription, first))
-        listen = asyncio.create_task(self.listen(subscription))
+        tasks = {
+            asyncio.create_task(self.pump(subscription, first)),
+            asyncio.create_task(self.listen(subscription)),
+            asyncio.create_task(self.follow_store(subscription)),
+        }
         try:
-            await asyncio.wait({pump, listen}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
             subscription.close()
-            for task in (pump, listen):
+            for task in tasks:
                 task.cancel()
-            for task in (pump, listen):
+            for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, OSError):
                     await task
             if self.websocket.application_state == WebSocketState.CONNECTED:
@@ -95,7 +103,7 @@ class Watcher:
         message; a resync (or the client asking) becomes the full state, which covers all."""
         for update in reversed(updates):
             if update.kind == "resync":
-                reason = "requested" if update.data.get("requested") else "resync"
+                reason = update.data.get("reason", "resync")
                 return [self.state_message(reason, dropped=update.data.get("dropped", 0))]
         messages: list[dict[str, Any]] = []
         for update in updates:
@@ -122,7 +130,17 @@ class Watcher:
             except ValueError:
                 continue
             if isinstance(request, dict) and request.get("type") == "state":
-                subscription.offer(Update("resync", self.run_id, {"requested": True}))
+                subscription.offer(Update("resync", self.run_id, {"reason": "requested"}))
+
+    async def follow_store(self, subscription: Subscription) -> None:
+        """Resend the state when another process moved the run on (polled: LMDB does not
+        notify; a summary read costs microseconds)."""
+        while True:
+            await asyncio.sleep(FOLLOW_INTERVAL)
+            with contextlib.suppress(WriteItError):  # deleted meanwhile: nothing to follow
+                if self.engine.changed_elsewhere(self.run_id):
+                    await asyncio.to_thread(self.engine.load, self.run_id)  # fold it once
+                    subscription.offer(Update("resync", self.run_id, {"reason": "external"}))
 
     async def send(self, message: dict[str, Any]) -> None:
         await self.websocket.send_text(json.dumps(message, default=str))
