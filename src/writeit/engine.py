@@ -132,6 +132,13 @@ class Engine:
         cached = self._runs.get(run_id)
         return cached is not None and self.store.summary(run_id).last_seq > cached.last_seq
 
+    async def _load(self, run_id: str) -> PipelineRun:
+        """`load` for an action's start: the store is read off the loop when it must fold
+        (a run not read yet, or moved on by another process)."""
+        if run_id in self._runs:
+            return await self._current(run_id)
+        return await asyncio.to_thread(self.load, run_id)
+
     async def _current(self, run_id: str) -> PipelineRun:
         """`load` for the event loop: a cached run costs one small read; a fold of the
         stored log (another process moved the run on) goes to a thread."""
@@ -357,7 +364,7 @@ class Engine:
         Returns as soon as the requests are out, with the run's streaming responses;
         watch them with `subscribe()` and wait for them with `wait()`. The run returned
         may be a new branch (see the module docstring)."""
-        run = self.load(run_id)
+        run = await self._load(run_id)
         self._check_idle(run)
         self._check_capacity(run.pipeline_run_id)
         run = await self._branch_if_behind(run, run.current_step)
@@ -424,7 +431,7 @@ class Engine:
         its text checkpointed as it arrives. Returns once all responses have started.
         `lead` builds events committed with the responses' start (a step's start): one
         durable write instead of two."""
-        run = self.load(run_id)
+        run = await self._load(run_id)
         spec = run.pipeline.step(step_name)
         options = run.pipeline.options_for(spec)
         started = [(new_id(), model) for model in models]
@@ -475,7 +482,7 @@ class Engine:
         return run, task
 
     async def _after_generation(self, run_id: str, step_name: str) -> PipelineRun:
-        run = self.load(run_id)
+        run = await self._load(run_id)
         step = run.steps[step_name]
         candidates = step.candidates
         interrupted = any(r.status == ResponseStatus.INTERRUPTED for r in candidates)
@@ -609,7 +616,7 @@ class Engine:
         self, run_id: str, response: str | int, feedback: str | None = None
     ) -> PipelineRun:
         """Choose a candidate (a response id, or an index into the latest candidates)."""
-        run = self.load(run_id)
+        run = await self._load(run_id)
         self._check_idle(run)
         step = run.current
         response_id = _response_id(step, response)
@@ -655,7 +662,7 @@ class Engine:
 
     async def give_feedback(self, run_id: str, feedback: str) -> PipelineRun:
         """Feedback on the current step; the next step's prompt receives it."""
-        run = self.load(run_id)
+        run = await self._load(run_id)
         step = run.current
         if (step.user_feedback or "") == feedback:
             return run
@@ -677,7 +684,7 @@ class Engine:
         model: str | None = None,
     ) -> PipelineRun:
         """Merge candidates: with `text` as written by hand, else streamed by a model."""
-        run = self.load(run_id)
+        run = await self._load(run_id)
         self._check_idle(run)
         step = run.current
         ids = [_response_id(step, r) for r in responses]
@@ -724,7 +731,7 @@ class Engine:
 
     async def judge(self, run_id: str, model: str) -> PipelineRun:
         """Ask a judge model to score the current step's completed candidates (0..1)."""
-        run = self.load(run_id)
+        run = await self._load(run_id)
         self._check_idle(run)
         check_model(model)
         step = run.current
@@ -764,7 +771,7 @@ class Engine:
         self, run_id: str, response: str | int, model: str | None = None
     ) -> PipelineRun:
         """Ask again for one failed or interrupted candidate, optionally of another model."""
-        run = self.load(run_id)
+        run = await self._load(run_id)
         self._check_idle(run)
         step = run.current
         old = step.response(_response_id(step, response))
@@ -787,7 +794,7 @@ class Engine:
 
     async def accept(self, run_id: str) -> PipelineRun:
         """Go on from a decided step: to the next step, or complete the run at the end."""
-        run = self.load(run_id)
+        run = await self._load(run_id)
         self._check_idle(run)
         step = run.current
         if step.status not in (StepStatus.COMPLETED, StepStatus.SKIPPED):
@@ -807,7 +814,7 @@ class Engine:
         return await self._commit(run.pipeline_run_id, build)
 
     async def skip(self, run_id: str) -> PipelineRun:
-        run = self.load(run_id)
+        run = await self._load(run_id)
         self._check_idle(run)
         spec = run.pipeline.step(run.current_step)
         if not spec.skippable:
@@ -829,7 +836,7 @@ class Engine:
 
     async def rewind(self, run_id: str, step: str | None = None) -> PipelineRun:
         """Move back to an earlier step (default: the previous one). Nothing is dropped."""
-        run = self.load(run_id)
+        run = await self._load(run_id)
         self._check_idle(run)
         target = step or run.pipeline.previous_step(run.current_step)
         if target is None:
@@ -848,7 +855,7 @@ class Engine:
 
     async def fork(self, run_id: str, step: str) -> PipelineRun:
         """A new run sharing this one's history up to `step`'s decision (no copying)."""
-        run = self.load(run_id)
+        run = await self._load(run_id)
         run.pipeline.step(step)
         if run.steps[step].status not in (StepStatus.COMPLETED, StepStatus.SKIPPED):
             raise InvalidAction(
@@ -960,7 +967,7 @@ class Engine:
 
     async def resume(self, run_id: str) -> PipelineRun:
         """Continue a paused, failed or interrupted (crashed) run where it stopped."""
-        run = self.load(run_id)
+        run = await self._load(run_id)
         self._check_idle(run)
         run_id = run.pipeline_run_id
         if run.status == PipelineStatus.COMPLETED:
@@ -1001,7 +1008,7 @@ class Engine:
 
     async def delete(self, run_id: str) -> PipelineRun:
         """Hide a run from listings; its history stays, since forks may share it."""
-        run = self.load(run_id)
+        run = await self._load(run_id)
         self._check_idle(run)
         return await self._commit(
             run.pipeline_run_id, lambda current: [(EventType.RUN_DELETED, {})]
@@ -1019,7 +1026,7 @@ class Engine:
         self, run_id: str, pick: str = "first", judge: str | None = None
     ) -> PipelineRun:
         """Drive a run to the end without a writer: execute, pick, accept, until done."""
-        run = self.load(run_id)
+        run = await self._load(run_id)
         interrupted = run.current.status == StepStatus.RUNNING
         # A new run starts with its first step's write; anything else not running resumes.
         if interrupted or run.status not in (PipelineStatus.RUNNING, PipelineStatus.INITIALIZING):
