@@ -30,8 +30,15 @@ def syllables(word: str) -> int:
 
 
 def avoid_hits(text: str, avoid: list[str]) -> int:
-    lowered = text.lower()
-    return sum(len(re.findall(rf"\b{re.escape(term.lower())}\b", lowered)) for term in avoid)
+    return len(_avoid_pattern(tuple(avoid)).findall(text)) if avoid else 0
+
+
+@functools.lru_cache(maxsize=64)
+def _avoid_pattern(avoid: tuple[str, ...]) -> re.Pattern[str]:
+    """One pass over the text for the whole list (longest term first, so a phrase counts
+    once rather than also as its shorter terms)."""
+    terms = sorted({re.escape(term.lower()) for term in avoid}, key=len, reverse=True)
+    return re.compile(rf"\b(?:{'|'.join(terms)})\b", re.IGNORECASE)
 
 
 def readability(text: str) -> float:
