@@ -37,6 +37,7 @@ from writeit.updates import Subscription, Update
 
 router = APIRouter()
 FOLLOW_INTERVAL = 0.5  # seconds between looks at the store for other writers
+COALESCE_SECONDS = 0.005  # how long deltas may gather before they are sent
 
 
 @router.websocket("/api/runs/{run_id}/stream")
@@ -93,6 +94,10 @@ class Watcher:
         await self.send(first)
         while True:
             updates = [await subscription.queue.get()]
+            if updates[0].kind == "delta":
+                # Let a burst of tokens gather: one message per few milliseconds instead of
+                # one per token (a fast stream sent token by token costs the client dearly).
+                await asyncio.sleep(COALESCE_SECONDS)
             while not subscription.queue.empty():  # whatever piled up while we sent
                 updates.append(subscription.queue.get_nowait())
             for message in self.messages(updates):
