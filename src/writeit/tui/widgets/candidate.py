@@ -2,19 +2,19 @@
 
 The pane never re-renders on every token: the board calls `show_text()` at most once
 per frame with the text so far. While the response streams, the pane shows its last
-part and follows the end; once it is done, the whole text.
+part and follows the end; once it is done, the whole text (see `MarkdownView`).
 """
 
 from __future__ import annotations
 
 from textual.app import ComposeResult
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Button, Static
 
 from writeit.models import AIResponse, ResponseStatus
 from writeit.tui import format as fmt
-from writeit.tui.widgets import markdown_text
+from writeit.tui.widgets.markdown_text import MarkdownView
 
 
 class CandidatePane(Vertical):
@@ -43,9 +43,7 @@ class CandidatePane(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Static("", classes="candidate-status", markup=False)
-        with VerticalScroll(classes="candidate-body"):
-            yield Static("", classes="candidate-live")  # fixed height: the streaming tail
-            yield Static("", classes="candidate-text")  # the whole text, once done
+        yield MarkdownView(classes="candidate-body")
 
     def on_mount(self) -> None:
         self.update_meta()
@@ -119,20 +117,7 @@ class CandidatePane(Vertical):
         """Show `text`: while `live` (streaming) the lines that fit from its end."""
         if text == self.shown and live == self._live:
             return
-        live_view = self.query_one(".candidate-live", Static)
-        full_view = self.query_one(".candidate-text", Static)
-        if live:
-            # about two screenfuls of the pane: enough to fill it, little to lay out
-            width, height = live_view.size.width or 60, live_view.size.height or 30
-            limit = min(markdown_text.TAIL_CHARS, max(1_200, width * height * 2))
-            live_view.update(markdown_text.streaming(text, limit))
-        else:
-            full_view.update(markdown_text.markdown(text))
-        if live != self._live or not self.shown:
-            live_view.display, full_view.display = live, not live
-            if not live:
-                live_view.update("")
-                self.query_one(".candidate-body").scroll_home(animate=False)
+        self.query_one(MarkdownView).show(text, live=live)
         self.shown, self._live = text, live
 
     def on_button_pressed(self, event: Button.Pressed) -> None:

@@ -1,21 +1,31 @@
-"""Markdown as one Rich renderable in one Static: cheap to hold and to redraw.
+"""Markdown in a candidate pane, drawn line by line (Textual's line API).
 
-Textual's Markdown widget builds a widget per block; three 20,000-token answers cost
-hundreds of MB and fall behind a fast stream. A pane shows Rich's Markdown instead,
-with headings left-aligned like the rest of the text. While a response streams, the
-pane shows the last lines of its last part (`streaming`) in a widget of fixed height,
-so a redraw costs the same however long the answer grows and never re-measures the
-layout.
+Textual's Markdown widget builds a widget per block, and a Static holding a Rich
+Markdown keeps a `Strip` (with six small caches) for every line of the document:
+three 20,000-token answers cost tens of MB and long stalls of the event loop.
+
+`MarkdownView` instead keeps its text and, once the answer is done, the lines of
+the rendered Markdown in a compact form (text and a style number per segment);
+a Strip is made only for a line on screen. While an answer streams, the view
+renders only the last part of it (`tail`) and shows the lines that fit from its end,
+like `tail -f`: a redraw costs the same however long the answer grows, and since the
+view never changes size it never asks for a new layout of the screen.
 """
 
 from __future__ import annotations
 
-from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
+from rich.console import Group, RenderableType
 from rich.markdown import Heading, Markdown
 from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
+from textual.cache import LRUCache
+from textual.events import Resize
+from textual.geometry import Size
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
 
-TAIL_CHARS = 4_000  # a streaming pane redraws at most this much text
+TAIL_CHARS = 4_000  # a streaming pane renders at most this much text a frame
 
 
 class _Heading(Heading):
@@ -42,22 +52,9 @@ def tail(text: str, limit: int = TAIL_CHARS) -> tuple[str, int]:
     return text[start:], start
 
 
-class LastLines:
-    """A renderable that keeps only the lines that fit, from the end (like `tail -f`)."""
-
-    def __init__(self, renderable: RenderableType) -> None:
-        self.renderable = renderable
-
-    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        lines = console.render_lines(self.renderable, options.update(height=None), pad=False)
-        if options.height is not None and len(lines) > options.height:
-            lines = lines[-options.height :]
-        for line in lines:
-            yield from line
-            yield Segment.line()
-
-
 def streaming(text: str, limit: int = TAIL_CHARS) -> RenderableType:
+    """The renderable of a streaming answer: the Markdown of its tail, after a note of
+    how much comes before it."""
     shown, skipped = tail(text, limit)
     body = markdown(shown)
     if skipped:
@@ -65,5 +62,110 @@ def streaming(text: str, limit: int = TAIL_CHARS) -> RenderableType:
             f"… {skipped:,} earlier characters; all of it shows when the answer is done",
             style="dim italic",
         )
-        body = Group(note, Text(""), body)
-    return LastLines(body)
+        return Group(note, Text(""), body)
+    return body
+
+
+Line = tuple[tuple[str, int], ...]  # (text, style number) per segment
+
+
+class MarkdownView(ScrollView, can_focus=True):
+    """A scrollable Markdown text; `show(text, live=True)` follows a streaming answer."""
+
+    DEFAULT_CSS = """
+    MarkdownView {
+        overflow-x: hidden;
+        scrollbar-gutter: stable;
+    }
+    """
+
+    def __init__(self, *, classes: str | None = None) -> None:
+        super().__init__(classes=classes)
+        self.text = ""
+        self.live = False
+        self._tail: list[list[Segment]] = []  # live: the lines on screen
+        self._lines: list[Line] = []  # done: every line of the document
+        self._styles: list[Style | None] = []
+        self._drawn: tuple[str, int] | None = None  # (text, width) that _lines hold
+        self._strips: LRUCache[tuple[int, int], Strip] = LRUCache(256)
+
+    def show(self, text: str, *, live: bool = False) -> None:
+        was_live, self.text, self.live = self.live, text, live
+        if live:
+            self._lines, self._styles, self._drawn = [], [], None
+            self._draw_tail()
+            if not was_live:
+                self.scroll_to(y=0, animate=False, immediate=True)
+            self.refresh()  # the size is fixed: a repaint, no layout
+        else:
+            self._tail = []
+            self._draw_document()
+            self.scroll_to(y=0, animate=False, immediate=True)
+
+    # --- drawing ------------------------------------------------------------------------
+
+    def _width(self) -> int:
+        return self.scrollable_content_region.width
+
+    def _render(self, renderable: RenderableType, width: int) -> list[list[Segment]]:
+        options = self.app.console_options.update(highlight=False, width=width, height=None)
+        return self.app.console.render_lines(renderable, options, pad=False)
+
+    def _draw_tail(self) -> None:
+        region = self.scrollable_content_region
+        if region.width <= 0 or region.height <= 0:
+            self._tail = []  # drawn when the view gets a size
+            return
+        # about two screenfuls of the view: enough to fill it, little to render
+        limit = min(TAIL_CHARS, max(1_200, region.width * region.height * 2))
+        lines = self._render(streaming(self.text, limit), region.width)
+        self._tail = lines[-region.height :]
+
+    def _draw_document(self) -> None:
+        """Render the whole Markdown once per text and width; hidden views wait."""
+        width = self._width()
+        if width <= 0 or self._drawn == (self.text, width):
+            return
+        styles: dict[Style | None, int] = {}
+        self._lines = [
+            tuple(
+                (segment.text, styles.setdefault(segment.style, len(styles)))
+                for segment in line
+                if not segment.control
+            )
+            for line in self._render(markdown(self.text), width)
+        ]
+        self._styles = list(styles)
+        self._drawn = (self.text, width)
+        self._strips.clear()
+        self.virtual_size = Size(width, len(self._lines))
+        self.refresh()
+
+    def on_resize(self, event: Resize) -> None:
+        if self.live:
+            self._draw_tail()
+            self.refresh()
+        else:
+            self._draw_document()
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._strips.clear()
+
+    def render_line(self, y: int) -> Strip:
+        width = self._width()
+        style = self.rich_style
+        if self.live:
+            segments = self._tail[y] if y < len(self._tail) else []
+            return Strip(Segment.apply_style(segments, style)).crop_extend(0, width, style)
+        index = y + self.scroll_offset.y
+        if index >= len(self._lines):
+            return Strip.blank(width, style)
+        key = (index, width)
+        strip = self._strips.get(key)
+        if strip is None:
+            styles = self._styles
+            segments = [Segment(text, styles[number]) for text, number in self._lines[index]]
+            strip = Strip(Segment.apply_style(segments, style)).crop_extend(0, width, style)
+            self._strips[key] = strip
+        return strip
