@@ -43,7 +43,9 @@ def step_screen(app) -> StepScreen:
 def candidates_shown(app, count: int = 2) -> bool:
     """The step's candidates are done and every pane shows its whole text."""
     screen = app.screen
-    if not isinstance(screen, StepScreen) or screen._stale or screen.run is None:
+    if not isinstance(screen, StepScreen) or screen._stale or screen._refreshing:
+        return False
+    if screen.run is None:
         return False
     engine = app.engine
     if engine.streaming(screen.run_id):

@@ -1,9 +1,10 @@
 """The step view: one step of a run, its candidates streaming side by side, and the
 writer's choice, feedback and moves (accept, back, fork, merge, regenerate...).
 
-Engine calls run in workers; the view itself is rebuilt from the engine's state in a
-~30 fps tick, only when an update says something changed (`_stale`), and streaming
-text is appended from the app's `live_text` in the same tick.
+Engine calls run in workers; a ~30 fps tick brings streaming text up to date from the
+app's `live_text` and, when an update says something changed (`_stale`), starts a
+rebuild of the view from the engine's state (in a worker, so the panes keep following
+their streams while the run loads).
 """
 
 from __future__ import annotations
@@ -123,25 +124,34 @@ class StepScreen(Screen[None]):
         if message.run_id == self.run_id:
             self._stale = True
 
-    # --- the tick: rebuild when stale, then bring streaming text up to date ---------------------
+    # --- the tick: bring streaming text up to date; rebuild when stale ---------------------
 
     async def _tick(self) -> None:
-        if self._refreshing:
-            return
-        self._refreshing = True
+        if self._stale and not self._refreshing:
+            # in a worker: loading the run waits for a thread, and the panes keep
+            # following their streams meanwhile
+            self._stale, self._refreshing = False, True
+            self.run_worker(self._refresh_now(), group="refresh", exit_on_error=False)
+        self._flush()
+
+    async def _refresh_now(self) -> None:
         try:
-            if self._stale:
-                self._stale = False
-                await self._refresh()
-            if self.run is not None:
-                self.board.flush(
-                    self.app.live_text, self.app.engine.preferences.streaming_buffer_size
-                )
+            await self._refresh()
         except Exception as error:  # a drawing bug must not take the writer's session down
             log.exception("step view refresh failed")
             self.app.say(f"Display error: {error}", severity="error")
         finally:
             self._refreshing = False
+        self._flush()  # new panes show their text now, not a frame later
+
+    def _flush(self) -> None:
+        if self.run is None or self.board.rebuilding:
+            return
+        try:
+            self.board.flush(self.app.live_text, self.app.engine.preferences.streaming_buffer_size)
+        except Exception as error:
+            log.exception("step view refresh failed")
+            self.app.say(f"Display error: {error}", severity="error")
 
     async def _refresh(self) -> None:
         engine = self.app.engine

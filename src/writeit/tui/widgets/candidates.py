@@ -58,6 +58,7 @@ class CandidateBoard(Container):
         self._layout: tuple = ()
         self._flushed_at: dict[str, float] = {}
         self._run: PipelineRun | None = None
+        self.rebuilding = False  # panes are being removed and mounted: no flush
 
     # --- following the run -------------------------------------------------------------
 
@@ -95,6 +96,13 @@ class CandidateBoard(Container):
         return rebuilt
 
     async def _rebuild(self, candidates: list[AIResponse], merged: bool, mode: str) -> None:
+        self.rebuilding = True
+        try:
+            await self._mount_panes(candidates, merged, mode)
+        finally:
+            self.rebuilding = False
+
+    async def _mount_panes(self, candidates: list[AIResponse], merged: bool, mode: str) -> None:
         await self.remove_children()
         self.panes, self.merged_pane, self._flushed_at = {}, None, {}
         self.mode = mode
