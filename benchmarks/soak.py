@@ -1,5 +1,6 @@
 """`make soak`: reliability figures. Runs killed with SIGKILL at random moments and resumed;
-provider faults injected at random through the loopback OpenAI-compatible server.
+provider faults injected at random through the loopback OpenAI-compatible server;
+the TUI and a `writeit serve` writing one store at once (soak_shared.py).
 
 Prints a table and appends its figures to benchmarks/results.json (same shape as run.py).
 """
@@ -163,7 +164,9 @@ def main() -> None:
     import instant_model
 
     instant_model.install()
-    for soak in (kill_and_resume, provider_faults):
+    from soak_shared import shared_store  # the TUI and `writeit serve` on one store
+
+    for soak in (kill_and_resume, provider_faults, shared_store):
         started = time.perf_counter()
         soak()
         print(f"  {soak.__name__} done in {time.perf_counter() - started:.1f}s", file=sys.stderr)
