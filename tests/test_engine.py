@@ -395,3 +395,130 @@ async def test_a_snapshot_includes_text_not_yet_checkpointed(engine, source, scr
     assert len(live.raw_output) == 48 and stored.raw_output == ""
     gate.release()
     await task
+
+
+class RacedStore:
+    """The store, where another process appends feedback to the run just before the
+    engine's next matching write lands: the window between the engine's read and its
+    append, hit every time instead of once in a thousand runs."""
+
+    @staticmethod
+    def make(path, when):
+        import threading
+
+        from writeit.events import Event, apply
+        from writeit.store import Store
+
+        class Raced(Store):
+            raced = threading.Event()
+
+            def append(self, run, events, expected_seq, **options):
+                if not self.raced.is_set() and when(events, options):
+                    self.raced.set()
+                    other = Store(self.path).load(run.pipeline_run_id)  # a fresh reader
+                    feedback = Event(
+                        seq=other.last_seq + 1,
+                        type=EventType.FEEDBACK_GIVEN,
+                        run_id=run.pipeline_run_id,
+                        data={"step": other.current_step, "feedback": "from elsewhere"},
+                    )
+                    seen = other.last_seq
+                    apply(other, feedback)
+                    Store.append(self, other, [feedback], seen)
+                return super().append(run, events, expected_seq, **options)
+
+        return Raced(path)
+
+
+@pytest.mark.parametrize("write", ["checkpoint", "completion"])
+async def test_a_streams_write_refused_for_another_writer_is_made_again_losing_no_text(
+    isolated_env, preferences, scripted, source, write
+):
+    from writeit.engine import Engine
+    from writeit.workspaces import get_workspace
+
+    workspace = get_workspace()
+    if write == "checkpoint":
+        when = lambda events, options: options.get("index") is False  # noqa: E731
+    else:
+        when = lambda events, options: events[-1].type == EventType.RESPONSE_COMPLETED  # noqa: E731
+    store = RacedStore.make(workspace.store_path, when)
+    engine = Engine(workspace, preferences=preferences, store=store)
+    reply = "".join(f"word{i} " for i in range(300))
+    gate = scripted.Gate(after_chunks=5)
+    scripted.script("scripted-a", replies=[reply], chunk_size=7, gate=gate)
+    run = await start(engine, source, models=["scripted-a"])
+    run = await engine.start_step(run.pipeline_run_id)
+    await gate.wait_reached()
+    if write == "checkpoint":  # the parked stream's text is checkpointed within 0.5 s
+        assert await asyncio.to_thread(store.raced.wait, 10)
+    gate.release()
+    run = await engine.wait(run.pipeline_run_id)
+
+    assert store.raced.is_set() and engine.streaming() == []
+    stored = engine.store.load(run.pipeline_run_id)
+    response = stored.steps["angles"].candidates[0]
+    assert response.status == ResponseStatus.COMPLETED and response.raw_output == reply
+    assert stored.steps["angles"].user_feedback == "from elsewhere"
+    seqs = [e.seq for e in engine.store.events(run.pipeline_run_id)]
+    assert seqs == list(range(1, len(seqs) + 1))
+    assert await engine.select(run.pipeline_run_id, 0)  # nothing left "still generating"
+
+
+async def test_feedback_given_while_streaming_does_not_put_a_later_branch_inside_the_stream(
+    engine, source, scripted
+):
+    gate = scripted.Gate(after_chunks=2)
+    scripted.script("scripted-b", gate=gate)
+    run = await start(engine, source)
+    run_id = run.pipeline_run_id
+    await engine.start_step(run_id)
+    await gate.wait_reached()
+    await engine.give_feedback(run_id, "Lead with the outage")  # while b streams
+    gate.release()
+    await engine.wait(run_id)
+    await engine.select(run_id, 0)
+    await engine.accept(run_id)
+    await engine.execute_step(run_id)  # the outline builds on the angles
+    await engine.rewind(run_id)
+    child = await engine.select(run_id, 1)
+    assert child.pipeline_run_id != run_id
+    angles = child.steps["angles"]
+    assert [r.status for r in angles.candidates] == [ResponseStatus.COMPLETED] * 2
+    assert (
+        angles.candidates[1].raw_output
+        == engine.store.load(run_id).steps["angles"].candidates[1].raw_output
+    )
+    assert angles.user_selection == 1 and angles.user_feedback == "Lead with the outage"
+
+
+async def test_a_branch_made_elsewhere_while_a_response_streams_marks_it_interrupted(
+    engine, source, scripted
+):
+    from writeit.engine import Engine
+
+    gate = scripted.Gate(after_chunks=2)
+    scripted.script("scripted-b", gate=gate)
+    run = await start(engine, source)
+    run_id = run.pipeline_run_id
+    watching = engine.subscribe(run_id)
+    await engine.start_step(run_id)
+    await gate.wait_reached()
+    async for update in watching:  # a finishes while b is parked
+        if update.kind == "response_done":
+            break
+    other = Engine(engine.workspace)  # another process: it cannot see b streaming here
+    await other.select(run_id, 0)
+    await other.accept(run_id)
+    await other.execute_step(run_id, models=["scripted-a"])
+    await other.rewind(run_id)
+    child = await other.give_feedback(run_id, "Shorter")
+    assert child.pipeline_run_id != run_id
+    b = child.steps["angles"].candidates[1]
+    assert b.status == ResponseStatus.INTERRUPTED and "parent run" in b.error
+    gate.release()
+    await engine.wait(run_id)
+    parent_b = engine.store.load(run_id).steps["angles"].candidates[1]
+    assert parent_b.status == ResponseStatus.COMPLETED and parent_b.raw_output.startswith(
+        "[scripted] scripted-b"
+    )

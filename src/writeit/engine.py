@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -37,11 +38,13 @@ from writeit.models import (
     WriteItError,
     new_id,
 )
-from writeit.store import Store
+from writeit.store import Conflict, Store
 from writeit.updates import Subscription, Update
 from writeit.workspaces import Workspace, get_workspace, load_preferences
 
 CHECKPOINT_SECONDS = 0.5  # a crash loses at most this much of a streaming response
+CONFLICT_RETRIES = 5  # a stream's own writes, refolded when another process got in first
+log = logging.getLogger(__name__)
 MOVES = {EventType.STEP_ADVANCED, EventType.REWOUND, EventType.STEP_SKIPPED}
 DECISIONS = {
     EventType.RESPONSE_SELECTED,
@@ -49,6 +52,7 @@ DECISIONS = {
     EventType.STEP_SKIPPED,
     EventType.FEEDBACK_GIVEN,
 }
+CHOICES = DECISIONS - {EventType.FEEDBACK_GIVEN}
 
 
 class Busy(InvalidAction):
@@ -65,13 +69,17 @@ class TooManyRuns(Busy):
 
 @dataclass
 class _Stream:
-    """One response being streamed in this process: its text not yet checkpointed."""
+    """One response being streamed in this process: its text not yet checkpointed.
+
+    `taken` chunks at the buffer's head are in a write in flight; they leave the buffer
+    only once it lands, so a refused write loses no text."""
 
     run_id: str
     step: str
     model: str
     buffer: list[str] = field(default_factory=list)
     task: asyncio.Task | None = None
+    taken: int = 0
 
 
 Specs = list[tuple[EventType, dict[str, Any]]]
@@ -151,9 +159,9 @@ class Engine:
         """A copy of the run with the text streamed so far, checkpointed or not yet."""
         run = self.load(run_id).model_copy(deep=True)
         for response_id, stream in list(self._streams.items()):
-            if stream.run_id == run.pipeline_run_id and stream.buffer:
-                _, response = run.find_response(response_id)
-                response.raw_output += "".join(stream.buffer)
+            if stream.run_id == run.pipeline_run_id and len(stream.buffer) > stream.taken:
+                _, response = run.find_response(response_id)  # a write in flight is in it
+                response.raw_output += "".join(stream.buffer[stream.taken :])
         return run
 
     def streaming(self, run_id: str | None = None) -> list[str]:
@@ -174,10 +182,11 @@ class Engine:
         build: Callable[[PipelineRun], Specs],
         *,
         index: bool = True,
+        facts: bool = False,
     ) -> PipelineRun:
         """Commit atomically even when the caller is cancelled (say, a stream stopped by a
         pause while it records its completion): the write lands, then the cancel goes on."""
-        task = asyncio.ensure_future(self._commit_now(run_id, build, index=index))
+        task = asyncio.ensure_future(self._commit_now(run_id, build, index=index, facts=facts))
         try:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
@@ -190,33 +199,54 @@ class Engine:
         build: Callable[[PipelineRun], Specs],
         *,
         index: bool = True,
+        facts: bool = False,
     ) -> PipelineRun:
         """Build events from the current state, apply them, append, publish.
 
         `build` runs under the run's lock, so events built from in-process buffers stay
         in order. Events apply to the cached run in place; if one is refused or the
         append fails, the cache is dropped and the next read folds the stored log again.
+        `facts` (what a stream produced, not a decision taken on a state another process
+        may have changed) are built again on the fresh log when the store says Conflict.
         """
+        attempts = CONFLICT_RETRIES if facts else 1
         async with self._locks[run_id]:
-            run = await self._current(run_id)
-            specs = build(run)
-            if not specs:
-                return run
-            expected = run.last_seq
-            events = []
-            try:
-                for kind, data in specs:
-                    event = Event(seq=run.last_seq + 1, type=kind, run_id=run_id, data=data)
-                    apply(run, event)
-                    events.append(event)
-                await asyncio.to_thread(self.store.append, run, events, expected, index=index)
-            except BaseException:
-                self._runs.pop(run_id, None)
-                raise
-            self._runs[run_id] = target = run
+            for attempt in range(1, attempts + 1):
+                run = await self._current(run_id)
+                specs = build(run)
+                if not specs:
+                    return run
+                expected = run.last_seq
+                events = []
+                try:
+                    for kind, data in specs:
+                        event = Event(seq=run.last_seq + 1, type=kind, run_id=run_id, data=data)
+                        apply(run, event)
+                        events.append(event)
+                    await asyncio.to_thread(self.store.append, run, events, expected, index=index)
+                except Conflict:
+                    self._settle_buffers(run_id, landed=False)
+                    self._runs.pop(run_id, None)
+                    if attempt == attempts:
+                        raise
+                    continue
+                except BaseException:
+                    self._settle_buffers(run_id, landed=False)
+                    self._runs.pop(run_id, None)
+                    raise
+                self._settle_buffers(run_id, landed=True)
+                self._runs[run_id] = target = run
+                break
         for event in events:
             self._announce(target, event)
         return target
+
+    def _settle_buffers(self, run_id: str, *, landed: bool) -> None:
+        for stream in self._streams.values():
+            if stream.run_id == run_id and stream.taken:
+                if landed:
+                    del stream.buffer[: stream.taken]
+                stream.taken = 0
 
     def _announce(self, run: PipelineRun, event: Event) -> None:
         run_id, data = run.pipeline_run_id, event.data
@@ -464,7 +494,7 @@ class Engine:
         async def finish() -> PipelineRun:
             flusher = asyncio.create_task(self._checkpoint_loop(run_id))
             try:
-                await asyncio.gather(
+                outcomes = await asyncio.gather(
                     *(self._streams[rid].task for rid, _ in started), return_exceptions=True
                 )
             finally:
@@ -473,6 +503,9 @@ class Engine:
                     await flusher
                 for response_id, _ in started:
                     self._streams.pop(response_id, None)
+            for (response_id, model), outcome in zip(started, outcomes, strict=True):
+                if isinstance(outcome, Exception):  # its end could not be stored: say so
+                    log.error("response %s of %s was not recorded: %s", response_id, model, outcome)
             if kind == "candidate":
                 return await self._after_generation(run_id, step_name)
             return self.load(run_id)
@@ -505,7 +538,10 @@ class Engine:
     async def _checkpoint_loop(self, run_id: str) -> None:
         while True:
             await asyncio.sleep(CHECKPOINT_SECONDS)
-            await self._checkpoint(run_id)
+            try:
+                await self._checkpoint(run_id)
+            except WriteItError as error:  # the text stays buffered for the next write
+                log.warning("checkpoint of run %s failed: %s", run_id[:8], error)
 
     async def _checkpoint(self, run_id: str) -> None:
         def build(current: PipelineRun) -> Specs:
@@ -520,7 +556,7 @@ class Engine:
                     )
             return specs
 
-        await self._commit(run_id, build, index=False)
+        await self._commit(run_id, build, index=False, facts=True)
 
     async def _stream_response(
         self,
@@ -571,7 +607,7 @@ class Engine:
                     )
                 ]
 
-            await self._commit(run_id, failed)
+            await self._commit(run_id, failed, facts=True)
             return
         measure = functools.partial(
             quality.measure, result.text, run.primer, int(options.get("max_tokens", 0) * 0.6)
@@ -608,7 +644,7 @@ class Engine:
                 )
             ]
 
-        await self._commit(run_id, completed)
+        await self._commit(run_id, completed, facts=True)
 
     # --- choosing ----------------------------------------------------------------------
 
@@ -871,8 +907,10 @@ class Engine:
     ) -> PipelineRun:
         """Fork when a change at `step` would rewrite work that later steps built on.
 
-        The branch starts just before the step's first decision, so a new choice is made
-        there; with `keep_choice` (new feedback only) it starts after the last one."""
+        The branch starts just before the step's first choice (a pick, merge or skip,
+        all made once its candidates finished), so a new choice is made there; with
+        `keep_choice` (new feedback only) it starts after the last decision. Feedback
+        given while the candidates streamed does not move the branch into the stream."""
         names = run.pipeline.step_names
         later = names[names.index(step) + 1 :]
         built_on = any(run.steps[name].status != StepStatus.PENDING for name in later)
@@ -889,7 +927,12 @@ class Engine:
             for e in events
             if e.type in DECISIONS and e.data.get("step") == step and e.seq > last_start
         ]
-        branch_seq = decisions[-1] if keep_choice else decisions[0] - 1
+        choices = [
+            e.seq
+            for e in events
+            if e.type in CHOICES and e.data.get("step") == step and e.seq > last_start
+        ]
+        branch_seq = decisions[-1] if keep_choice else (choices or decisions)[0] - 1
         return await self._fork_at(run, step, branch_seq, current_step=step)
 
     async def _fork_at(
@@ -909,8 +952,25 @@ class Engine:
                 "current_step": current_step,
             },
         )
-        apply(child, event)
-        await asyncio.to_thread(self.store.append, child, [event], 0)
+        events = [event]
+        # A response still streaming at the branch point (another process may have picked
+        # one while the others streamed) streams on in the parent only.
+        for name in child.pipeline.step_names:
+            for response in child.steps[name].ai_responses:
+                if response.status == ResponseStatus.STREAMING:
+                    reason = "still streaming when this branch was made; see the parent run"
+                    data = {"response_id": response.response_id, "reason": reason}
+                    events.append(
+                        Event(
+                            seq=branch_seq + 1 + len(events),
+                            type=EventType.RESPONSE_INTERRUPTED,
+                            run_id=child_id,
+                            data=data,
+                        )
+                    )
+        for each in events:
+            apply(child, each)
+        await asyncio.to_thread(self.store.append, child, events, 0)
         self._runs[child_id] = child
         self._publish("forked", parent_id, child=child_id, step=step, branch_seq=branch_seq)
         self._publish(
@@ -963,7 +1023,7 @@ class Engine:
             return specs
 
         if streams:
-            await self._commit(run_id, build)
+            await self._commit(run_id, build, facts=True)
 
     async def resume(self, run_id: str) -> PipelineRun:
         """Continue a paused, failed or interrupted (crashed) run where it stopped."""
@@ -1054,9 +1114,9 @@ class Engine:
 
 
 def _drain(stream: _Stream) -> str:
-    text = "".join(stream.buffer)
-    stream.buffer.clear()
-    return text
+    """The stream's text not yet stored; it leaves the buffer when the write lands."""
+    stream.taken = len(stream.buffer)
+    return "".join(stream.buffer)
 
 
 def _response_id(step: Any, response: str | int) -> str:
