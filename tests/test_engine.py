@@ -522,3 +522,15 @@ async def test_a_branch_made_elsewhere_while_a_response_streams_marks_it_interru
     assert parent_b.status == ResponseStatus.COMPLETED and parent_b.raw_output.startswith(
         "[scripted] scripted-b"
     )
+
+
+async def test_a_run_handed_out_never_changes_under_its_holder(engine, source):
+    run = await start(engine, source)
+    shown = await engine.execute_step(run.pipeline_run_id)
+    before = shown.model_dump()
+    later = await engine.select(run.pipeline_run_id, 1, feedback="Shorter")
+    await engine.accept(run.pipeline_run_id)
+    assert shown.model_dump() == before  # what a front end is showing stays as it was
+    assert shown.steps["angles"].user_selection is None and shown.current_step == "angles"
+    assert later.steps["angles"].user_selection == 1 and later.last_seq > shown.last_seq
+    assert engine.load(run.pipeline_run_id).current_step == "outline"

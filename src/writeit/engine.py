@@ -101,6 +101,7 @@ class Engine:
         self._runs: dict[str, PipelineRun] = {}
         self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._streams: dict[str, _Stream] = {}
+        self._writing: set[str] = set()  # runs with an append of ours in flight
         self._generations: dict[str, asyncio.Task[PipelineRun]] = {}
         self._subscribers: list[Subscription] = []
 
@@ -124,21 +125,28 @@ class Engine:
         return run_id if run_id in self._runs else self.store.resolve(run_id)
 
     def load(self, run_id: str) -> PipelineRun:
-        """The run as stored now (a fresh fold when another process moved it on)."""
+        """The run as stored now (a fresh fold when another process moved it on).
+
+        Runs handed out never change afterwards: commits apply events to a copy."""
         run_id = self.resolve(run_id)
-        cached = self._runs.get(run_id)
-        # Ahead of the store only while our own append is in flight (a failed one drops it).
-        if cached is not None and cached.last_seq >= self.store.summary(run_id).last_seq:
-            return cached
-        run = self.store.load(run_id)
-        self._runs[run_id] = run
+        run = self._cached(run_id)
+        if run is None:
+            run = self._runs[run_id] = self.store.load(run_id)
         return run
+
+    def _cached(self, run_id: str) -> PipelineRun | None:
+        """The cached run, unless the store holds newer events. While our own write is in
+        flight the store may be a step ahead of it: the cache (plus the stream buffers,
+        which keep their text until the write lands) is still the whole truth."""
+        cached = self._runs.get(run_id)
+        if cached is None or run_id in self._writing:
+            return cached
+        return cached if cached.last_seq >= self.store.summary(run_id).last_seq else None
 
     def changed_elsewhere(self, run_id: str) -> bool:
         """Whether another process appended to the run since this engine last read it:
         LMDB tells no one, so watchers of a shared store ask."""
-        cached = self._runs.get(run_id)
-        return cached is not None and self.store.summary(run_id).last_seq > cached.last_seq
+        return run_id in self._runs and self._cached(run_id) is None
 
     async def _load(self, run_id: str) -> PipelineRun:
         """`load` for an action's start: the store is read off the loop when it must fold
@@ -150,18 +158,15 @@ class Engine:
     async def _current(self, run_id: str) -> PipelineRun:
         """`load` for the event loop: a cached run costs one small read; a fold of the
         stored log (another process moved the run on) goes to a thread."""
-        cached = self._runs.get(run_id)
-        if cached is not None and cached.last_seq >= self.store.summary(run_id).last_seq:
-            return cached
-        return await asyncio.to_thread(self.load, run_id)
+        return self._cached(run_id) or await asyncio.to_thread(self.load, run_id)
 
     def snapshot(self, run_id: str) -> PipelineRun:
         """A copy of the run with the text streamed so far, checkpointed or not yet."""
         run = self.load(run_id).model_copy(deep=True)
         for response_id, stream in list(self._streams.items()):
-            if stream.run_id == run.pipeline_run_id and len(stream.buffer) > stream.taken:
-                _, response = run.find_response(response_id)  # a write in flight is in it
-                response.raw_output += "".join(stream.buffer[stream.taken :])
+            if stream.run_id == run.pipeline_run_id and stream.buffer:
+                _, response = run.find_response(response_id)
+                response.raw_output += "".join(stream.buffer)
         return run
 
     def streaming(self, run_id: str | None = None) -> list[str]:
@@ -204,8 +209,8 @@ class Engine:
         """Build events from the current state, apply them, append, publish.
 
         `build` runs under the run's lock, so events built from in-process buffers stay
-        in order. Events apply to the cached run in place; if one is refused or the
-        append fails, the cache is dropped and the next read folds the stored log again.
+        in order. Events apply to a copy that replaces the cached run once the append
+        lands, so a refused event or a failed append changes nothing in memory either.
         `facts` (what a stream produced, not a decision taken on a state another process
         may have changed) are built again on the fresh log when the store says Conflict.
         """
@@ -216,26 +221,31 @@ class Engine:
                 specs = build(run)
                 if not specs:
                     return run
-                expected = run.last_seq
+                work = _writable(run)
                 events = []
                 try:
                     for kind, data in specs:
-                        event = Event(seq=run.last_seq + 1, type=kind, run_id=run_id, data=data)
-                        apply(run, event)
+                        event = Event(seq=work.last_seq + 1, type=kind, run_id=run_id, data=data)
+                        apply(work, event)
                         events.append(event)
-                    await asyncio.to_thread(self.store.append, run, events, expected, index=index)
+                    self._writing.add(run_id)
+                    try:
+                        await asyncio.to_thread(
+                            self.store.append, work, events, run.last_seq, index=index
+                        )
+                    finally:
+                        self._writing.discard(run_id)
                 except Conflict:
                     self._settle_buffers(run_id, landed=False)
-                    self._runs.pop(run_id, None)
+                    self._runs.pop(run_id, None)  # refold what the other writer added
                     if attempt == attempts:
                         raise
                     continue
                 except BaseException:
                     self._settle_buffers(run_id, landed=False)
-                    self._runs.pop(run_id, None)
                     raise
                 self._settle_buffers(run_id, landed=True)
-                self._runs[run_id] = target = run
+                self._runs[run_id] = target = work
                 break
         for event in events:
             self._announce(target, event)
@@ -1111,6 +1121,17 @@ class Engine:
 
 
 # --- helpers -------------------------------------------------------------------------------
+
+
+def _writable(run: PipelineRun) -> PipelineRun:
+    """A copy for events to change. Events assign fields and append responses, so steps
+    and responses are copied one level deep and their texts shared: microseconds, where
+    a deep copy of a run with long answers costs milliseconds."""
+    steps = {
+        name: step.model_copy(update={"ai_responses": [r.model_copy() for r in step.ai_responses]})
+        for name, step in run.steps.items()
+    }
+    return run.model_copy(update={"steps": steps})
 
 
 def _drain(stream: _Stream) -> str:
