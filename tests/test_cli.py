@@ -262,6 +262,11 @@ def test_a_run_killed_mid_stream_resumes_without_losing_or_duplicating(isolated_
     while not draft_checkpointed() and deadline:  # the checkpoint lands within ~0.5 s
         deadline -= 1
         time.sleep(0.05)
+    # While the child streams, another process may not take its responses as orphans.
+    refused = writeit("resume", run_id[:8], "--headless", check=False)
+    assert refused.returncode != 0
+    assert f"generating in another WriteIt process (pid {child.pid})" in refused.stderr
+    assert "Traceback" not in refused.stderr
     os.kill(child.pid, signal.SIGKILL)
     child.wait()
     before = store.load(run_id)

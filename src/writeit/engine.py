@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -366,11 +367,21 @@ class Engine:
             )
 
     def _check_idle(self, run: PipelineRun) -> None:
+        where = f"step {run.current_step!r} of run {run.pipeline_run_id[:8]}"
         if self.streaming(run.pipeline_run_id):
             raise StepRunning(
-                f"step {run.current_step!r} of run {run.pipeline_run_id[:8]} is still generating",
+                f"{where} is still generating",
                 hint="wait for its responses to finish (or pause the run)",
             )
+        for response in run.current.ai_responses:  # streaming in another WriteIt process?
+            if response.status == ResponseStatus.STREAMING:
+                info = self.store.response_info(response.response_id) or {}
+                pid = info.get("pid")
+                if pid and pid != os.getpid() and _alive(pid):
+                    raise StepRunning(
+                        f"{where} is generating in another WriteIt process (pid {pid})",
+                        hint="wait for it to finish there, or pause it there",
+                    )
 
     async def execute_step(
         self,
@@ -485,6 +496,7 @@ class Engine:
                         "response_id": response_id,
                         "model": model,
                         "provider": "",
+                        "pid": os.getpid(),  # a stream another process finds is live or orphaned
                         "kind": kind,
                         **({"instruction": instruction} if instruction else {}),
                     },
@@ -1121,6 +1133,16 @@ class Engine:
 
 
 # --- helpers -------------------------------------------------------------------------------
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # someone else's process, or no way to tell: do not take its stream
+    return True
 
 
 def _writable(run: PipelineRun) -> PipelineRun:

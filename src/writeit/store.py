@@ -222,7 +222,12 @@ class Store:
                 txn.put(
                     f"response:{event.data['response_id']}".encode(),
                     _encode(
-                        {"run_id": run_id, "step": event.data["step"], "model": event.data["model"]}
+                        {
+                            "run_id": run_id,
+                            "step": event.data["step"],
+                            "model": event.data["model"],
+                            "pid": event.data.get("pid"),
+                        }
                     ),
                 )
 
@@ -245,6 +250,12 @@ class Store:
             return UserSession.model_validate(_decode(raw)) if raw else None
 
     # --- reading -----------------------------------------------------------------
+
+    def response_info(self, response_id: str) -> dict[str, Any] | None:
+        """The seed's `response:{id}` entry: its run, step, model and the streaming pid."""
+        with self.env.begin() as txn:
+            raw = txn.get(f"response:{response_id}".encode())
+        return _decode(raw) if raw else None
 
     def summary(self, run_id: str) -> RunSummary:
         with self.env.begin() as txn:
