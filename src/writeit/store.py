@@ -226,7 +226,7 @@ class Store:
                             "run_id": run_id,
                             "step": event.data["step"],
                             "model": event.data["model"],
-                            "pid": event.data.get("pid"),
+                            **({"pid": event.data["pid"]} if "pid" in event.data else {}),
                         }
                     ),
                 )
