@@ -618,6 +618,52 @@ async def test_a_workspace_that_cannot_open_says_why(isolated_env):
         await pilot.press("q")
 
 
+# --- the Markdown view of a pane -------------------------------------------------------------
+
+
+def _long_answer(paragraphs: int) -> str:
+    return "# The title\n\n" + "\n\n".join(
+        f"Paragraph {i}: " + " ".join(f"w{i}.{j}" for j in range(30)) for i in range(paragraphs)
+    )
+
+
+async def test_a_pane_follows_a_long_stream_then_scrolls_the_whole_markdown():
+    from textual.app import App, ComposeResult
+
+    from writeit.tui.widgets.markdown_text import MarkdownView
+
+    class Host(App[None]):
+        def compose(self) -> ComposeResult:
+            yield MarkdownView()
+
+    def visible(view: MarkdownView) -> list[str]:
+        return [view.render_line(y).text.strip() for y in range(view.size.height)]
+
+    app = Host()
+    async with app.run_test(size=(60, 20)) as pilot:
+        view = app.query_one(MarkdownView)
+        text = _long_answer(200)
+        layouts = view._layout_updates
+        for cut in (5_000, 20_000, len(text)):  # streaming: the lines that fit, from the end
+            view.show(text[:cut], live=True)
+            await pilot.pause()
+            assert any(text[:cut].split()[-1] in line for line in visible(view)[-3:])
+        assert view._layout_updates == layouts  # repaints only: the view keeps its size
+        assert view.virtual_size.height == 0  # nothing to scroll while it streams
+
+        view.show(text)  # done: the whole document, as Markdown, from the top
+        await pilot.pause()
+        assert view.scroll_y == 0
+        assert visible(view)[0] == "The title"  # a heading, not "# The title"
+        assert view.virtual_size.height > 200
+        view.focus()
+        await pilot.press("end")
+        await until(pilot, lambda: view.scroll_y == view.max_scroll_y > 0, "the end")
+        assert any("Paragraph 199:" in line for line in visible(view))
+        await pilot.press("home")
+        await until(pilot, lambda: view.scroll_y == 0, "the top")
+
+
 # --- snapshots (pytest-textual-snapshot; update with --snapshot-update, then look) ---------
 
 ANGLES_A = """## 1. Six weeks from cron to Temporal
