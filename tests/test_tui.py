@@ -627,7 +627,7 @@ def _long_answer(paragraphs: int) -> str:
     )
 
 
-async def test_a_pane_follows_a_long_stream_then_scrolls_the_whole_markdown():
+async def test_a_pane_follows_a_long_stream_can_scroll_back_and_shows_the_whole_markdown():
     from textual.app import App, ComposeResult
 
     from writeit.tui.widgets.markdown_text import MarkdownView
@@ -649,14 +649,28 @@ async def test_a_pane_follows_a_long_stream_then_scrolls_the_whole_markdown():
             await pilot.pause()
             assert any(text[:cut].split()[-1] in line for line in visible(view)[-3:])
         assert view._layout_updates == layouts  # repaints only: the view keeps its size
-        assert view.virtual_size.height == 0  # nothing to scroll while it streams
+        assert view.virtual_size.height == 0  # nothing to scroll while it follows
+
+        # scrolling back while it streams: all of it so far, held still while one reads
+        view.show(text[:20_000], live=True)
+        view.focus()
+        await pilot.press("pageup")
+        assert view.reviewing and view.on_screen == text[:20_000]
+        assert view.virtual_size.height > 100
+        await until(pilot, lambda: 0 < view.scroll_y < view.max_scroll_y, "a page back")
+        assert "Scrolled back" in visible(view)[-1]
+        view.show(text[:30_000], live=True)
+        assert view.on_screen == text[:20_000]
+        await pilot.press("end")  # follows the stream again
+        assert not view.reviewing and view.on_screen == text[:30_000]
+        await pilot.pause()
+        assert any(text[:30_000].split()[-1] in line for line in visible(view)[-3:])
 
         view.show(text)  # done: the whole document, as Markdown, from the top
         await pilot.pause()
         assert view.scroll_y == 0
         assert visible(view)[0] == "The title"  # a heading, not "# The title"
         assert view.virtual_size.height > 200
-        view.focus()
         await pilot.press("end")
         await until(pilot, lambda: view.scroll_y == view.max_scroll_y > 0, "the end")
         assert any("Paragraph 199:" in line for line in visible(view))

@@ -117,8 +117,9 @@ class CandidatePane(Vertical):
         """Show `text`: while `live` (streaming) the lines that fit from its end."""
         if text == self.shown and live == self._live:
             return
-        self.query_one(MarkdownView).show(text, live=live)
-        self.shown, self._live = text, live
+        view = self.query_one(MarkdownView)
+        view.show(text, live=live)
+        self.shown, self._live = view.on_screen, live  # scrolled back: the text of then
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()

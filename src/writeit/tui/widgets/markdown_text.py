@@ -9,23 +9,30 @@ the rendered Markdown in a compact form (text and a style number per segment);
 a Strip is made only for a line on screen. While an answer streams, the view
 renders only the last part of it (`tail`) and shows the lines that fit from its end,
 like `tail -f`: a redraw costs the same however long the answer grows, and since the
-view never changes size it never asks for a new layout of the screen.
+view never changes size it never asks for a new layout of the screen. Scrolling up
+in a streaming answer draws all of it so far and holds still while the writer reads;
+End (or scrolling down past the end) follows the stream again.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import suppress
 
 from rich.console import Group, RenderableType
 from rich.markdown import Heading, Markdown
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
+from textual.actions import SkipAction
 from textual.cache import LRUCache
-from textual.events import Resize
+from textual.events import MouseScrollDown, MouseScrollUp, Resize
 from textual.geometry import Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 TAIL_CHARS = 4_000  # a streaming pane renders at most this much text a frame
+REVIEW_NOTE = " Scrolled back: still writing. End follows it again. "
 
 
 class _Heading(Heading):
@@ -83,6 +90,7 @@ class MarkdownView(ScrollView, can_focus=True):
         super().__init__(classes=classes)
         self.text = ""
         self.live = False
+        self.following = True  # while live: False when scrolled back (`reviewing`)
         self._tail: list[list[Segment]] = []  # live: the lines on screen
         self._lines: list[Line] = []  # done: every line of the document
         self._styles: list[Style | None] = []
@@ -90,17 +98,100 @@ class MarkdownView(ScrollView, can_focus=True):
         self._strips: LRUCache[tuple[int, int], Strip] = LRUCache(256)
 
     def show(self, text: str, *, live: bool = False) -> None:
-        was_live, self.text, self.live = self.live, text, live
+        reviewing = self.reviewing
+        self.text = text
         if live:
+            if reviewing:
+                return  # the writer reads what came before: the view holds still
+            was_live, self.live = self.live, True
             self._lines, self._styles, self._drawn = [], [], None
             self._draw_tail()
             if not was_live:
                 self.scroll_to(y=0, animate=False, immediate=True)
             self.refresh()  # the size is fixed: a repaint, no layout
         else:
+            self.live, self.following = False, True
             self._tail = []
             self._draw_document()
-            self.scroll_to(y=0, animate=False, immediate=True)
+            if not reviewing:  # done: from the top, unless the writer is reading
+                self.scroll_to(y=0, animate=False, immediate=True)
+
+    @property
+    def reviewing(self) -> bool:
+        """Scrolled back in a streaming answer: the view shows the text of that moment."""
+        return self.live and not self.following
+
+    @property
+    def on_screen(self) -> str:
+        """The text the view shows now."""
+        if self.reviewing:
+            return self._drawn[0] if self._drawn else ""
+        return self.text
+
+    # --- scrolling back while it streams ------------------------------------------------
+
+    def _review_then(self, scroll: Callable[[], object]) -> None:
+        """Scroll; in a streaming answer that follows its end, first stop following:
+        draw all of it so far and start from its end (once the new size is laid out)."""
+        if not self.live or self.reviewing or not self.text:
+            scroll()
+            return
+        self.following = False
+        self._tail = []
+        self._draw_document()
+
+        def from_the_end() -> None:
+            self.scroll_to(y=self.max_scroll_y, animate=False, immediate=True)
+            with suppress(SkipAction):
+                scroll()
+
+        self.call_after_refresh(from_the_end)
+
+    def _follow(self) -> bool:
+        """Back to following the stream's end; False when it was following already."""
+        if not self.reviewing:
+            return False
+        self.following = True
+        self._lines, self._styles, self._drawn = [], [], None
+        self.virtual_size = Size(0, 0)
+        self.scroll_to(y=0, animate=False, immediate=True)
+        self._draw_tail()
+        self.refresh()
+        return True
+
+    def action_scroll_up(self) -> None:
+        self._review_then(super().action_scroll_up)
+
+    def action_page_up(self) -> None:
+        self._review_then(super().action_page_up)
+
+    def action_scroll_home(self) -> None:
+        self._review_then(super().action_scroll_home)
+
+    def action_scroll_down(self) -> None:
+        if not (self.reviewing and self.is_vertical_scroll_end and self._follow()):
+            super().action_scroll_down()
+
+    def action_page_down(self) -> None:
+        if not (self.reviewing and self.is_vertical_scroll_end and self._follow()):
+            super().action_page_down()
+
+    def action_scroll_end(self) -> None:
+        if not self._follow():
+            super().action_scroll_end()
+
+    def _on_mouse_scroll_up(self, event: MouseScrollUp) -> None:
+        if self.live and not self.reviewing and not (event.ctrl or event.shift):
+            event.stop()
+            self._review_then(lambda: self.scroll_relative(y=-3, animate=False, immediate=True))
+            return
+        super()._on_mouse_scroll_up(event)
+
+    def _on_mouse_scroll_down(self, event: MouseScrollDown) -> None:
+        if self.reviewing and self.is_vertical_scroll_end and self._follow():
+            event.stop()
+            return
+        super()._on_mouse_scroll_down(event)
 
     # --- drawing ------------------------------------------------------------------------
 
@@ -142,7 +233,7 @@ class MarkdownView(ScrollView, can_focus=True):
         self.refresh()
 
     def on_resize(self, event: Resize) -> None:
-        if self.live:
+        if self.live and self.following:
             self._draw_tail()
             self.refresh()
         else:
@@ -155,9 +246,12 @@ class MarkdownView(ScrollView, can_focus=True):
     def render_line(self, y: int) -> Strip:
         width = self._width()
         style = self.rich_style
-        if self.live:
+        if self.live and self.following:
             segments = self._tail[y] if y < len(self._tail) else []
             return Strip(Segment.apply_style(segments, style)).crop_extend(0, width, style)
+        if self.reviewing and y == self.scrollable_content_region.height - 1:
+            note = [Segment(REVIEW_NOTE, Style(dim=True, italic=True, reverse=True))]
+            return Strip(Segment.apply_style(note, style)).crop_extend(0, width, style)
         index = y + self.scroll_offset.y
         if index >= len(self._lines):
             return Strip.blank(width, style)
