@@ -450,6 +450,32 @@ async def test_merge_by_hand(engine, scripted):
         )
 
 
+async def test_a_failed_ai_merge_on_a_new_branch_leaves_the_view_on_that_branch(engine, scripted):
+    run = await engine.start_run("tech-article", {"source_material": "notes"}, models=TWO)
+    run_id = run.pipeline_run_id
+    await engine.execute_step(run_id)
+    await engine.select(run_id, 0)
+    await engine.accept(run_id)
+    await engine.execute_step(run_id)  # the outline builds on the angles
+    await engine.rewind(run_id)
+    scripted.script("scripted-a", fail="merge model down")
+    app = WriteItApp(engine=engine)
+    async with app.run_test(size=SIZE) as pilot:
+        app.open_run(run_id)
+        await until(pilot, lambda: candidates_shown(app), "the angles")
+        await pilot.press("m")
+        await until(pilot, lambda: isinstance(app.screen, MergeScreen), "merge view")
+        merge = app.screen
+        await until(pilot, lambda: len(merge.query_one("#sources").selected) == 2, "sources")
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: notified(app, "merge model down"), "the failure")
+        (branch,) = engine.store.children(run_id)
+        await pilot.press("escape")
+        await until(pilot, lambda: step_screen(app).run_id == branch, "the view on the branch")
+        failed = engine.load(branch).steps["angles"].ai_responses[-1]
+        assert failed.kind == "merge" and failed.status == ResponseStatus.FAILED
+
+
 async def test_fork_from_the_step_view_and_the_run_list(engine, scripted):
     app = WriteItApp(engine=engine)
     async with app.run_test(size=SIZE) as pilot:

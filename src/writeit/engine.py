@@ -149,9 +149,9 @@ class Engine:
         LMDB tells no one, so watchers of a shared store ask."""
         return run_id in self._runs and self._cached(run_id) is None
 
-    async def _load(self, run_id: str) -> PipelineRun:
-        """`load` for an action's start: the store is read off the loop when it must fold
-        (a run not read yet, or moved on by another process)."""
+    async def fetch(self, run_id: str) -> PipelineRun:
+        """`load` for the event loop: the engine's copy when it is current, else the store
+        is folded in a thread (a run not read yet, or moved on by another process)."""
         if run_id in self._runs:
             return await self._current(run_id)
         return await asyncio.to_thread(self.load, run_id)
@@ -415,7 +415,7 @@ class Engine:
         Returns as soon as the requests are out, with the run's streaming responses;
         watch them with `subscribe()` and wait for them with `wait()`. The run returned
         may be a new branch (see the module docstring)."""
-        run = await self._load(run_id)
+        run = await self.fetch(run_id)
         self._check_idle(run)
         self._check_capacity(run.pipeline_run_id)
         run = await self._branch_if_behind(run, run.current_step)
@@ -482,7 +482,7 @@ class Engine:
         its text checkpointed as it arrives. Returns once all responses have started.
         `lead` builds events committed with the responses' start (a step's start): one
         durable write instead of two."""
-        run = await self._load(run_id)
+        run = await self.fetch(run_id)
         spec = run.pipeline.step(step_name)
         options = run.pipeline.options_for(spec)
         started = [(new_id(), model) for model in models]
@@ -537,7 +537,7 @@ class Engine:
         return run, task
 
     async def _after_generation(self, run_id: str, step_name: str) -> PipelineRun:
-        run = await self._load(run_id)
+        run = await self.fetch(run_id)
         step = run.steps[step_name]
         candidates = step.candidates
         interrupted = any(r.status == ResponseStatus.INTERRUPTED for r in candidates)
@@ -674,7 +674,7 @@ class Engine:
         self, run_id: str, response: str | int, feedback: str | None = None
     ) -> PipelineRun:
         """Choose a candidate (a response id, or an index into the latest candidates)."""
-        run = await self._load(run_id)
+        run = await self.fetch(run_id)
         self._check_idle(run)
         step = run.current
         response_id = _response_id(step, response)
@@ -720,7 +720,7 @@ class Engine:
 
     async def give_feedback(self, run_id: str, feedback: str) -> PipelineRun:
         """Feedback on the current step; the next step's prompt receives it."""
-        run = await self._load(run_id)
+        run = await self.fetch(run_id)
         step = run.current
         if (step.user_feedback or "") == feedback:
             return run
@@ -742,7 +742,7 @@ class Engine:
         model: str | None = None,
     ) -> PipelineRun:
         """Merge candidates: with `text` as written by hand, else streamed by a model."""
-        run = await self._load(run_id)
+        run = await self.fetch(run_id)
         self._check_idle(run)
         step = run.current
         ids = [_response_id(step, r) for r in responses]
@@ -789,7 +789,7 @@ class Engine:
 
     async def judge(self, run_id: str, model: str) -> PipelineRun:
         """Ask a judge model to score the current step's completed candidates (0..1)."""
-        run = await self._load(run_id)
+        run = await self.fetch(run_id)
         self._check_idle(run)
         check_model(model)
         step = run.current
@@ -829,7 +829,7 @@ class Engine:
         self, run_id: str, response: str | int, model: str | None = None
     ) -> PipelineRun:
         """Ask again for one failed or interrupted candidate, optionally of another model."""
-        run = await self._load(run_id)
+        run = await self.fetch(run_id)
         self._check_idle(run)
         step = run.current
         old = step.response(_response_id(step, response))
@@ -852,7 +852,7 @@ class Engine:
 
     async def accept(self, run_id: str) -> PipelineRun:
         """Go on from a decided step: to the next step, or complete the run at the end."""
-        run = await self._load(run_id)
+        run = await self.fetch(run_id)
         self._check_idle(run)
         step = run.current
         if step.status not in (StepStatus.COMPLETED, StepStatus.SKIPPED):
@@ -872,7 +872,7 @@ class Engine:
         return await self._commit(run.pipeline_run_id, build)
 
     async def skip(self, run_id: str) -> PipelineRun:
-        run = await self._load(run_id)
+        run = await self.fetch(run_id)
         self._check_idle(run)
         spec = run.pipeline.step(run.current_step)
         if not spec.skippable:
@@ -894,7 +894,7 @@ class Engine:
 
     async def rewind(self, run_id: str, step: str | None = None) -> PipelineRun:
         """Move back to an earlier step (default: the previous one). Nothing is dropped."""
-        run = await self._load(run_id)
+        run = await self.fetch(run_id)
         self._check_idle(run)
         target = step or run.pipeline.previous_step(run.current_step)
         if target is None:
@@ -913,7 +913,7 @@ class Engine:
 
     async def fork(self, run_id: str, step: str) -> PipelineRun:
         """A new run sharing this one's history up to `step`'s decision (no copying)."""
-        run = await self._load(run_id)
+        run = await self.fetch(run_id)
         run.pipeline.step(step)
         if run.steps[step].status not in (StepStatus.COMPLETED, StepStatus.SKIPPED):
             raise InvalidAction(
@@ -1049,7 +1049,7 @@ class Engine:
 
     async def resume(self, run_id: str) -> PipelineRun:
         """Continue a paused, failed or interrupted (crashed) run where it stopped."""
-        run = await self._load(run_id)
+        run = await self.fetch(run_id)
         self._check_idle(run)
         run_id = run.pipeline_run_id
         if run.status == PipelineStatus.COMPLETED:
@@ -1090,7 +1090,7 @@ class Engine:
 
     async def delete(self, run_id: str) -> PipelineRun:
         """Hide a run from listings; its history stays, since forks may share it."""
-        run = await self._load(run_id)
+        run = await self.fetch(run_id)
         self._check_idle(run)
         return await self._commit(
             run.pipeline_run_id, lambda current: [(EventType.RUN_DELETED, {})]
@@ -1108,7 +1108,7 @@ class Engine:
         self, run_id: str, pick: str = "first", judge: str | None = None
     ) -> PipelineRun:
         """Drive a run to the end without a writer: execute, pick, accept, until done."""
-        run = await self._load(run_id)
+        run = await self.fetch(run_id)
         interrupted = run.current.status == StepStatus.RUNNING
         # A new run starts with its first step's write; anything else not running resumes.
         if interrupted or run.status not in (PipelineStatus.RUNNING, PipelineStatus.INITIALIZING):

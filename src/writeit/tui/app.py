@@ -8,6 +8,7 @@ engine through `attempt()`, which turns errors into notifications.
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 from collections.abc import Awaitable
@@ -35,6 +36,7 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 
+@functools.cache  # once a process: later apps (the tests start many) add nothing to it
 def settle_heap() -> None:
     """Collect start-up garbage once, then move what is left (modules, classes, the
     engine) out of the garbage collector's sight.
@@ -231,7 +233,7 @@ class WriteItApp(App[None]):
             return
         self._quitting = True
         if self._engine is not None:
-            if getattr(self._engine, "_streams", None):
+            if self._engine.streaming():
                 self.say("Stopping the streams and saving their text…")
             try:
                 await self._engine.close()

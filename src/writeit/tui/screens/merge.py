@@ -17,6 +17,7 @@ from textual.widgets import Button, Footer, Input, Label, Select, SelectionList,
 from textual.widgets.selection_list import Selection
 
 from writeit.models import PipelineRun, ResponseStatus
+from writeit.providers import ProviderError
 from writeit.tui import format as fmt
 from writeit.tui import keys
 from writeit.tui.messages import EngineUpdated
@@ -149,9 +150,15 @@ class MergeScreen(Screen[str | None]):
     async def _merge(self, ids: list[str], instruction: str | None, model: str) -> None:
         engine = self.app.engine
         run_id = self.result_run_id or self.run_id
-        run = await self.app.attempt(
-            engine.merge(run_id, ids, instruction=instruction, model=model), title="Merge"
-        )
+
+        async def merge() -> PipelineRun:
+            try:
+                return await engine.merge(run_id, ids, instruction=instruction, model=model)
+            except ProviderError as error:  # the failed merge is kept, maybe on a new branch
+                self.result_run_id = error.run_id or self.result_run_id
+                raise
+
+        run = await self.app.attempt(merge(), title="Merge")
         pane = self.query_one(CandidatePane)
         if run is None:
             self._streaming = False

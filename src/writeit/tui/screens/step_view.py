@@ -156,10 +156,7 @@ class StepScreen(Screen[None]):
     async def _refresh(self) -> None:
         engine = self.app.engine
         try:
-            if self.run is not None and not engine.changed_elsewhere(self.run_id):
-                run = engine.load(self.run_id)  # the engine's copy: no fold, no thread
-            else:
-                run = await asyncio.to_thread(engine.load, self.run_id)
+            run = await engine.fetch(self.run_id)  # the engine's copy; a fold off the loop
         except Exception as error:
             self.app.say(f"Cannot load run {fmt.short(self.run_id)}: {error}", severity="error")
             return
