@@ -241,14 +241,19 @@ def bench_tui() -> None:
         )
         return json.loads(out.stdout.strip().splitlines()[-1])
 
-    figures = child()
+    runs = [child() for _ in range(3)]  # a GC pass or a busy core moves one run a lot
     baseline = child("baseline")["rss_mb"]
+    lags = sorted(r["lag_ms"] for r in runs)
     record(
-        "TUI: worst lag of 3 panes behind 3 x 20,000-token streams", figures["lag_ms"], "ms", 100
+        "TUI: worst lag of 3 panes behind 3 x 20,000-token streams (median of 3 runs)",
+        statistics.median(lags),
+        "ms",
+        100,
+        note="the 3 runs: " + ", ".join(f"{lag:.0f}" for lag in lags) + " ms",
     )
     record(
-        "TUI: RSS above Python + Textual during a 4-step run",
-        figures["rss_mb"] - baseline,
+        "TUI: RSS above Python + Textual during a 4-step run (largest of 3 runs)",
+        max(r["rss_mb"] for r in runs) - baseline,
         "MB",
         100,
         note=f"baseline process with textual imported: {baseline:.0f} MB",
@@ -376,6 +381,7 @@ def main() -> None:
         bench_engine,
         bench_streaming,
         bench_websocket,
+        bench_tui,
         bench_store,
         bench_bytes,
     ):
@@ -395,7 +401,7 @@ def main() -> None:
             "" if f.ratio is None else f"{f.ratio}x",
             "[green]yes[/]" if f.meets_target else "[red]no[/]",
         )
-    Console().print(table)
+    Console(width=max(Console().width, 150)).print(table)
     (HERE / "results.json").write_text(json.dumps([asdict(f) for f in FIGURES], indent=2) + "\n")
 
 
