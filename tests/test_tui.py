@@ -476,6 +476,23 @@ async def test_a_failed_ai_merge_on_a_new_branch_leaves_the_view_on_that_branch(
         assert failed.kind == "merge" and failed.status == ResponseStatus.FAILED
 
 
+async def test_the_step_view_follows_changes_another_process_makes(engine, scripted):
+    from writeit.engine import Engine
+
+    app = WriteItApp(engine=engine)
+    async with app.run_test(size=SIZE) as pilot:
+        run_id = await open_new_run(pilot, engine)
+        await until(pilot, lambda: candidates_shown(app), "candidates")
+        elsewhere = Engine(engine.workspace)  # a CLI or the server on the same workspace
+        await elsewhere.select(run_id, 1)
+        await elsewhere.accept(run_id)
+        screen = step_screen(app)
+        await until(
+            pilot, lambda: screen.run is not None and screen.run.current_step == "outline", "move"
+        )
+        assert notified(app, "Another WriteIt process changed this run")
+
+
 async def test_fork_from_the_step_view_and_the_run_list(engine, scripted):
     app = WriteItApp(engine=engine)
     async with app.run_test(size=SIZE) as pilot:

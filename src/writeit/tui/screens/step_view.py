@@ -45,6 +45,7 @@ from writeit.tui.widgets.step_header import StepHeader
 log = logging.getLogger(__name__)
 
 FPS = 30
+FOLLOW_SECONDS = 0.5  # how often the view looks for changes made by another process
 
 STUCK = (ResponseStatus.FAILED, ResponseStatus.INTERRUPTED)
 
@@ -108,6 +109,7 @@ class StepScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.set_interval(1 / FPS, self._tick)
+        self.set_interval(FOLLOW_SECONDS, self._follow_store)
         self.set_focus(None)
         if self.start or self.resume:
             self.app.call(self._begin())
@@ -123,6 +125,17 @@ class StepScreen(Screen[None]):
     def _engine_updated(self, message: EngineUpdated) -> None:
         if message.run_id == self.run_id:
             self._stale = True
+
+    def _follow_store(self) -> None:
+        """Another process (a CLI run, the server) may move this run on: LMDB tells no
+        one, so look now and then (one small read) and rebuild when it did."""
+        try:
+            moved = self.app.engine.changed_elsewhere(self.run_id)
+        except WriteItError:
+            return
+        if moved:
+            self._stale = True
+            self.app.say("Another WriteIt process changed this run; showing it as it is now.")
 
     # --- the tick: bring streaming text up to date; rebuild when stale ---------------------
 
