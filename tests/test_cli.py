@@ -268,7 +268,8 @@ def test_a_run_killed_mid_stream_resumes_without_losing_or_duplicating(isolated_
     assert f"generating in another WriteIt process (pid {child.pid})" in refused.stderr
     assert "Traceback" not in refused.stderr
     os.kill(child.pid, signal.SIGKILL)
-    child.wait()
+    # Dead but not reaped (a zombie, as a crashed child often is): its streams are orphans.
+    os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)
     before = store.load(run_id)
     draft = before.steps["draft"]
     assert [r.status for r in draft.candidates] == [
@@ -278,6 +279,7 @@ def test_a_run_killed_mid_stream_resumes_without_losing_or_duplicating(isolated_
     kept_a = draft.candidates[0].response_id
 
     writeit("resume", run_id[:8], "--headless", "--pick", "first")
+    child.wait()
     after = store.load(run_id)
     assert after.status == PipelineStatus.COMPLETED
     for name in ("angles", "outline"):

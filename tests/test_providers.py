@@ -1,6 +1,7 @@
 """Provider streaming and faults through the real llm/openai code path on loopback."""
 
 import asyncio
+import contextlib
 
 import pytest
 
@@ -131,3 +132,27 @@ async def test_every_fault_becomes_a_failed_response_not_a_crash(engine, openai_
         assert statuses[model][0] == ResponseStatus.FAILED, model
         assert statuses[model][1]
     assert "Incorrect API key" in statuses["oai-401"][1]
+
+
+async def test_the_idle_timeout_is_a_timeout_even_after_other_cancels_were_handled():
+    task = asyncio.current_task()
+    task.cancel()  # a cancel some caller handled earlier (as a pause does)
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.sleep(0)
+    with pytest.raises(TimeoutError):
+        async with providers.IdleTimeout(0.05):
+            await asyncio.sleep(5)
+
+    class Closed(Exception):
+        pass
+
+    with pytest.raises(Closed):  # a client library turns our cancel into its own error...
+        async with providers.IdleTimeout(0.05):
+            try:
+                await asyncio.sleep(5)
+            except asyncio.CancelledError:
+                raise Closed from None
+    with pytest.raises(TimeoutError):  # ...and the retry's timeout is still a timeout
+        async with providers.IdleTimeout(0.05):
+            await asyncio.sleep(5)
+    assert task.cancelling() == 1  # only the earlier, handled cancel is left on the task

@@ -646,18 +646,20 @@ def test_clients_see_changes_another_process_makes_to_the_run(server, client, so
     from writeit.engine import Engine
 
     run_id = start_run(client, source)
-    with watch(server, run_id) as ws:
-        receive(ws)
+    with watch(server, run_id) as ws, watch(server, run_id) as other:
+        receive(ws), receive(other)
         assert client.post(f"/api/runs/{run_id}/steps/angles/execute").status_code == 202
-        read_until(ws, step_done("angles"))
+        read_until(ws, step_done("angles")), read_until(other, step_done("angles"))
         # Another writer on the same store, as the TUI or a CLI run would be.
         elsewhere = Engine(server.engine.workspace)
         asyncio.run(elsewhere.select(run_id, 1, feedback="Lead with the outage"))
-        state = read_until(ws, lambda m: m["type"] == "state")[-1]
-    assert state["reason"] == "external"
-    angles = state["run"]["steps"]["angles"]
-    assert angles["user_selection"] == 1 and angles["user_feedback"] == "Lead with the outage"
-    assert client.get(f"/api/runs/{run_id}").json()["steps"]["angles"]["user_selection"] == 1
+        # A plain read that folds the change first must not hide it from the watchers.
+        assert client.get(f"/api/runs/{run_id}").json()["steps"]["angles"]["user_selection"] == 1
+        states = [read_until(sock, lambda m: m["type"] == "state")[-1] for sock in (ws, other)]
+    for state in states:
+        assert state["reason"] == "external"
+        angles = state["run"]["steps"]["angles"]
+        assert angles["user_selection"] == 1 and angles["user_feedback"] == "Lead with the outage"
 
 
 # --- fuzzing -------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from writeit import prompts, providers, quality
@@ -103,12 +104,15 @@ class Engine:
         self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._streams: dict[str, _Stream] = {}
         self._writing: set[str] = set()  # runs with an append of ours in flight
+        self._loop: asyncio.AbstractEventLoop | None = None  # the watchers' loop
         self._generations: dict[str, asyncio.Task[PipelineRun]] = {}
         self._subscribers: list[Subscription] = []
 
     # --- watching --------------------------------------------------------------------
 
     def subscribe(self, run_id: str | None = None, maxsize: int = 10_000) -> Subscription:
+        with contextlib.suppress(RuntimeError):  # updates are offered on the watchers' loop
+            self._loop = asyncio.get_running_loop()
         subscription = Subscription(self._subscribers, run_id, maxsize)
         self._subscribers.append(subscription)
         return subscription
@@ -131,9 +135,27 @@ class Engine:
         Runs handed out never change afterwards: commits apply events to a copy."""
         run_id = self.resolve(run_id)
         run = self._cached(run_id)
-        if run is None:
-            run = self._runs[run_id] = self.store.load(run_id)
+        if run is not None:
+            return run
+        run = self.store.load(run_id)
+        cached = self._runs.get(run_id)
+        if cached is not None and (run_id in self._writing or cached.last_seq >= run.last_seq):
+            return cached  # a fold begun before our latest write landed: older than the cache
+        self._runs[run_id] = run
+        if cached is not None:
+            self._moved_elsewhere(run_id)
         return run
+
+    def _moved_elsewhere(self, run_id: str) -> None:
+        """Tell watchers (each WebSocket client, the TUI) that another process moved the
+        run on, whichever reader noticed first; from the loop, as updates always are."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # folded in a worker thread
+            if self._loop is not None and not self._loop.is_closed():
+                self._loop.call_soon_threadsafe(self._publish, "external", run_id)
+            return
+        self._publish("external", run_id)
 
     def _cached(self, run_id: str) -> PipelineRun | None:
         """The cached run, unless the store holds newer events. While our own write is in
@@ -219,38 +241,47 @@ class Engine:
         async with self._locks[run_id]:
             for attempt in range(1, attempts + 1):
                 run = await self._current(run_id)
-                specs = build(run)
-                if not specs:
-                    return run
-                work = _writable(run)
-                events = []
                 try:
+                    specs = build(run)
+                    if not specs:
+                        return run
+                    work = _writable(run)
+                    events = []
                     for kind, data in specs:
                         event = Event(seq=work.last_seq + 1, type=kind, run_id=run_id, data=data)
                         apply(work, event)
                         events.append(event)
-                    self._writing.add(run_id)
-                    try:
-                        await asyncio.to_thread(
-                            self.store.append, work, events, run.last_seq, index=index
-                        )
-                    finally:
-                        self._writing.discard(run_id)
-                except Conflict:
-                    self._settle_buffers(run_id, landed=False)
-                    self._runs.pop(run_id, None)  # refold what the other writer added
-                    if attempt == attempts:
-                        raise
-                    continue
                 except BaseException:
                     self._settle_buffers(run_id, landed=False)
                     raise
-                self._settle_buffers(run_id, landed=True)
-                self._runs[run_id] = target = work
+                self._writing.add(run_id)
+                append = asyncio.ensure_future(
+                    asyncio.to_thread(self.store.append, work, events, run.last_seq, index=index)
+                )
+                # Settled when the write ends, even if this coroutine is cancelled meanwhile:
+                # the callback runs before anyone awaiting the append resumes.
+                append.add_done_callback(functools.partial(self._settle, run_id, work))
+                try:
+                    await asyncio.shield(append)
+                except Conflict:
+                    if attempt == attempts:
+                        raise
+                    continue
+                target = work
                 break
         for event in events:
             self._announce(target, event)
         return target
+
+    def _settle(self, run_id: str, work: PipelineRun, append: asyncio.Future) -> None:
+        """After an append: the cache and the stream buffers follow what the store holds."""
+        self._writing.discard(run_id)
+        landed = not append.cancelled() and append.exception() is None
+        self._settle_buffers(run_id, landed=landed)
+        if landed:
+            self._runs[run_id] = work
+        elif not append.cancelled() and isinstance(append.exception(), Conflict):
+            self._runs.pop(run_id, None)  # refold what the other writer added
 
     def _settle_buffers(self, run_id: str, *, landed: bool) -> None:
         for stream in self._streams.values():
@@ -377,7 +408,7 @@ class Engine:
             if response.status == ResponseStatus.STREAMING:
                 info = self.store.response_info(response.response_id) or {}
                 pid = info.get("pid")
-                if pid and pid != os.getpid() and _alive(pid):
+                if pid and pid != os.getpid() and _alive(pid, info.get("pid_started")):
                     raise StepRunning(
                         f"{where} is generating in another WriteIt process (pid {pid})",
                         hint="wait for it to finish there, or pause it there",
@@ -496,7 +527,9 @@ class Engine:
                         "response_id": response_id,
                         "model": model,
                         "provider": "",
-                        "pid": os.getpid(),  # a stream another process finds is live or orphaned
+                        # so another process can tell a live stream from an orphan
+                        "pid": os.getpid(),
+                        "pid_started": _started(os.getpid()),
                         "kind": kind,
                         **({"instruction": instruction} if instruction else {}),
                     },
@@ -1135,12 +1168,27 @@ class Engine:
 # --- helpers -------------------------------------------------------------------------------
 
 
-def _alive(pid: int) -> bool:
+def _started(pid: int) -> int | None:
+    """When a process started (clock ticks since boot, from /proc): with the pid, it names
+    one process, even after the pid is reused. None where there is no /proc, or for a
+    zombie (dead, not yet reaped)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 2 :].split()  # after "pid (command) "
+    return None if fields[0] in ("Z", "X") else int(fields[19])
+
+
+def _alive(pid: int, started: int | None) -> bool:
+    """Whether the process that recorded a stream still runs."""
+    if started is not None and Path("/proc/self/stat").exists():
+        return _started(pid) == started  # gone, a zombie, or the pid reused: not it
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except (PermissionError, OSError):
+    except OSError:
         return True  # someone else's process, or no way to tell: do not take its stream
     return True
 

@@ -276,6 +276,7 @@ class IdleTimeout:
     async def __aenter__(self) -> IdleTimeout:
         self._loop = asyncio.get_running_loop()
         self._task = asyncio.current_task()
+        self._cancelling = self._task.cancelling()  # cancels handled before us are not ours
         self.last = self._loop.time()
         self._handle = self._loop.call_at(self.last + self.seconds, self._check)
         return self
@@ -293,7 +294,14 @@ class IdleTimeout:
 
     async def __aexit__(self, kind: type | None, error: BaseException | None, tb: Any) -> None:
         self._handle.cancel()
-        if self.expired and kind is asyncio.CancelledError and self._task.uncancel() == 0:
+        # As asyncio.Timeout does: once fired, take back our cancel whatever the body turned
+        # it into (uncancel runs whenever expired), and call it a timeout only if no one
+        # else cancelled the task meanwhile.
+        if (
+            self.expired
+            and self._task.uncancel() <= self._cancelling
+            and kind is asyncio.CancelledError
+        ):
             raise TimeoutError(f"no data for {self.seconds:g} s") from error
 
 

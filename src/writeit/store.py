@@ -226,7 +226,7 @@ class Store:
                             "run_id": run_id,
                             "step": event.data["step"],
                             "model": event.data["model"],
-                            **({"pid": event.data["pid"]} if "pid" in event.data else {}),
+                            **{k: event.data[k] for k in ("pid", "pid_started") if k in event.data},
                         }
                     ),
                 )

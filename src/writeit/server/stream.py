@@ -107,8 +107,8 @@ class Watcher:
         """Messages for a batch of updates: consecutive deltas of one response become one
         message; a resync (or the client asking) becomes the full state, which covers all."""
         for update in reversed(updates):
-            if update.kind == "resync":
-                reason = update.data.get("reason", "resync")
+            if update.kind in ("resync", "external"):
+                reason = update.data.get("reason", update.kind)
                 return [self.state_message(reason, dropped=update.data.get("dropped", 0))]
         messages: list[dict[str, Any]] = []
         for update in updates:
@@ -138,14 +138,14 @@ class Watcher:
                 subscription.offer(Update("resync", self.run_id, {"reason": "requested"}))
 
     async def follow_store(self, subscription: Subscription) -> None:
-        """Resend the state when another process moved the run on (polled: LMDB does not
-        notify; a summary read costs microseconds)."""
+        """Look for another process's changes (LMDB does not notify; a summary read costs
+        microseconds). Whichever reader folds them first, the engine tells every watcher
+        with an `external` update, which becomes a state message."""
         while True:
             await asyncio.sleep(FOLLOW_INTERVAL)
             with contextlib.suppress(WriteItError):  # deleted meanwhile: nothing to follow
                 if self.engine.changed_elsewhere(self.run_id):
-                    await asyncio.to_thread(self.engine.load, self.run_id)  # fold it once
-                    subscription.offer(Update("resync", self.run_id, {"reason": "external"}))
+                    await asyncio.to_thread(self.engine.load, self.run_id)
 
     async def send(self, message: dict[str, Any]) -> None:
         await self.websocket.send_text(json.dumps(message, default=str))
