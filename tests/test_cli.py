@@ -164,6 +164,11 @@ def test_headless_run_with_two_models_exports_yaml(isolated_env, tmp_path):
     assert "polish completed" in shown
     at_start = json.loads(writeit("show", summary["run_id"][:8], "--at", "1", "--json").stdout)
     assert at_start["status"] == "initializing"
+    store = store_of(isolated_env.writeit_home)
+    before = store.summary(summary["run_id"]).last_seq
+    again = writeit("resume", summary["run_id"][:8], "--headless")
+    assert "was already complete; nothing to resume" in again.stdout
+    assert store.summary(summary["run_id"]).last_seq == before
 
 
 def test_fork_tree_and_export_from_the_cli(isolated_env, tmp_path):

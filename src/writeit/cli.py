@@ -687,6 +687,12 @@ def resume(
     if not headless:
         _open_tui(workspace, run_id=full_id)
         return
+    from writeit.models import PipelineStatus
+
+    if engine.load(full_id).status == PipelineStatus.COMPLETED and not as_json:
+        console.print(f"Run {full_id[:8]} was already complete; nothing to resume.")
+        if export is None:
+            return
     finished = _run_async(_drive(engine, full_id, pick, quiet=as_json, judge=judge))
     _finish(engine, finished, export, out, as_json)
 

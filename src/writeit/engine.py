@@ -404,15 +404,22 @@ class Engine:
                 f"{where} is still generating",
                 hint="wait for its responses to finish (or pause the run)",
             )
-        for response in run.current.ai_responses:  # streaming in another WriteIt process?
+        pid = self.generating_elsewhere(run)
+        if pid is not None:
+            raise StepRunning(
+                f"{where} is generating in another WriteIt process (pid {pid})",
+                hint="wait for it to finish there, or pause it there",
+            )
+
+    def generating_elsewhere(self, run: PipelineRun) -> int | None:
+        """The pid of another live WriteIt process streaming the run's current step."""
+        for response in run.current.ai_responses:
             if response.status == ResponseStatus.STREAMING:
                 info = self.store.response_info(response.response_id) or {}
                 pid = info.get("pid")
                 if pid and pid != os.getpid() and _alive(pid, info.get("pid_started")):
-                    raise StepRunning(
-                        f"{where} is generating in another WriteIt process (pid {pid})",
-                        hint="wait for it to finish there, or pause it there",
-                    )
+                    return pid
+        return None
 
     async def execute_step(
         self,

@@ -311,7 +311,11 @@ async def merge(run_id: RunId, body: bodies.Merge, state: State) -> JSONResponse
     )
 
 
-@router.post("/runs/{run_id}/accept", summary="Go on from a decided step (or complete the run)")
+@router.post(
+    "/runs/{run_id}/accept",
+    summary="Go on from a decided step (or complete the run); "
+    "POST .../steps/{step}/execute then asks the next step's models",
+)
 async def accept(run_id: RunId, state: State) -> Json:
     return await _act(state, run_id, state.engine.accept)
 

@@ -15,6 +15,7 @@ from writeit.tui import format as fmt
 from writeit.tui import keys
 from writeit.tui.messages import EngineUpdated
 
+FOLLOW_SECONDS = 2.0  # how often the list looks for runs other processes changed
 STATUS_STYLE = {
     "completed": "green",
     "running": "yellow",
@@ -57,6 +58,9 @@ class RunListScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.run_worker(self.reload, exclusive=True, group="reload", exit_on_error=False)
+        # Other processes (a CLI run, the server) change runs too; a reload that finds
+        # nothing new costs one small read and draws nothing.
+        self.set_interval(FOLLOW_SECONDS, self._reload_later)
 
     def on_resize(self) -> None:
         self.run_worker(self.reload, exclusive=True, group="reload", exit_on_error=False)

@@ -88,6 +88,7 @@ class StepScreen(Screen[None]):
         self._refreshing = False
         self._feedback_shown = ""
         self._focused_once = False
+        self._told_elsewhere = False
 
     # --- layout ----------------------------------------------------------------------------
 
@@ -135,7 +136,9 @@ class StepScreen(Screen[None]):
             return
         if moved:
             self._stale = True
-            self.app.say("Another WriteIt process changed this run; showing it as it is now.")
+            if not self._told_elsewhere:  # once: while another process streams, it moves often
+                self._told_elsewhere = True
+                self.app.say("Another WriteIt process changed this run; showing it as it is now.")
 
     # --- the tick: bring streaming text up to date; rebuild when stale ---------------------
 
@@ -219,6 +222,12 @@ class StepScreen(Screen[None]):
             return (
                 f"● {len(live)} model{'s' if len(live) != 1 else ''} writing…  "
                 "You can choose once they finish. Q stops them and keeps the text."
+            )
+        elsewhere = self.app.engine.generating_elsewhere(run) if streaming else None
+        if elsewhere is not None:
+            return (
+                f"● Generating in another WriteIt process (pid {elsewhere}); its text shows "
+                "here as it is saved. You can choose once it finishes."
             )
         if streaming or run.status == PipelineStatus.PAUSED:
             return (
@@ -305,9 +314,11 @@ class StepScreen(Screen[None]):
             return
         run = await asyncio.to_thread(engine.load, self.run_id)
         self.run_id = run.pipeline_run_id
-        orphans = any(
-            r.status == ResponseStatus.STREAMING for r in run.current.ai_responses
-        ) and not engine.streaming(self.run_id)
+        orphans = (
+            any(r.status == ResponseStatus.STREAMING for r in run.current.ai_responses)
+            and not engine.streaming(self.run_id)
+            and engine.generating_elsewhere(run) is None
+        )
         wanted = run.status == PipelineStatus.PAUSED or orphans
         if self.resume == "force":
             wanted = run.status != PipelineStatus.COMPLETED
