@@ -652,6 +652,17 @@ async def test_new_run_from_the_run_list_and_delete_with_confirmation(engine, sc
         await until(pilot, lambda: runs.summaries == {}, "the list to empty")
 
 
+async def test_models_from_the_command_line_hold_for_new_runs_of_the_session(engine, scripted):
+    app = WriteItApp(engine=engine, models=["scripted-b", "scripted-c"])
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, RunListScreen), "the run list")
+        await pilot.press("n")
+        await until(pilot, lambda: app.screen.query("OptionList"), "the pipelines")
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, InputFormScreen), "the form")
+        assert app.screen.query_one("#models").value == "scripted-b, scripted-c"
+
+
 async def test_a_workspace_that_cannot_open_says_why(isolated_env):
     app = WriteItApp(workspace="no-such-workspace")
     async with app.run_test(size=SIZE) as pilot:

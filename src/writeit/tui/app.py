@@ -187,8 +187,8 @@ class WriteItApp(App[None]):
 
     def action_new_run(self) -> None:
         def chosen(pipeline: str | None) -> None:
-            if pipeline:
-                self.open_form(pipeline)
+            if pipeline:  # the command line's --style and --model hold for the whole session
+                self.open_form(pipeline, style=self._start["style"], models=self._start["models"])
 
         self.push_screen(NewRunDialog(), chosen)
 
