@@ -172,15 +172,9 @@ class Engine:
         return run_id in self._runs and self._cached(run_id) is None
 
     async def fetch(self, run_id: str) -> PipelineRun:
-        """`load` for the event loop: the engine's copy when it is current, else the store
-        is folded in a thread (a run not read yet, or moved on by another process)."""
-        if run_id in self._runs:
-            return await self._current(run_id)
-        return await asyncio.to_thread(self.load, run_id)
-
-    async def _current(self, run_id: str) -> PipelineRun:
-        """`load` for the event loop: a cached run costs one small read; a fold of the
-        stored log (another process moved the run on) goes to a thread."""
+        """`load` for the event loop: the engine's copy when it is current (one small read),
+        else the store is folded in a thread (a run not read yet, or an id prefix, or a run
+        another process moved on)."""
         return self._cached(run_id) or await asyncio.to_thread(self.load, run_id)
 
     def snapshot(self, run_id: str) -> PipelineRun:
@@ -240,7 +234,7 @@ class Engine:
         attempts = CONFLICT_RETRIES if facts else 1
         async with self._locks[run_id]:
             for attempt in range(1, attempts + 1):
-                run = await self._current(run_id)
+                run = await self.fetch(run_id)
                 try:
                     specs = build(run)
                     if not specs:
