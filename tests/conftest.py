@@ -165,6 +165,20 @@ def engine(isolated_env: IsolatedEnv, preferences):
     return Engine(get_workspace(), preferences=preferences, retry_backoff=0.01)
 
 
+@pytest.fixture
+def built_on_angles(engine):
+    """`await built_on_angles(run_id)` on a run whose angles have candidates: pick the
+    first, run the outline on it and go back to the angles, where a change now branches."""
+
+    async def build(run_id: str) -> None:
+        await engine.select(run_id, 0)
+        await engine.accept(run_id)
+        await engine.execute_step(run_id)  # the outline builds on the angles
+        await engine.rewind(run_id)
+
+    return build
+
+
 SOURCE = """Our team moved 140 nightly cron jobs to Temporal in six weeks.
 Failures dropped from 12 a month to 2. Template text like {{ 7*7 }} and
 {% for x in y %}loops{% endfor %} must reach the model verbatim."""

@@ -113,15 +113,12 @@ async def test_merge_by_hand_and_with_a_model(engine, source, scripted):
 
 
 async def test_a_failed_merge_behind_the_frontier_names_the_branch_that_holds_it(
-    engine, source, scripted
+    engine, source, scripted, built_on_angles
 ):
     run = await start(engine, source)
     run_id = run.pipeline_run_id
     await engine.execute_step(run_id)
-    await engine.select(run_id, 0)
-    await engine.accept(run_id)
-    await engine.execute_step(run_id)  # the outline builds on the angles
-    await engine.rewind(run_id)
+    await built_on_angles(run_id)
     scripted.script("scripted-a", fail="merge model down")
     with pytest.raises(WriteItError, match="merge model down") as info:
         await engine.merge(run_id, [0, 1])
@@ -466,7 +463,7 @@ async def test_a_streams_write_refused_for_another_writer_is_made_again_losing_n
 
 
 async def test_feedback_given_while_streaming_does_not_put_a_later_branch_inside_the_stream(
-    engine, source, scripted
+    engine, source, scripted, built_on_angles
 ):
     gate = scripted.Gate(after_chunks=2)
     scripted.script("scripted-b", gate=gate)
@@ -477,10 +474,7 @@ async def test_feedback_given_while_streaming_does_not_put_a_later_branch_inside
     await engine.give_feedback(run_id, "Lead with the outage")  # while b streams
     gate.release()
     await engine.wait(run_id)
-    await engine.select(run_id, 0)
-    await engine.accept(run_id)
-    await engine.execute_step(run_id)  # the outline builds on the angles
-    await engine.rewind(run_id)
+    await built_on_angles(run_id)
     child = await engine.select(run_id, 1)
     assert child.pipeline_run_id != run_id
     angles = child.steps["angles"]

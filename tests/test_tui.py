@@ -450,14 +450,13 @@ async def test_merge_by_hand(engine, scripted):
         )
 
 
-async def test_a_failed_ai_merge_on_a_new_branch_leaves_the_view_on_that_branch(engine, scripted):
+async def test_a_failed_ai_merge_on_a_new_branch_leaves_the_view_on_that_branch(
+    engine, scripted, built_on_angles
+):
     run = await engine.start_run("tech-article", {"source_material": "notes"}, models=TWO)
     run_id = run.pipeline_run_id
     await engine.execute_step(run_id)
-    await engine.select(run_id, 0)
-    await engine.accept(run_id)
-    await engine.execute_step(run_id)  # the outline builds on the angles
-    await engine.rewind(run_id)
+    await built_on_angles(run_id)
     scripted.script("scripted-a", fail="merge model down")
     app = WriteItApp(engine=engine)
     async with app.run_test(size=SIZE) as pilot:
