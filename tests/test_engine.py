@@ -486,10 +486,10 @@ async def test_feedback_given_while_streaming_does_not_put_a_later_branch_inside
     assert angles.user_selection == 1 and angles.user_feedback == "Lead with the outage"
 
 
-async def test_a_branch_made_elsewhere_while_a_response_streams_marks_it_interrupted(
-    engine, source, scripted
-):
-    from writeit.engine import Engine
+async def test_another_engine_cannot_act_on_a_step_still_streaming(engine, source, scripted):
+    """A second engine on the store (as the TUI beside a server is) sees the stream as
+    live: choosing, merging or asking again there is refused until it ends."""
+    from writeit.engine import Engine, StepRunning
 
     gate = scripted.Gate(after_chunks=2)
     scripted.script("scripted-b", gate=gate)
@@ -501,21 +501,23 @@ async def test_a_branch_made_elsewhere_while_a_response_streams_marks_it_interru
     async for update in watching:  # a finishes while b is parked
         if update.kind == "response_done":
             break
-    other = Engine(engine.workspace)  # another process: it cannot see b streaming here
-    await other.select(run_id, 0)
-    await other.accept(run_id)
-    await other.execute_step(run_id, models=["scripted-a"])
-    await other.rewind(run_id)
-    child = await other.give_feedback(run_id, "Shorter")
-    assert child.pipeline_run_id != run_id
-    b = child.steps["angles"].candidates[1]
-    assert b.status == ResponseStatus.INTERRUPTED and "parent run" in b.error
+    other = Engine(engine.workspace)
+    for action in (
+        other.select(run_id, 0),
+        other.start_step(run_id),
+        other.retry_response(run_id, 1, model="scripted-a"),
+        other.merge(run_id, [0], text="by hand"),
+    ):
+        with pytest.raises(StepRunning, match="angles"):
+            await action
+    assert other.load(run_id).steps["angles"].candidates[1].status == ResponseStatus.STREAMING
     gate.release()
     await engine.wait(run_id)
     parent_b = engine.store.load(run_id).steps["angles"].candidates[1]
     assert parent_b.status == ResponseStatus.COMPLETED and parent_b.raw_output.startswith(
         "[scripted] scripted-b"
     )
+    assert [e.type for e in engine.store.events(run_id)].count(EventType.STEP_STARTED) == 1
 
 
 async def test_a_run_handed_out_never_changes_under_its_holder(engine, source):

@@ -595,9 +595,9 @@ def show(
     as_json: JsonOpt = False,
 ) -> None:
     """Show a run: its steps, candidates and choices (optionally as it was at an event)."""
-    store = _ws().get_workspace(workspace).open_store()
-    full_id = store.resolve(run_id)
-    state = store.state_at(full_id, at) if at is not None else store.load(full_id)
+    engine = _engine(workspace)
+    full_id = engine.resolve(run_id)
+    state = engine.store.state_at(full_id, at) if at is not None else engine.load(full_id)
     if as_json:
         _print_json(state.model_dump(mode="json"))
         return

@@ -18,14 +18,20 @@ import functools
 import logging
 import os
 import time
-from collections import defaultdict
-from collections.abc import Callable
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from writeit import prompts, providers, quality
-from writeit.errors import InvalidAction, InvalidInput
+from writeit import processes, prompts, providers, quality
+from writeit.errors import (
+    AlreadyRun,
+    Busy,
+    InvalidAction,
+    InvalidInput,
+    StepRunning,
+    TooManyRuns,
+)
 from writeit.events import Event, EventType, apply
 from writeit.models import (
     AIResponse,
@@ -55,18 +61,12 @@ DECISIONS = {
     EventType.FEEDBACK_GIVEN,
 }
 CHOICES = DECISIONS - {EventType.FEEDBACK_GIVEN}
+# Runs claimed by any engine of this process: a stream recorded with this pid is live
+# while its run is claimed here (engines share a process in tests and tools).
+_claimed_here: Counter[str] = Counter()
 
 
-class Busy(InvalidAction):
-    """The action needs the run idle or a free generation slot."""
-
-
-class StepRunning(Busy):
-    """A step of this run is still generating."""
-
-
-class TooManyRuns(Busy):
-    """max_concurrent_pipelines runs are already generating."""
+__all__ = ["AlreadyRun", "Busy", "Engine", "StepRunning", "TooManyRuns"]
 
 
 @dataclass
@@ -74,7 +74,8 @@ class _Stream:
     """One response being streamed in this process: its text not yet checkpointed.
 
     `taken` chunks at the buffer's head are in a write in flight; they leave the buffer
-    only once it lands, so a refused write loses no text."""
+    only once it lands, so a refused write loses no text. `reason` says why it was
+    stopped, when it was."""
 
     run_id: str
     step: str
@@ -82,6 +83,17 @@ class _Stream:
     buffer: list[str] = field(default_factory=list)
     task: asyncio.Task | None = None
     taken: int = 0
+    reason: str = "stopped before it finished"
+
+
+@dataclass(eq=False)
+class _Claim:
+    """A generation this process is starting or running: the runs it holds (the run,
+    and a branch made for it) and one `max_concurrent_pipelines` slot. `handed` once
+    a generation task owns it and will release it when the streams end."""
+
+    runs: set[str]
+    handed: bool = False
 
 
 Specs = list[tuple[EventType, dict[str, Any]]]
@@ -106,6 +118,7 @@ class Engine:
         self._writing: set[str] = set()  # runs with an append of ours in flight
         self._loop: asyncio.AbstractEventLoop | None = None  # the watchers' loop
         self._generations: dict[str, asyncio.Task[PipelineRun]] = {}
+        self._claims: dict[str, _Claim] = {}
         self._subscribers: list[Subscription] = []
 
     # --- watching --------------------------------------------------------------------
@@ -130,9 +143,14 @@ class Engine:
         return run_id if run_id in self._runs else self.store.resolve(run_id)
 
     def load(self, run_id: str) -> PipelineRun:
-        """The run as stored now (a fresh fold when another process moved it on).
+        """The run as stored now (a fresh fold when another process moved it on), with
+        the streams of processes that are gone shown as interrupted.
 
         Runs handed out never change afterwards: commits apply events to a copy."""
+        return self._settled(self._load(run_id))
+
+    def _load(self, run_id: str) -> PipelineRun:
+        """The run as its log folds, orphans still streaming."""
         run_id = self.resolve(run_id)
         run = self._cached(run_id)
         if run is not None:
@@ -175,7 +193,42 @@ class Engine:
         """`load` for the event loop: the engine's copy when it is current (one small read),
         else the store is folded in a thread (a run not read yet, or an id prefix, or a run
         another process moved on)."""
-        return self._cached(run_id) or await asyncio.to_thread(self.load, run_id)
+        return self._settled(await self._fetch(run_id))
+
+    async def _fetch(self, run_id: str) -> PipelineRun:
+        return self._cached(run_id) or await asyncio.to_thread(self._load, run_id)
+
+    def _orphans(self, run: PipelineRun) -> list[AIResponse]:
+        """Responses recorded as streaming whose process is gone (killed, crashed): no
+        one will finish them. Ours are orphans only once their generation has ended."""
+        return [
+            response
+            for step in run.steps.values()
+            for response in step.ai_responses
+            if response.status == ResponseStatus.STREAMING
+            and response.response_id not in self._streams
+            and not self._owned(run.pipeline_run_id, response)
+        ]
+
+    def _owned(self, run_id: str, response: AIResponse) -> bool:
+        """Whether a live process will still finish this streaming response."""
+        if processes.alive(response.pid, response.pid_started) and response.pid == os.getpid():
+            return _claimed_here[run_id] > 0  # started here, and its generation is on
+        return processes.alive(response.pid, response.pid_started)
+
+    def _settled(self, run: PipelineRun) -> PipelineRun:
+        """The run as a reader should see it: orphans interrupted. The log says so on the
+        run's next write (`_commit_now`), so a read never writes."""
+        orphans = {r.response_id for r in self._orphans(run)}
+        if not orphans:
+            return run
+        view = _writable(run)
+        for step in view.steps.values():
+            for response in step.ai_responses:
+                if response.response_id in orphans:
+                    response.status = ResponseStatus.INTERRUPTED
+                    response.error = _orphan_reason(response)
+        return view
 
     def snapshot(self, run_id: str) -> PipelineRun:
         """A copy of the run with the text streamed so far, checkpointed or not yet."""
@@ -204,11 +257,14 @@ class Engine:
         build: Callable[[PipelineRun], Specs],
         *,
         index: bool = True,
-        facts: bool = False,
+        retry: bool = False,
+        slots: int | None = None,
     ) -> PipelineRun:
         """Commit atomically even when the caller is cancelled (say, a stream stopped by a
         pause while it records its completion): the write lands, then the cancel goes on."""
-        task = asyncio.ensure_future(self._commit_now(run_id, build, index=index, facts=facts))
+        task = asyncio.ensure_future(
+            self._commit_now(run_id, build, index=index, retry=retry, slots=slots)
+        )
         try:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
@@ -221,24 +277,29 @@ class Engine:
         build: Callable[[PipelineRun], Specs],
         *,
         index: bool = True,
-        facts: bool = False,
+        retry: bool = False,
+        slots: int | None = None,
     ) -> PipelineRun:
         """Build events from the current state, apply them, append, publish.
 
-        `build` runs under the run's lock, so events built from in-process buffers stay
-        in order. Events apply to a copy that replaces the cached run once the append
-        lands, so a refused event or a failed append changes nothing in memory either.
-        `facts` (what a stream produced, not a decision taken on a state another process
-        may have changed) are built again on the fresh log when the store says Conflict.
+        `build` sees the run as readers do (orphans interrupted) and runs under the run's
+        lock, so events built from in-process buffers stay in order; the orphans'
+        interruption is recorded first. Events apply to a copy that replaces the cached
+        run once the append lands, so a refused event or a failed append changes nothing
+        in memory either. With `retry`, `build` runs again on the fresh log when another
+        process appended first: for facts (what a stream produced) and for claims, whose
+        build checks again that the step is free. `slots`: see `Store.append`.
         """
-        attempts = CONFLICT_RETRIES if facts else 1
+        attempts = CONFLICT_RETRIES if retry else 1
         async with self._locks[run_id]:
             for attempt in range(1, attempts + 1):
-                run = await self.fetch(run_id)
+                run = await self._fetch(run_id)
                 try:
-                    specs = build(run)
+                    view = self._settled(run)
+                    specs = build(view)
                     if not specs:
-                        return run
+                        return view
+                    specs = _orphan_specs(self._orphans(run)) + specs
                     work = _writable(run)
                     events = []
                     for kind, data in specs:
@@ -250,7 +311,9 @@ class Engine:
                     raise
                 self._writing.add(run_id)
                 append = asyncio.ensure_future(
-                    asyncio.to_thread(self.store.append, work, events, run.last_seq, index=index)
+                    asyncio.to_thread(
+                        self.store.append, work, events, run.last_seq, index=index, slots=slots
+                    )
                 )
                 # Settled when the write ends, even if this coroutine is cancelled meanwhile:
                 # the callback runs before anyone awaiting the append resumes.
@@ -382,38 +445,76 @@ class Engine:
 
     # --- executing a step --------------------------------------------------------------
 
+    # --- claiming a step -----------------------------------------------------------------
+
+    def _claim(self, run: PipelineRun) -> _Claim:
+        """Check that the run is idle and a generation slot is free, and take both.
+
+        Nothing awaits between the checks and the claim, so of two requests arriving
+        together only one passes in this process. Across processes the claim is the
+        store's: the responses' start is appended on the log the build checked, with the
+        live runs counted in the same write transaction (`_launch`)."""
+        self._check_idle(run)
+        self._check_capacity(run.pipeline_run_id)
+        claim = _Claim(set())
+        return self._hold(claim, run) and claim
+
+    @contextlib.contextmanager
+    def _claimed(self, run: PipelineRun) -> Iterator[_Claim]:
+        """A claim released when the block ends, unless a generation took it over."""
+        claim = self._claim(run)
+        try:
+            yield claim
+        finally:
+            if not claim.handed:
+                self._release(claim)
+
+    def _hold(self, claim: _Claim, run: PipelineRun) -> PipelineRun:
+        """Extend a claim to the branch a change made (the generation runs there)."""
+        if run.pipeline_run_id not in claim.runs:
+            claim.runs.add(run.pipeline_run_id)
+            self._claims[run.pipeline_run_id] = claim
+            _claimed_here[run.pipeline_run_id] += 1
+        return run
+
+    def _release(self, claim: _Claim) -> None:
+        for run_id in claim.runs:
+            if self._claims.get(run_id) is claim:
+                del self._claims[run_id]
+                _claimed_here[run_id] -= 1
+                if _claimed_here[run_id] <= 0:
+                    del _claimed_here[run_id]
+
     def _check_capacity(self, run_id: str) -> None:
-        active = {s.run_id for s in self._streams.values()}
+        """Generations of this process plus live streams of the others' runs."""
         limit = self.preferences.max_concurrent_pipelines
-        if run_id not in active and len(active) >= limit:
-            raise TooManyRuns(
-                f"{len(active)} runs are already generating (max_concurrent_pipelines = {limit})",
-                hint="wait for one to finish, or raise it: writeit config set max_concurrent_pipelines N",
-            )
+        mine = {id(claim) for claim in self._claims.values()}
+        others = [
+            other
+            for other, (pid, since) in self.store.live_runs().items()
+            if other != run_id
+            and other not in self._claims
+            and processes.alive(pid, since)
+            and (pid != os.getpid() or _claimed_here[other] > 0)
+        ]
+        if len(mine) + len(others) >= limit:
+            raise TooManyRuns(len(mine) + len(others), limit)
 
     def _check_idle(self, run: PipelineRun) -> None:
-        where = f"step {run.current_step!r} of run {run.pipeline_run_id[:8]}"
-        if self.streaming(run.pipeline_run_id):
+        if run.pipeline_run_id in self._claims or self.streaming(run.pipeline_run_id):
             raise StepRunning(
-                f"{where} is still generating",
+                f"{_where(run, run.current_step)} is still generating",
                 hint="wait for its responses to finish (or pause the run)",
             )
-        pid = self.generating_elsewhere(run)
-        if pid is not None:
-            raise StepRunning(
-                f"{where} is generating in another WriteIt process (pid {pid})",
-                hint="wait for it to finish there, or pause it there",
-            )
+        _check_free(run, run.current_step)
 
     def generating_elsewhere(self, run: PipelineRun) -> int | None:
         """The pid of another live WriteIt process streaming the run's current step."""
-        for response in run.current.ai_responses:
-            if response.status == ResponseStatus.STREAMING:
-                info = self.store.response_info(response.response_id) or {}
-                pid = info.get("pid")
-                if pid and pid != os.getpid() and _alive(pid, info.get("pid_started")):
-                    return pid
-        return None
+        if run.pipeline_run_id in self._claims:
+            return None
+        return _streamer(self._settled(run), run.current_step)
+
+    # --- executing a step --------------------------------------------------------------
 
     async def execute_step(
         self,
@@ -441,16 +542,29 @@ class Engine:
         *,
         guidance: str | None = None,
         models: list[str] | None = None,
+        again: bool = True,
     ) -> PipelineRun:
-        """Ask every model of the current step for a candidate (again, if it ran before).
+        """Ask every model of the current step for a candidate (again, if it ran before,
+        unless `again` is False: then a step with candidates is refused with AlreadyRun,
+        so a repeated request cannot spend tokens twice).
 
         Returns as soon as the requests are out, with the run's streaming responses;
         watch them with `subscribe()` and wait for them with `wait()`. The run returned
         may be a new branch (see the module docstring)."""
         run = await self.fetch(run_id)
-        self._check_idle(run)
-        self._check_capacity(run.pipeline_run_id)
-        run = await self._branch_if_behind(run, run.current_step)
+        with self._claimed(run) as claim:
+            return await self._start(run, claim, guidance=guidance, models=models, again=again)
+
+    async def _start(
+        self,
+        run: PipelineRun,
+        claim: _Claim,
+        *,
+        guidance: str | None = None,
+        models: list[str] | None = None,
+        again: bool = True,
+    ) -> PipelineRun:
+        run = self._hold(claim, await self._branch_if_behind(run, run.current_step))
         run_id = run.pipeline_run_id
         step_name = run.current_step
         chosen = list(models or run.models_for(step_name))
@@ -462,8 +576,13 @@ class Engine:
         prompt = prompts.render_prompt(run, step_name, guidance or "")
 
         def build(current: PipelineRun) -> Specs:
-            specs = self._reopen_specs(current, completed_ok=False)
             step = current.steps[step_name]
+            if not again and step.ai_responses:
+                raise AlreadyRun(
+                    f"step {step_name!r} of run {run_id[:8]} has already run",
+                    hint="regenerate for new candidates; resume finishes interrupted ones",
+                )
+            specs = self._reopen_specs(current, completed_ok=False)
             if step.status == StepStatus.RUNNING:
                 specs.append((EventType.STEP_RESET, {"step": step_name}))
             attempt = step.attempt + 1 if step.ai_responses else 1
@@ -481,7 +600,7 @@ class Engine:
             )
             return specs
 
-        run, _ = await self._launch(run_id, step_name, chosen, prompt, lead=build)
+        run, _ = await self._launch(run_id, step_name, chosen, prompt, claim=claim, lead=build)
         return run
 
     async def _generate(
@@ -491,11 +610,20 @@ class Engine:
         models: list[str],
         prompt: str,
         *,
+        claim: _Claim,
         kind: str = "candidate",
         instruction: str | None = None,
     ) -> PipelineRun:
+        """Generate and wait; the caller keeps its claim until its own decision is made."""
         _, task = await self._launch(
-            run_id, step_name, models, prompt, kind=kind, instruction=instruction
+            run_id,
+            step_name,
+            models,
+            prompt,
+            claim=claim,
+            kind=kind,
+            instruction=instruction,
+            hand=False,
         )
         return await task
 
@@ -506,20 +634,29 @@ class Engine:
         models: list[str],
         prompt: str,
         *,
+        claim: _Claim,
         kind: str = "candidate",
         instruction: str | None = None,
         lead: Callable[[PipelineRun], Specs] | None = None,
+        hand: bool = True,
     ) -> tuple[PipelineRun, asyncio.Task[PipelineRun]]:
         """Ask every model at once; each streams into its own response in the background,
         its text checkpointed as it arrives. Returns once all responses have started.
         `lead` builds events committed with the responses' start (a step's start): one
-        durable write instead of two."""
+        durable write instead of two; without it, a paused or failed run is reopened.
+        With `hand`, the generation releases the claim when its streams end.
+
+        The start is the claim another process sees: it is built on a log where the step
+        streams nowhere else (checked again if another process appended first) and
+        written only if fewer than `max_concurrent_pipelines` other runs stream."""
         run = await self.fetch(run_id)
         spec = run.pipeline.step(step_name)
         options = run.pipeline.options_for(spec)
         started = [(new_id(), model) for model in models]
+        pid, since = processes.me()
 
         def build(current: PipelineRun) -> Specs:
+            _check_free(current, step_name)
             starts: Specs = [
                 (
                     EventType.RESPONSE_STARTED,
@@ -529,36 +666,32 @@ class Engine:
                         "model": model,
                         "provider": "",
                         # so another process can tell a live stream from an orphan
-                        "pid": os.getpid(),
-                        "pid_started": _started(os.getpid()),
+                        "pid": pid,
+                        "pid_started": since,
                         "kind": kind,
                         **({"instruction": instruction} if instruction else {}),
                     },
                 )
                 for response_id, model in started
             ]
-            return [*(lead(current) if lead else []), *starts]
+            return [*(lead(current) if lead else self._reopen_specs(current)), *starts]
 
-        run = await self._commit(run_id, build)
+        limit = self.preferences.max_concurrent_pipelines
+        run = await self._commit(run_id, build, retry=True, slots=limit)
         for response_id, model in started:
             self._streams[response_id] = _Stream(run_id, step_name, model)
         for response_id, model in started:
             self._streams[response_id].task = asyncio.create_task(
                 self._stream_response(run, response_id, model, prompt, options)
             )
+        ids = [response_id for response_id, _ in started]
 
         async def finish() -> PipelineRun:
-            flusher = asyncio.create_task(self._checkpoint_loop(run_id))
             try:
-                outcomes = await asyncio.gather(
-                    *(self._streams[rid].task for rid, _ in started), return_exceptions=True
-                )
+                outcomes = await self._streamed(run_id, ids)
             finally:
-                flusher.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await flusher
-                for response_id, _ in started:
-                    self._streams.pop(response_id, None)
+                if hand:
+                    self._release(claim)
             for (response_id, model), outcome in zip(started, outcomes, strict=True):
                 if isinstance(outcome, Exception):  # its end could not be stored: say so
                     log.error("response %s of %s was not recorded: %s", response_id, model, outcome)
@@ -567,8 +700,47 @@ class Engine:
             return self.load(run_id)
 
         task = asyncio.create_task(finish())
+        claim.handed = hand
         self._generations[run_id] = task
         return run, task
+
+    async def _streamed(self, run_id: str, ids: list[str]) -> list[Any]:
+        """Wait for the streams, checkpointing them; a stream stopped before its end (a
+        pause here or in another process) is recorded interrupted, its text kept."""
+        flusher = asyncio.create_task(self._checkpoint_loop(run_id))
+        try:
+            return await asyncio.gather(
+                *(self._streams[rid].task for rid in ids), return_exceptions=True
+            )
+        finally:
+            flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
+            try:
+                await self._record_stopped(run_id, ids)
+            except WriteItError as error:
+                log.error("stopped responses of run %s were not recorded: %s", run_id[:8], error)
+            finally:
+                for response_id in ids:
+                    self._streams.pop(response_id, None)
+
+    async def _record_stopped(self, run_id: str, ids: list[str]) -> None:
+        streams = {rid: self._streams[rid] for rid in ids if rid in self._streams}
+
+        def build(current: PipelineRun) -> Specs:
+            specs: Specs = []
+            for response_id, stream in streams.items():
+                _, response = current.find_response(response_id)
+                if response.status != ResponseStatus.STREAMING:
+                    continue
+                if stream.buffer:
+                    delta = {"response_id": response_id, "delta": _drain(stream)}
+                    specs.append((EventType.RESPONSE_PROGRESS, delta))
+                reason = {"response_id": response_id, "reason": stream.reason}
+                specs.append((EventType.RESPONSE_INTERRUPTED, reason))
+            return specs
+
+        await self._commit(run_id, build, retry=True)
 
     async def _after_generation(self, run_id: str, step_name: str) -> PipelineRun:
         run = await self.fetch(run_id)
@@ -592,14 +764,30 @@ class Engine:
         return run
 
     async def _checkpoint_loop(self, run_id: str) -> None:
+        """Checkpoint the run's streams; stop them when the run was paused elsewhere (the
+        checkpoint reads the store: another process's pause shows up here)."""
         while True:
             await asyncio.sleep(CHECKPOINT_SECONDS)
             try:
-                await self._checkpoint(run_id)
+                run = await self._checkpoint(run_id)
             except WriteItError as error:  # the text stays buffered for the next write
                 log.warning("checkpoint of run %s failed: %s", run_id[:8], error)
+                continue
+            if run.status == PipelineStatus.PAUSED:
+                self._stop_streams(run_id, "stopped: the run was paused in another process")
+                return
 
-    async def _checkpoint(self, run_id: str) -> None:
+    def _stop_streams(self, run_id: str, reason: str) -> list[asyncio.Task]:
+        """Cancel this process's streams of the run; their generation records them."""
+        tasks = []
+        for stream in self._streams.values():
+            if stream.run_id == run_id and stream.task and not stream.task.done():
+                stream.reason = reason
+                stream.task.cancel()
+                tasks.append(stream.task)
+        return tasks
+
+    async def _checkpoint(self, run_id: str) -> PipelineRun:
         def build(current: PipelineRun) -> Specs:
             specs: Specs = []
             for response_id, stream in self._streams.items():
@@ -612,7 +800,7 @@ class Engine:
                     )
             return specs
 
-        await self._commit(run_id, build, index=False, facts=True)
+        return await self._commit(run_id, build, index=False, retry=True)
 
     async def _stream_response(
         self,
@@ -663,7 +851,7 @@ class Engine:
                     )
                 ]
 
-            await self._commit(run_id, failed, facts=True)
+            await self._commit(run_id, failed, retry=True)
             return
         measure = functools.partial(
             quality.measure, result.text, run.primer, int(options.get("max_tokens", 0) * 0.6)
@@ -700,7 +888,7 @@ class Engine:
                 )
             ]
 
-        await self._commit(run_id, completed, facts=True)
+        await self._commit(run_id, completed, retry=True)
 
     # --- choosing ----------------------------------------------------------------------
 
@@ -777,7 +965,6 @@ class Engine:
     ) -> PipelineRun:
         """Merge candidates: with `text` as written by hand, else streamed by a model."""
         run = await self.fetch(run_id)
-        self._check_idle(run)
         step = run.current
         ids = [_response_id(step, r) for r in responses]
         sources = [step.response(i) for i in ids]
@@ -788,14 +975,23 @@ class Engine:
                 raise InvalidInput(
                     f"the {source.model_name} response is {source.status.value}; merge completed ones"
                 )
-        run = await self._branch_if_behind(run, step.step_name)
-        run_id, step_name = run.pipeline_run_id, step.step_name
-        if text is None:
+        if text is not None:
+            self._check_idle(run)
+            run = await self._branch_if_behind(run, step.step_name)
+            return await self._merged(run.pipeline_run_id, step.step_name, ids, text, instruction)
+        with self._claimed(run) as claim:
+            run = self._hold(claim, await self._branch_if_behind(run, step.step_name))
+            run_id, step_name = run.pipeline_run_id, step.step_name
             prompt = prompts.merge_prompt([s.processed_content for s in sources], instruction)
-            await self._commit(run_id, self._reopen_specs)
             merge_model = model or sources[0].model_name
             run = await self._generate(
-                run_id, step_name, [merge_model], prompt, kind="merge", instruction=instruction
+                run_id,
+                step_name,
+                [merge_model],
+                prompt,
+                claim=claim,
+                kind="merge",
+                instruction=instruction,
             )
             merged = run.steps[step_name].ai_responses[-1]
             if merged.status != ResponseStatus.COMPLETED:
@@ -804,9 +1000,18 @@ class Engine:
                     code="merge_failed",
                     run_id=run_id,  # may be a new branch: the failed merge is shown there
                 )
-            text, merge_id = merged.processed_content, merged.response_id
-        else:
-            merge_id = None
+            text = merged.processed_content
+            return await self._merged(run_id, step_name, ids, text, instruction, merged.response_id)
+
+    async def _merged(
+        self,
+        run_id: str,
+        step_name: str,
+        ids: list[str],
+        text: str,
+        instruction: str | None,
+        merge_id: str | None = None,
+    ) -> PipelineRun:
         final_text = text
 
         def build(current: PipelineRun) -> Specs:
@@ -824,16 +1029,16 @@ class Engine:
     async def judge(self, run_id: str, model: str) -> PipelineRun:
         """Ask a judge model to score the current step's completed candidates (0..1)."""
         run = await self.fetch(run_id)
-        self._check_idle(run)
         check_model(model)
         step = run.current
         completed = [r for r in step.candidates if r.status == ResponseStatus.COMPLETED]
         if not completed:
             raise InvalidAction(f"step {step.step_name!r} has no completed candidate to judge")
         prompt = prompts.judge_prompt(step.prompt, [r.processed_content for r in completed])
-        run = await self._generate(
-            run.pipeline_run_id, step.step_name, [model], prompt, kind="judge"
-        )
+        with self._claimed(run) as claim:
+            run = await self._generate(
+                run.pipeline_run_id, step.step_name, [model], prompt, claim=claim, kind="judge"
+            )
         verdict = run.steps[step.step_name].ai_responses[-1]
         if verdict.status != ResponseStatus.COMPLETED:
             raise providers.ProviderError(
@@ -864,7 +1069,6 @@ class Engine:
     ) -> PipelineRun:
         """Ask again for one failed or interrupted candidate, optionally of another model."""
         run = await self.fetch(run_id)
-        self._check_idle(run)
         step = run.current
         old = step.response(_response_id(step, response))
         if old.status == ResponseStatus.COMPLETED and model is None:
@@ -873,10 +1077,14 @@ class Engine:
             )
         if model:
             check_model(model)
-        await self._commit(run.pipeline_run_id, self._reopen_specs)
-        return await self._generate(
-            run.pipeline_run_id, step.step_name, [model or old.model_name], step.prompt
-        )
+        with self._claimed(run) as claim:
+            return await self._generate(
+                run.pipeline_run_id,
+                step.step_name,
+                [model or old.model_name],
+                step.prompt,
+                claim=claim,
+            )
 
     async def regenerate(self, run_id: str, guidance: str | None = None) -> PipelineRun:
         """New candidates for the current step; `guidance` steers them (G in the TUI)."""
@@ -1041,71 +1249,34 @@ class Engine:
     # --- pausing, resuming, completing --------------------------------------------------
 
     async def pause(self, run_id: str) -> PipelineRun:
-        """Stop any streaming (text so far is kept) and mark the run paused."""
+        """Stop any streaming (text so far is kept) and mark the run paused. A run
+        streaming in another process is paused in the log; that process stops its
+        streams at its next checkpoint."""
         run_id = self.resolve(run_id)
-        await self._interrupt(run_id)
+        if self._stop_streams(run_id, "stopped by the writer"):
+            await self.wait(run_id)  # the generation records them interrupted
         return await self._commit(
             run_id,
             lambda current: (
                 [(EventType.RUN_PAUSED, {})] if current.status == PipelineStatus.RUNNING else []
             ),
+            retry=True,
         )
-
-    async def _interrupt(self, run_id: str) -> None:
-        streams = {rid: s for rid, s in self._streams.items() if s.run_id == run_id}
-        for stream in streams.values():
-            if stream.task:
-                stream.task.cancel()
-        await asyncio.gather(*(s.task for s in streams.values() if s.task), return_exceptions=True)
-
-        def build(current: PipelineRun) -> Specs:
-            specs: Specs = []
-            for response_id, stream in streams.items():
-                _, response = current.find_response(response_id)
-                if response.status == ResponseStatus.STREAMING:
-                    if stream.buffer:
-                        specs.append(
-                            (
-                                EventType.RESPONSE_PROGRESS,
-                                {"response_id": response_id, "delta": _drain(stream)},
-                            )
-                        )
-                    specs.append(
-                        (
-                            EventType.RESPONSE_INTERRUPTED,
-                            {"response_id": response_id, "reason": "stopped by the writer"},
-                        )
-                    )
-            return specs
-
-        if streams:
-            await self._commit(run_id, build, facts=True)
 
     async def resume(self, run_id: str) -> PipelineRun:
         """Continue a paused, failed or interrupted (crashed) run where it stopped."""
         run = await self.fetch(run_id)
-        self._check_idle(run)
+        with self._claimed(run) as claim:
+            return await self._resume(run, claim)
+
+    async def _resume(self, run: PipelineRun, claim: _Claim) -> PipelineRun:
         run_id = run.pipeline_run_id
         if run.status == PipelineStatus.COMPLETED:
             return run
-        step = run.current
-        orphans = [r for r in step.ai_responses if r.status == ResponseStatus.STREAMING]
-
-        def build(current: PipelineRun) -> Specs:
-            specs = self._reopen_specs(current)
-            specs += [
-                (
-                    EventType.RESPONSE_INTERRUPTED,
-                    {"response_id": r.response_id, "reason": "the process stopped while streaming"},
-                )
-                for r in orphans
-            ]
-            return specs
-
-        run = await self._commit(run_id, build)
+        run = await self._commit(run_id, self._reopen_specs)
         step = run.current
         if step.status == StepStatus.PENDING:
-            return await self.execute_step(run_id)
+            return await self._start_and_wait(run, claim)
         if step.status != StepStatus.RUNNING:
             return run
         candidates = step.candidates
@@ -1116,11 +1287,14 @@ class Engine:
             if r.status == ResponseStatus.INTERRUPTED and r.model_name not in done
         ]
         if redo:
-            self._check_capacity(run_id)
-            return await self._generate(run_id, step.step_name, redo, step.prompt)
+            return await self._generate(run_id, step.step_name, redo, step.prompt, claim=claim)
         if candidates and all(r.status == ResponseStatus.FAILED for r in candidates):
-            return await self.execute_step(run_id)
+            return await self._start_and_wait(run, claim)
         return run
+
+    async def _start_and_wait(self, run: PipelineRun, claim: _Claim) -> PipelineRun:
+        run = await self._start(run, claim)
+        return await self.wait(run.pipeline_run_id)
 
     async def delete(self, run_id: str) -> PipelineRun:
         """Hide a run from listings; its history stays, since forks may share it."""
@@ -1169,29 +1343,42 @@ class Engine:
 # --- helpers -------------------------------------------------------------------------------
 
 
-def _started(pid: int) -> int | None:
-    """When a process started (clock ticks since boot, from /proc): with the pid, it names
-    one process, even after the pid is reused. None where there is no /proc, or for a
-    zombie (dead, not yet reaped)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat[stat.rfind(")") + 2 :].split()  # after "pid (command) "
-    return None if fields[0] in ("Z", "X") else int(fields[19])
+def _where(run: PipelineRun, step: str) -> str:
+    return f"step {step!r} of run {run.pipeline_run_id[:8]}"
 
 
-def _alive(pid: int, started: int | None) -> bool:
-    """Whether the process that recorded a stream still runs."""
-    if started is not None and Path("/proc/self/stat").exists():
-        return _started(pid) == started  # gone, a zombie, or the pid reused: not it
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # someone else's process, or no way to tell: do not take its stream
-    return True
+def _streamer(run: PipelineRun, step: str) -> int | None:
+    """The pid of the process streaming a response of the step (of a settled run, where
+    every stream left is live), else None."""
+    for response in run.steps[step].ai_responses:
+        if response.status == ResponseStatus.STREAMING:
+            return response.pid or 0
+    return None
+
+
+def _check_free(run: PipelineRun, step: str) -> None:
+    """Refuse when another live WriteIt process streams the step (a settled run)."""
+    pid = _streamer(run, step)
+    if pid is not None:
+        raise StepRunning(
+            f"{_where(run, step)} is generating in another WriteIt process (pid {pid})",
+            hint="wait for it to finish there, or pause the run (POST /api/runs/{id}/pause)",
+        )
+
+
+def _orphan_reason(response: AIResponse) -> str:
+    who = f"pid {response.pid}" if response.pid else "an older WriteIt"
+    return f"the WriteIt process streaming it ({who}) stopped; resume the run to ask again"
+
+
+def _orphan_specs(orphans: list[AIResponse]) -> Specs:
+    return [
+        (
+            EventType.RESPONSE_INTERRUPTED,
+            {"response_id": r.response_id, "reason": _orphan_reason(r)},
+        )
+        for r in orphans
+    ]
 
 
 def _writable(run: PipelineRun) -> PipelineRun:

@@ -27,3 +27,26 @@ class InvalidAction(WriteItError):
 
 class InvalidInput(WriteItError):
     """What the writer gave (inputs, a model, a response, a pick) is not usable (a 422)."""
+
+
+class Busy(InvalidAction):
+    """The action needs the run idle or a free generation slot."""
+
+
+class StepRunning(Busy):
+    """A step of this run is generating, in this process or another one."""
+
+
+class AlreadyRun(InvalidAction):
+    """The step has candidates already; asking again needs an explicit regenerate."""
+
+
+class TooManyRuns(Busy):
+    """`max_concurrent_pipelines` runs are generating already, across every process."""
+
+    def __init__(self, running: int, limit: int) -> None:
+        super().__init__(
+            f"{running} runs are already generating (max_concurrent_pipelines = {limit})",
+            "wait for one to finish, or raise it: writeit config set max_concurrent_pipelines N",
+        )
+        self.running, self.limit = running, limit

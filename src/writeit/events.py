@@ -262,6 +262,8 @@ def _response_started(run: PipelineRun, data: dict, event: Event) -> None:
             kind=data.get("kind", "candidate"),
             attempt=step.attempt,
             instruction=data.get("instruction"),
+            pid=data.get("pid"),
+            pid_started=data.get("pid_started"),
         )
     )
 

@@ -202,6 +202,8 @@ class AIResponse(BaseModel):
     kind: Literal["candidate", "merge", "judge"] = "candidate"
     attempt: int = 1
     instruction: str | None = None
+    pid: int | None = None  # the WriteIt process streaming it, while it streams
+    pid_started: int | None = Field(default=None, exclude=True)
 
     def calculate_cost(self, pricing: dict[str, dict[str, float]]) -> float:
         """Cost in USD from per-1K-token prices; also stored on the usage stats."""

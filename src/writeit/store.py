@@ -21,12 +21,21 @@ from typing import Any, TypeVar
 
 import lmdb
 
+from writeit import processes
+from writeit.errors import TooManyRuns
 from writeit.events import Event, EventType, fold
-from writeit.models import PipelineRun, PipelineStatus, UserSession, WriteItError
+from writeit.models import PipelineRun, PipelineStatus, ResponseStatus, UserSession, WriteItError
 
 SCHEMA_VERSION = 1
 DEFAULT_MAP_SIZE = 1 << 30  # grows on demand; the file stays sparse
 _COMPRESS_OVER = 400  # bytes of JSON before zlib pays for itself
+_LIVE = b"live:"  # live:{run_id} -> the process streaming the run's responses
+_STREAM_ENDS = {
+    EventType.RESPONSE_STARTED,
+    EventType.RESPONSE_COMPLETED,
+    EventType.RESPONSE_FAILED,
+    EventType.RESPONSE_INTERRUPTED,
+}
 
 T = TypeVar("T")
 
@@ -133,12 +142,16 @@ class Store:
         *,
         index: bool = True,
         extra: dict[str, Any] | None = None,
+        slots: int | None = None,
     ) -> None:
         """Append events that `run` (already folded with them) reflects.
 
         `expected_seq` is the last seq the caller saw; if the log moved on, nothing
         is written and Conflict is raised. `index=False` skips the summary and
-        indexes for pure streaming checkpoints, which change neither.
+        indexes for pure streaming checkpoints, which change neither. With `slots`, the
+        events start streams and are refused (TooManyRuns) when that many other runs
+        are streaming in live processes: write transactions are serialised across
+        processes, so the count and the claim are one step.
         """
         run_id = run.pipeline_run_id
 
@@ -158,6 +171,10 @@ class Store:
                     _encode(event.model_dump(mode="json", exclude={"run_id"})),
                     overwrite=False,
                 )
+            if slots is not None:
+                running = self._live_count(txn, exclude=run_id)
+                if running >= slots:
+                    raise TooManyRuns(running, slots)
             own_from = summary["own_from"] if summary else events[0].seq
             if summary is None or index:
                 deleted = any(e.type == EventType.RUN_DELETED for e in events) or bool(
@@ -167,10 +184,55 @@ class Store:
             else:
                 summary["last_seq"] = run.last_seq
                 txn.put(f"run:{run_id}".encode(), _encode(summary))
+            if any(e.type in _STREAM_ENDS for e in events):
+                self._track_live(txn, run, events)
             for key, value in (extra or {}).items():
                 txn.put(key.encode(), _encode(value))
 
         self._write(write)
+
+    @staticmethod
+    def _track_live(txn: lmdb.Transaction, run: PipelineRun, events: list[Event]) -> None:
+        """Keep `live:{run}` while the run has a streaming response: what every process
+        counts against `max_concurrent_pipelines` (a dead process's entry counts for
+        nothing and goes on the run's next write)."""
+        key = _LIVE + run.pipeline_run_id.encode()
+        streaming = any(
+            r.status == ResponseStatus.STREAMING for s in run.steps.values() for r in s.ai_responses
+        )
+        if not streaming:
+            txn.delete(key)
+            return
+        starts = [e for e in events if e.type == EventType.RESPONSE_STARTED and "pid" in e.data]
+        if starts:
+            data = starts[-1].data
+            txn.put(key, _encode({"pid": data["pid"], "pid_started": data.get("pid_started")}))
+
+    @staticmethod
+    def _live_count(txn: lmdb.Transaction, exclude: str = "") -> int:
+        return sum(
+            run_id != exclude and processes.alive(pid, since)
+            for run_id, (pid, since) in Store._live_entries(txn).items()
+        )
+
+    @staticmethod
+    def _live_entries(txn: lmdb.Transaction) -> dict[str, tuple[int, int | None]]:
+        cursor = txn.cursor()
+        found: dict[str, tuple[int, int | None]] = {}
+        if not cursor.set_range(_LIVE):
+            return found
+        for key, value in cursor:
+            if not key.startswith(_LIVE):
+                break
+            data = _decode(value)
+            found[key[len(_LIVE) :].decode()] = (data["pid"], data.get("pid_started"))
+        return found
+
+    def live_runs(self) -> dict[str, tuple[int, int | None]]:
+        """Runs with streams recorded as live, and the process (pid, start) of each;
+        whether that process still runs is for the caller to ask."""
+        with self.env.begin() as txn:
+            return self._live_entries(txn)
 
     def _index(
         self,

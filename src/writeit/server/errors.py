@@ -18,7 +18,14 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
-from writeit.errors import InvalidAction, InvalidInput, InvalidTransition, WriteItError
+from writeit.errors import (
+    InvalidAction,
+    InvalidInput,
+    InvalidTransition,
+    StepRunning,
+    TooManyRuns,
+    WriteItError,
+)
 
 log = logging.getLogger("writeit.server")
 
@@ -95,7 +102,6 @@ def error_response(
 def classify(error: WriteItError) -> tuple[int, str]:
     """HTTP status and stable code for an engine, store or config error."""
     from writeit.config import ConfigError
-    from writeit.engine import StepRunning, TooManyRuns
     from writeit.events import CorruptHistory
     from writeit.providers import ProviderError
     from writeit.store import Conflict, StoreError, UnknownRun

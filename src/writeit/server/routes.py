@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPBearer
 
 from writeit import config, export, providers
+from writeit.errors import AlreadyRun
 from writeit.models import PipelineRun, PipelineStatus, StepStatus, WriteItError
 from writeit.providers import ProviderError
 from writeit.server import bodies
@@ -244,20 +245,23 @@ async def execute(
             "execute the current step, or rewind to this one first",
             code="not_current_step",
         )
+    if body.models:
+        await check_models(set(body.models))
+    if body.feedback is not None:
+        run = await feedback_on_previous(state, run, body.feedback)
     again = body.regenerate or body.guide is not None
-    if run.current.status != StepStatus.PENDING and not again and not engine.streaming(full):
+    try:
+        with plain_as(InvalidState):
+            run = await engine.start_step(
+                run.pipeline_run_id, guidance=body.guide, models=body.models, again=again
+            )
+    except AlreadyRun as error:
         raise InvalidState(
             f"step {step!r} has already run",
             "pass regenerate: true (or guide) for new candidates; "
             f"POST /api/runs/{full}/resume finishes interrupted ones",
             code="already_executed",
-        )
-    if body.models:
-        await check_models(set(body.models))
-    if body.feedback is not None:
-        run = await feedback_on_previous(state, run, body.feedback)
-    with plain_as(InvalidState):
-        run = await engine.start_step(run.pipeline_run_id, guidance=body.guide, models=body.models)
+        ) from error
     return run_json(engine, run, branched_from=full)
 
 
