@@ -195,6 +195,55 @@ def test_fork_tree_and_export_from_the_cli(isolated_env, tmp_path):
     assert "Appendix" not in text
 
 
+def test_export_never_overwrites_without_force(isolated_env, tmp_path):
+    run_id = json.loads(
+        writeit(
+            "run",
+            "tech-article",
+            "-i",
+            "source_material=notes",
+            "-m",
+            "scripted-a",
+            "--headless",
+            "--json",
+        ).stdout
+    )["run_id"]
+    out = tmp_path / "article.md"
+    out.write_text("the writer's edits")
+    refused = writeit("export", run_id[:8], "--out", str(out), check=False)
+    assert refused.returncode == 1
+    assert f"{out} already exists" in refused.stderr and "--force" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert out.read_text() == "the writer's edits"
+    writeit("export", run_id[:8], "--out", str(out), "--force")
+    assert out.read_text().startswith(f"---\nrun_id: {run_id}")
+
+    exports = isolated_env.writeit_home / "workspaces" / "default" / "exports"
+    before = set(exports.iterdir()) if exports.exists() else set()
+    for _ in range(2):  # the default name is never reused
+        writeit("export", run_id[:8], "--format", "json")
+    first, second = sorted(set(exports.iterdir()) - before, key=lambda p: len(p.name))
+    assert second.name == first.stem + "-2.json"
+    assert json.loads(first.read_text()) == json.loads(second.read_text())
+
+    again = writeit(
+        "run",
+        "tech-article",
+        "-i",
+        "source_material=notes",
+        "-m",
+        "scripted-a",
+        "--headless",
+        "--export",
+        "md",
+        "--out",
+        str(out),
+        check=False,
+    )
+    assert again.returncode == 1 and "already exists" in again.stderr
+    assert len(store_of(isolated_env.writeit_home).recent()) == 1  # refused before running
+
+
 def test_user_mistakes_get_a_message_and_a_hint_not_a_traceback():
     cases = [
         (("run", "no-such-pipeline", "--headless"), "unknown pipeline"),

@@ -383,6 +383,69 @@ def test_export_paths_cannot_leave_the_exports_folder(server, client, source, tm
     assert inside.status_code == 200 and (exports / "a" / "b.yaml").is_file()
 
 
+def export_to(client: httpx.Client, run_id: str, path: str | None, **body) -> httpx.Response:
+    return client.post(
+        f"/api/runs/{run_id}/export", json={"format": "md", "save": True, "path": path} | body
+    )
+
+
+def test_an_export_never_follows_a_symlink_planted_at_its_temporary_name(
+    server, client, source, tmp_path
+):
+    run_id = start_run(client, source)
+    exports = server.app.state.writeit.workspace.exports
+    exports.mkdir(parents=True, exist_ok=True)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    (exports / "note.md.tmp").symlink_to(victim)  # the name the old code wrote through
+    saved = export_to(client, run_id, "note.md")
+    assert saved.status_code == 200, saved.text
+    note = exports / "note.md"
+    assert victim.read_text() == "precious"
+    assert not note.is_symlink() and note.read_text().startswith(f"---\nrun_id: {run_id}")
+    assert (exports / "note.md.tmp").readlink() == victim  # left as it was
+    assert sorted(p.name for p in exports.iterdir()) == ["note.md", "note.md.tmp"]
+
+
+def test_names_the_file_system_refuses_are_400_with_the_reason(server, client, source):
+    run_id = start_run(client, source)
+    exports = server.app.state.writeit.workspace.exports
+    assert export_to(client, run_id, "ok.md").status_code == 200
+    for path, reason in (
+        ("x" * 256 + ".md", "longer than 255 bytes (ENAMETOOLONG)"),
+        ("é" * 128, "longer than 255 bytes (ENAMETOOLONG)"),
+        ("ok.md/child.md", "should be a folder is a file (ENOTDIR)"),
+    ):
+        refused = export_to(client, run_id, path)
+        error = error_of(refused, 400)
+        assert error["code"] == "bad_path" and reason in error["message"], error
+        assert path in error["message"] and error["hint"]
+    assert sorted(p.name for p in exports.iterdir()) == ["ok.md"]
+    assert client.get(f"/api/runs/{run_id}").status_code == 200  # the connection lives on
+
+
+def test_an_existing_export_is_409_unless_overwrite_and_default_names_stay_unique(
+    server, client, source
+):
+    run_id = start_run(client, source)
+    exports = server.app.state.writeit.workspace.exports
+    first = export_to(client, run_id, "twice.md")
+    assert first.status_code == 200
+    edited = exports / "twice.md"
+    edited.write_text("the writer's edits")
+    again = export_to(client, run_id, "twice.md")
+    error = error_of(again, 409)
+    assert error["code"] == "export_exists" and "twice.md" in error["message"]
+    assert "overwrite" in error["hint"]
+    assert edited.read_text() == "the writer's edits"
+    replaced = export_to(client, run_id, "twice.md", overwrite=True)
+    assert replaced.status_code == 200 and edited.read_text().startswith("---\nrun_id:")
+
+    paths = [Path(export_to(client, run_id, None, format="json").json()["path"]) for _ in "ab"]
+    assert paths[1] == paths[0].with_name(paths[0].stem + "-2.json")
+    assert all(json.loads(p.read_text())["metadata"]["run_id"] == run_id for p in paths)
+
+
 # --- refusals ------------------------------------------------------------------------------
 
 
@@ -455,6 +518,20 @@ def test_unknown_runs_steps_and_pipelines_are_404(server, client, source):
     assert client.get("/api/runs").json()["runs"] == []
 
 
+def test_run_id_prefixes_need_four_characters_over_rest_and_websocket(server, client, source):
+    run_id = start_run(client, source)
+    for short in (run_id[:1], run_id[:3]):
+        assert error_of(client.get(f"/api/runs/{short}"), 422)["code"] == "invalid_request"
+        with pytest.raises(InvalidStatus) as refused:
+            watch(server, short)
+        assert refused.value.response.status_code == 422
+        error = json.loads(refused.value.response.body)["error"]
+        assert error["code"] == "invalid_request" and "at least 4 characters" in error["message"]
+    assert client.get(f"/api/runs/{run_id[:4]}").json()["pipeline_run_id"] == run_id
+    with watch(server, run_id[:4]) as ws:
+        assert receive(ws)["run"]["pipeline_run_id"] == run_id
+
+
 def test_oversize_bodies_are_413(client, server):
     big = {"pipeline": "tech-article", "inputs": {"source_material": "x" * (2 << 20)}}
     assert error_of(client.post("/api/runs", json=big), 413)["code"] == "body_too_large"
@@ -515,6 +592,18 @@ def test_bad_bodies_are_422_and_bad_json_400(server, client, source):
     error_of(client.get(f"/api/runs/{run_id}", params={"at": 0}), 422)
     assert "no event 99" in error_of(client.get(f"/api/runs/{run_id}?at=99"), 422)["message"]
     error_of(client.get("/api/runs", params={"status": "sleeping"}), 422)
+    export_path = f"/api/runs/{run_id}/export"
+    for path, body in (  # booleans and numbers are strict: no 0 for false, no "1" for 1
+        (export_path, {"format": "md", "save": 0}),
+        (export_path, {"format": "md", "include_history": "yes"}),
+        (export_path, {"format": "md", "path": "strict.md", "overwrite": 1}),
+        (f"/api/runs/{run_id}/steps/angles/execute", {"regenerate": 1}),
+        (f"/api/runs/{run_id}/select", {"index": "0"}),
+        (f"/api/runs/{run_id}/select", {"index": True}),
+        (f"/api/runs/{run_id}/merge", {"response_ids": [0, 1.0], "text": "x"}),
+    ):
+        assert error_of(client.post(path, json=body), 422)["code"] == "invalid_request", body
+    assert list(server.app.state.writeit.workspace.exports.iterdir()) == []
     malformed = client.post(
         "/api/runs", content=b'{"pipeline": ', headers={"Content-Type": "application/json"}
     )

@@ -241,6 +241,41 @@ def tree_nodes(node):
         yield from tree_nodes(child)
 
 
+async def test_the_export_dialog_keeps_an_existing_file_unless_told_to_overwrite(
+    engine, scripted, tmp_path
+):
+    target = tmp_path / "article.md"
+    target.write_text("the writer's edits")
+    app = WriteItApp(engine=engine)
+    async with app.run_test(size=SIZE) as pilot:
+        run_id = await open_new_run(pilot, engine)
+        await until(pilot, lambda: candidates_shown(app), "candidates")
+        await pilot.press("e")
+        await until(pilot, lambda: isinstance(app.screen, ExportDialog), "export dialog")
+        dialog = app.screen
+        await until(pilot, lambda: dialog.run is not None, "the dialog to load")
+        note, overwrite = dialog.query_one("#path-exists"), dialog.query_one("#overwrite")
+        assert not note.display and not overwrite.display  # the default name is free
+        dialog.query_one("#path").value = str(target)
+        await until(pilot, lambda: note.display, "the note that the file exists")
+        assert "saves as article-2.md" in str(note.render()) and overwrite.display
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: dialog.saved is not None, "the export")
+        assert dialog.saved == tmp_path / "article-2.md"
+        assert target.read_text() == "the writer's edits"
+        assert dialog.saved.read_text().startswith(f"---\nrun_id: {run_id}")
+        assert "article-2.md" in str(dialog.query_one("#export-result").render())
+
+        await pilot.press("shift+tab", "shift+tab")  # from Close back to the checkbox
+        assert overwrite.has_focus
+        await pilot.press("space")
+        assert overwrite.value and "will be replaced" in str(note.render())
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: dialog.saved == target, "the overwrite")
+        assert target.read_text() == (tmp_path / "article-2.md").read_text()
+        await pilot.press("escape")
+
+
 # --- streaming, errors, quitting -------------------------------------------------------------
 
 

@@ -395,6 +395,7 @@ def run(
     if not headless:
         _open_tui(workspace, pipeline=pipeline, inputs=values, style=style, models=model or [])
         return
+    _refuse_existing_out(export, out)
     engine = _engine(workspace)
     step_models = _announce_models(engine, pipeline, model or [], quiet=as_json)
 
@@ -526,8 +527,10 @@ def _finish(engine, run_state, export: str | None, out: Path | None, as_json: bo
 
 
 def _export(
-    engine, run_state, fmt: str, out: Path | None, include_history: bool
+    engine, run_state, fmt: str, out: Path | None, include_history: bool, force: bool = False
 ) -> tuple[Path, int]:
+    """Write the export: --out is refused if it exists (unless --force); a default name
+    that is taken gets -2, -3… so an earlier export, maybe edited since, is never lost."""
     from writeit import export as exporter
 
     text = exporter.render(
@@ -536,8 +539,26 @@ def _export(
         include_history=include_history,
         branches=len(engine.store.children(run_state.pipeline_run_id)),
     )
-    path = out or exporter.default_path(engine.workspace.exports, run_state, fmt)
-    return path, exporter.write(text, path)
+    if out is None:
+        path = exporter.default_path(engine.workspace.exports, run_state, fmt)
+        if_exists: exporter.IfExists = "rename"
+    else:
+        path, if_exists = out, "overwrite" if force else "refuse"
+    try:
+        saved = exporter.save(text, path, if_exists=if_exists)
+    except exporter.ExportExists as error:
+        error.hint = "add --force to overwrite it, or choose another --out"
+        raise
+    return saved.path, saved.bytes
+
+
+def _refuse_existing_out(export: str | None, out: Path | None) -> None:
+    """Before a headless run spends tokens: its export at the end would be refused."""
+    if export and out is not None and (out.exists() or out.is_symlink()):
+        raise WriteItError(
+            f"--out {out} already exists",
+            hint="choose another --out, or export afterwards: writeit export RUN --out PATH --force",
+        )
 
 
 RUN_COLUMNS = ("Run", "Pipeline", "Status", "Step", "Updated", "Cost")
@@ -687,6 +708,7 @@ def resume(
     if not headless:
         _open_tui(workspace, run_id=full_id)
         return
+    _refuse_existing_out(export, out)
     from writeit.models import PipelineStatus
 
     if engine.load(full_id).status == PipelineStatus.COMPLETED and not as_json:
@@ -731,12 +753,19 @@ def export_cmd(
     no_history: Annotated[
         bool, typer.Option("--no-history", help="Only the article and its metadata.")
     ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite the --out file if it exists.")
+    ] = False,
     workspace: WorkspaceOpt = None,
 ) -> None:
-    """Export a run's article with its metadata and full history."""
+    """Export a run's article with its metadata and full history.
+
+    An existing --out file is never replaced without --force; the default name gets
+    -2, -3… when it is taken.
+    """
     engine = _engine(workspace)
     state = engine.load(engine.resolve(run_id))
-    path, size = _export(engine, state, fmt, out, include_history=not no_history)
+    path, size = _export(engine, state, fmt, out, include_history=not no_history, force=force)
     console.print(f"Exported to [bold]{path}[/] ({size} bytes)")
 
 

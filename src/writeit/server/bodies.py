@@ -1,17 +1,33 @@
-"""Request bodies: every string bounded, unknown fields refused (a typo is a 422)."""
+"""Request bodies: every string bounded, unknown fields refused (a typo is a 422).
+
+Booleans and numbers are strict: ``"save": 0`` or ``"index": "1"`` is a 422, not a guess
+at what the client meant.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StringConstraints,
+    model_validator,
+)
 
 Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")]
 StepName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
 InputName = StepName
 ModelName = Annotated[str, StringConstraints(pattern=r"^[^\s\x00-\x1f\x7f]{1,200}$")]
-ResponseId = Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F-]{4,36}$")]
-ResponseRef = ResponseId | Annotated[int, Field(ge=0, le=63)]
+ID_PATTERN = r"^[0-9a-fA-F-]{4,36}$"
+"""A run or response id, or an unambiguous prefix of at least 4 characters: one rule for
+the REST paths, the WebSocket and bodies (shorter prefixes match too much to be safe)."""
+RunIdText = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+ResponseId = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
+ResponseRef = ResponseId | Annotated[StrictInt, Field(ge=0, le=63)]
 InputText = Annotated[str, StringConstraints(max_length=200_000)]
 Feedback = Annotated[str, StringConstraints(max_length=20_000)]
 Instruction = Annotated[str, StringConstraints(max_length=5_000)]
@@ -48,7 +64,7 @@ class Execute(Body):
         "receives; only before the step has run (afterwards it would rewrite history: "
         "rewind and select again with feedback, which branches).",
     )
-    regenerate: bool = Field(
+    regenerate: StrictBool = Field(
         default=False, description="Ask again although the step already has candidates."
     )
     guide: Instruction | None = Field(
@@ -61,7 +77,7 @@ class Select(Body):
     response_id: ResponseId | None = Field(
         default=None, description="A response id (or unambiguous prefix) of the current step."
     )
-    index: int | None = Field(
+    index: StrictInt | None = Field(
         default=None, ge=0, le=63, description="0-based index into the latest candidates."
     )
     feedback: Feedback | None = Field(
@@ -116,10 +132,15 @@ class Retry(Body):
 
 class Export(Body):
     format: Literal["md", "yaml", "json"] = "md"
-    include_history: bool = True
-    save: bool = Field(default=False, description="Write it into the workspace's exports.")
+    include_history: StrictBool = True
+    save: StrictBool = Field(default=False, description="Write it into the workspace's exports.")
     path: Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f\x7f]{1,1024}$")] | None = Field(
         default=None,
         description="Where to save, relative to the exports folder (implies save). "
         "Anything resolving outside it is refused.",
+    )
+    overwrite: StrictBool = Field(
+        default=False,
+        description="Replace the file at `path` if it exists; without it an existing file "
+        "is a 409 `export_exists`. Default names never replace: a taken one gets -2, -3…",
     )

@@ -74,10 +74,12 @@ class ErrorBody(BaseModel):
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": description}
     for status, description in {
-        400: "Bad request (malformed JSON, Host refused, path outside the exports folder)",
+        400: "Bad request (malformed JSON, Host refused, an export path outside the exports "
+        "folder or one the file system refuses)",
         401: "Missing or wrong bearer token",
         404: "Unknown run, step, pipeline or response",
-        409: "The run's state forbids this now (a step is streaming, a forbidden transition)",
+        409: "The run's state forbids this now (a step is streaming, a forbidden transition), "
+        "or the export file exists (code export_exists)",
         413: "Body larger than the limit",
         422: "Body or parameters invalid",
     }.items()
@@ -103,11 +105,16 @@ def classify(error: WriteItError) -> tuple[int, str]:
     """HTTP status and stable code for an engine, store or config error."""
     from writeit.config import ConfigError
     from writeit.events import CorruptHistory
+    from writeit.export import ExportError, ExportExists
     from writeit.providers import ProviderError
     from writeit.store import Conflict, StoreError, UnknownRun
 
     if isinstance(error, ApiError):
         return error.status, error.code
+    if isinstance(error, ExportExists):
+        return 409, error.code
+    if isinstance(error, ExportError):
+        return 400, error.code
     if isinstance(error, UnknownRun):
         return 404, "unknown_run"
     if isinstance(error, TooManyRuns):

@@ -9,7 +9,6 @@ the run the engine returned, which is a new run id when the change branched.
 from __future__ import annotations
 
 import asyncio
-import errno
 from dataclasses import asdict
 from pathlib import Path as FilePath
 from typing import Annotated, Any
@@ -20,7 +19,7 @@ from fastapi.security import HTTPBearer
 
 from writeit import config, export, providers
 from writeit.errors import AlreadyRun
-from writeit.models import PipelineRun, PipelineStatus, StepStatus, WriteItError
+from writeit.models import PipelineRun, PipelineStatus, StepStatus
 from writeit.providers import ProviderError
 from writeit.server import bodies
 from writeit.server.errors import (
@@ -50,13 +49,13 @@ State = Annotated[ServerState, Depends(request_state)]
 RunId = Annotated[
     str,
     Path(
-        pattern=r"^[0-9a-fA-F-]{4,36}$",
+        pattern=bodies.ID_PATTERN,
         description="A run id, or an unambiguous prefix of at least 4 characters.",
     ),
 ]
 StepPath = Annotated[str, Path(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
 NamePath = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")]
-ResponsePath = Annotated[str, Path(pattern=r"^[0-9a-fA-F-]{4,36}$")]
+ResponsePath = Annotated[str, Path(pattern=bodies.ID_PATTERN)]
 Json = dict[str, Any]
 STARTED = {202: {"description": "Models are generating: watch /api/runs/{id}/stream"}}
 
@@ -443,19 +442,15 @@ async def export_run(run_id: RunId, body: bodies.Export, state: State) -> Json:
     )
     if not (body.save or body.path):
         return {"format": body.format, "content": text}
-    exports = state.workspace.exports
-    target = (
-        export.default_path(exports.resolve(), run, body.format)
-        if body.path is None
-        else export_target(exports, body.path)
-    )
-    try:
-        size = await asyncio.to_thread(export.write, text, target)
-    except OSError as error:
-        if error.errno not in (errno.ENAMETOOLONG, errno.EISDIR, errno.ENOTDIR, errno.EINVAL):
-            raise
-        raise ApiError(f"cannot write {body.path}: {error.strerror}", code="bad_path") from error
-    return {"format": body.format, "path": str(target), "bytes": size}
+    exports = state.workspace.exports.resolve()
+    if_exists: export.IfExists
+    if body.path is None:  # a default name is never reused: a taken one gets -2, -3…
+        target, if_exists = export.default_path(exports, run, body.format), "rename"
+    else:
+        target = export_target(exports, body.path)
+        if_exists = "overwrite" if body.overwrite else "refuse"
+    saved = await asyncio.to_thread(export.save, text, target, if_exists=if_exists, within=exports)
+    return {"format": body.format, "path": str(saved.path), "bytes": saved.bytes}
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -541,15 +536,14 @@ def _check_step(run: PipelineRun, step: str) -> None:
 
 
 def export_target(exports: FilePath, raw: str) -> FilePath:
-    """Where to save an export: inside the exports folder, or refused (nothing written)."""
-    try:
-        target = export.inside(exports, FilePath(raw))
-    except WriteItError as error:
-        raise ApiError(message_of(error), error.hint, code="path_outside_exports") from error
-    if target == exports.resolve() or target.is_dir():
+    """Where to save an export: inside the exports folder, or refused (nothing written).
+
+    Only the early, clear refusals; export.save checks the rest (a folder or a symlink at
+    the target, a file where a folder should be, names too long) while it writes.
+    """
+    target = export.inside(exports, FilePath(raw))
+    if target == exports.resolve():
         raise ApiError(f"{raw} is a folder", "name a file inside it", code="bad_path")
-    if any(len(part.encode()) > 255 for part in target.parts):
-        raise ApiError(f"a name in {raw} is too long", code="bad_path")
     return target
 
 

@@ -25,13 +25,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 from typing import Any
 
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from writeit.models import WriteItError
-from writeit.server.errors import classify, error_response, message_of
+from writeit.server import bodies
+from writeit.server.errors import Unprocessable, classify, error_response, message_of
 from writeit.server.state import ServerState, get_state, snapshot_json
 from writeit.updates import Subscription, Update
 
@@ -45,7 +47,7 @@ async def stream_run(websocket: WebSocket, run_id: str) -> None:
     # Host and token were checked by the Guard before the handshake reached us.
     state = get_state(websocket)
     try:
-        run_id = state.run_id(run_id)
+        run_id = state.run_id(checked_run_id(run_id))
     except WriteItError as error:
         status, code = classify(error)
         response = error_response(status, code, message_of(error), error.hint)
@@ -56,6 +58,20 @@ async def stream_run(websocket: WebSocket, run_id: str) -> None:
         return
     await websocket.accept()
     await Watcher(state, websocket, run_id).run()
+
+
+def checked_run_id(given: str) -> str:
+    """The REST paths' rule for run ids (bodies.ID_PATTERN), for the WebSocket's path.
+
+    A WebSocket route's path pattern would only close the socket; this refuses the
+    handshake with the same 422 a REST route gives.
+    """
+    if not re.fullmatch(bodies.ID_PATTERN, given):
+        raise Unprocessable(
+            f"run id {given!r} is not a run id or a prefix of at least 4 characters",
+            "use an id from GET /api/runs",
+        )
+    return given
 
 
 class Watcher:

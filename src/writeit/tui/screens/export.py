@@ -1,9 +1,15 @@
 """The export dialog: format, history or not, a path (default in the workspace's exports
-folder), then a confirmation with the saved path and size."""
+folder), then a confirmation with the saved path and size.
+
+When the path names an existing file the dialog says so: saving then picks a new name
+(name-2…) unless the writer ticks "Overwrite it", so an export is never lost by accident.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 from pathlib import Path
 
 from rich.text import Text
@@ -21,14 +27,16 @@ from writeit.tui import keys
 FORMATS = {"md": "Markdown", "yaml": "YAML", "json": "JSON"}
 
 
-def _write(engine, run: PipelineRun, fmt_name: str, history: bool, path: Path) -> int:
+def _write(
+    engine, run: PipelineRun, fmt_name: str, history: bool, path: Path, overwrite: bool
+) -> export.Saved:
     text = export.render(
         run,
         fmt_name,
         include_history=history,
         branches=len(engine.store.children(run.pipeline_run_id)),
     )
-    return export.write(text, path)
+    return export.save(text, path, if_exists="overwrite" if overwrite else "rename")
 
 
 class ExportDialog(ModalScreen[Path | None]):
@@ -55,6 +63,11 @@ class ExportDialog(ModalScreen[Path | None]):
             yield Checkbox("Include the history of every step", True, id="history", compact=True)
             yield Label("Save to", classes="field-label")
             yield Input("", id="path", compact=True)
+            exists_note = Static("", id="path-exists", classes="hint")
+            overwrite = Checkbox("Overwrite it", False, id="overwrite", compact=True)
+            exists_note.display = overwrite.display = False  # shown when the file exists
+            yield exists_note
+            yield overwrite
             yield Static("", id="export-result")
             with Horizontal(classes="buttons"):
                 yield Button("Export (Ctrl+S)", variant="primary", id="save", compact=True)
@@ -80,6 +93,7 @@ class ExportDialog(ModalScreen[Path | None]):
         )
         self.query_one("#export-note", Static).update(note)
         self._set_default_path()
+        self._show_existing()
         self.query_one("#save", Button).focus()
 
     def _set_default_path(self) -> None:
@@ -98,6 +112,32 @@ class ExportDialog(ModalScreen[Path | None]):
         if self.run is not None:
             self._set_default_path()
 
+    def _target(self) -> Path | None:
+        raw = self.query_one("#path", Input).value.strip()
+        if not raw:
+            return None
+        path = Path(raw)
+        with contextlib.suppress(RuntimeError):  # ~someone who does not exist: kept as typed
+            path = path.expanduser()
+        return path if path.is_absolute() else self.app.engine.workspace.exports / path
+
+    @on(Input.Changed, "#path")
+    @on(Checkbox.Changed, "#overwrite")
+    def _show_existing(self) -> None:
+        """Say when the target exists and what Ctrl+S will do about it."""
+        path = self._target()
+        exists = path is not None and os.path.lexists(path) and not path.is_dir()
+        note = self.query_one("#path-exists", Static)
+        overwrite = self.query_one("#overwrite", Checkbox)
+        note.display = overwrite.display = exists
+        if not exists or path is None:
+            return
+        if overwrite.value:
+            note.update(Text(f"{path.name} exists and will be replaced.", "yellow"))
+        else:
+            new = export.next_free(path).name
+            note.update(Text(f"{path.name} exists: it is kept and this export saves as {new}."))
+
     @on(Input.Submitted, "#path")
     def _path_submitted(self) -> None:
         self.action_save_export()
@@ -113,35 +153,32 @@ class ExportDialog(ModalScreen[Path | None]):
     def action_save_export(self) -> None:
         if self.run is None:
             return
-        raw = self.query_one("#path", Input).value.strip()
-        if not raw:
+        path = self._target()
+        if path is None:
             self.query_one("#export-result", Static).update(Text("Give a path to save to.", "red"))
             return
-        path = Path(raw).expanduser()
-        if not path.is_absolute():
-            path = self.app.engine.workspace.exports / path
         history = self.query_one("#history", Checkbox).value
+        overwrite = self.query_one("#overwrite", Checkbox).value
 
         async def save() -> None:
             result = self.query_one("#export-result", Static)
             try:
-                size = await asyncio.to_thread(
-                    _write, self.app.engine, self.run, self.format, history, path
+                saved = await asyncio.to_thread(
+                    _write, self.app.engine, self.run, self.format, history, path, overwrite
                 )
-            except OSError as error:
-                result.update(Text(f"Could not write {path}: {error.strerror or error}", "red"))
-                return
             except Exception as error:
                 result.update(Text(str(error), "red"))
                 return
-            self.saved = path
+            where, size = saved.path, saved.bytes
+            self.saved = where
+            self._show_existing()
             message = Text()
             message.append("✓ Saved ", "bold green")
             message.append(f"{FORMATS[self.format]} to\n")
-            message.append(fmt.path(path), "bold")
+            message.append(fmt.path(where), "bold")
             message.append(f"\n{fmt.size(size)}")
             result.update(message)
-            self.app.say(f"Exported to {fmt.path(path)} ({fmt.size(size)})", title="Export")
+            self.app.say(f"Exported to {fmt.path(where)} ({fmt.size(size)})", title="Export")
             self.query_one("#close", Button).focus()
 
         self.run_worker(save(), group="export", exit_on_error=False)
