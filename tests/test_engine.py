@@ -243,17 +243,28 @@ async def test_skip_a_skippable_step(engine, source, scripted):
         await engine.skip(other.pipeline_run_id)
 
 
-async def test_selecting_while_streaming_is_refused(engine, source, scripted):
+async def test_choosing_a_finished_candidate_stops_the_others(engine, source, scripted):
     gate = scripted.Gate(after_chunks=1)
     scripted.script("scripted-a", gate=gate)
     run = await start(engine, source)
-    task = asyncio.create_task(engine.execute_step(run.pipeline_run_id))
+    run_id = run.pipeline_run_id
+    watcher = engine.subscribe(run_id)
+    task = asyncio.create_task(engine.execute_step(run_id))
     await gate.wait_reached()
-    with pytest.raises(Busy, match="still generating"):
-        await engine.select(run.pipeline_run_id, 1)
+    with pytest.raises(WriteItError, match="scripted-a response is streaming"):
+        await engine.select(run_id, 0)
+    async for update in watcher:  # b finishes while a is held at the gate
+        if update.kind == "response_done" and update.data["model"] == "scripted-b":
+            break
+    run = await engine.select(run_id, 1)
+    await task
+    angles = run.steps["angles"]
+    assert angles.status == StepStatus.COMPLETED and angles.user_selection == 1
+    stopped = angles.candidates[0]
+    assert stopped.status == ResponseStatus.INTERRUPTED and stopped.raw_output
+    assert "chose another candidate" in stopped.error
+    assert not engine.streaming(run_id) and engine.store.live_runs() == {}
     gate.release()
-    run = await task
-    assert run.steps["angles"].candidates[0].status == ResponseStatus.COMPLETED
 
 
 async def test_pause_mid_stream_keeps_the_text_and_resume_finishes(engine, source, scripted):
@@ -276,9 +287,14 @@ async def test_pause_mid_stream_keeps_the_text_and_resume_finishes(engine, sourc
     scripted.reset()
     run = await engine.resume(run_id)
     assert run.status == PipelineStatus.RUNNING
-    final = run.steps["angles"].candidates
-    assert [r.model_name for r in final] == ["scripted-a", "scripted-b", "scripted-a"]
-    assert final[2].status == ResponseStatus.COMPLETED
+    final = run.steps["angles"].candidates  # the new a takes the stopped one's place
+    assert [(r.model_name, r.status) for r in final] == [
+        ("scripted-a", ResponseStatus.COMPLETED),
+        ("scripted-b", ResponseStatus.COMPLETED),
+    ]
+    assert final[0].replaces == a.response_id
+    history = run.steps["angles"].ai_responses  # the stopped one stays in the run
+    assert [r.response_id for r in history] == [a.response_id, b.response_id, final[0].response_id]
     assert [c["model_id"] for c in scripted.calls] == ["scripted-a"]  # b was not asked again
 
 

@@ -239,6 +239,15 @@ class Engine:
                 response.raw_output += "".join(stream.buffer)
         return run
 
+    async def save_draft(self, run_id: str, name: str, text: str) -> None:
+        """Keep text the writer is typing (say `feedback:outline`) until it is given;
+        empty text drops it. Drafts live beside the run, never in its history."""
+        await asyncio.to_thread(self.store.save_draft, self.resolve(run_id), name, text)
+
+    def drafts(self, run_id: str) -> dict[str, str]:
+        """The run's unsent drafts by name."""
+        return self.store.drafts(self.resolve(run_id))
+
     def streaming(self, run_id: str | None = None) -> list[str]:
         """Ids of the responses streaming now: of one run, or of every run."""
         return [rid for rid, s in self._streams.items() if run_id in (None, s.run_id)]
@@ -600,7 +609,9 @@ class Engine:
             )
             return specs
 
-        run, _ = await self._launch(run_id, step_name, chosen, prompt, claim=claim, lead=build)
+        run, _ = await self._launch(
+            run_id, step_name, chosen, prompt, claim=claim, lead=build, instruction=guidance
+        )
         return run
 
     async def _generate(
@@ -613,6 +624,7 @@ class Engine:
         claim: _Claim,
         kind: str = "candidate",
         instruction: str | None = None,
+        replaces: list[str] | None = None,
     ) -> PipelineRun:
         """Generate and wait; the caller keeps its claim until its own decision is made."""
         _, task = await self._launch(
@@ -623,6 +635,7 @@ class Engine:
             claim=claim,
             kind=kind,
             instruction=instruction,
+            replaces=replaces,
             hand=False,
         )
         return await task
@@ -638,12 +651,14 @@ class Engine:
         kind: str = "candidate",
         instruction: str | None = None,
         lead: Callable[[PipelineRun], Specs] | None = None,
+        replaces: list[str] | None = None,
         hand: bool = True,
     ) -> tuple[PipelineRun, asyncio.Task[PipelineRun]]:
         """Ask every model at once; each streams into its own response in the background,
         its text checkpointed as it arrives. Returns once all responses have started.
         `lead` builds events committed with the responses' start (a step's start): one
         durable write instead of two; without it, a paused or failed run is reopened.
+        `replaces` names, model by model, the candidate each new one takes the place of.
         With `hand`, the generation releases the claim when its streams end.
 
         The start is the claim another process sees: it is built on a log where the step
@@ -653,6 +668,8 @@ class Engine:
         spec = run.pipeline.step(step_name)
         options = run.pipeline.options_for(spec)
         started = [(new_id(), model) for model in models]
+        replaced = dict(zip([rid for rid, _ in started], replaces or [], strict=False))
+        provider = await asyncio.to_thread(_providers, models)
         pid, since = processes.me()
 
         def build(current: PipelineRun) -> Specs:
@@ -664,12 +681,13 @@ class Engine:
                         "step": step_name,
                         "response_id": response_id,
                         "model": model,
-                        "provider": "",
+                        "provider": provider.get(model, ""),
                         # so another process can tell a live stream from an orphan
                         "pid": pid,
                         "pid_started": since,
                         "kind": kind,
                         **({"instruction": instruction} if instruction else {}),
+                        **({"replaces": replaced[response_id]} if response_id in replaced else {}),
                     },
                 )
                 for response_id, model in started
@@ -895,9 +913,11 @@ class Engine:
     async def select(
         self, run_id: str, response: str | int, feedback: str | None = None
     ) -> PipelineRun:
-        """Choose a candidate (a response id, or an index into the latest candidates)."""
+        """Choose a candidate (a response id, or an index into the latest candidates).
+
+        Candidates still streaming in this process stop (their text is kept): the writer
+        has chosen, and more tokens would be spent for nothing."""
         run = await self.fetch(run_id)
-        self._check_idle(run)
         step = run.current
         response_id = _response_id(step, response)
         response_obj = step.response(response_id)
@@ -906,6 +926,10 @@ class Engine:
                 f"the {response_obj.model_name} response is {response_obj.status.value}",
                 hint="pick a completed response, or retry this one",
             )
+        if self._stop_streams(run.pipeline_run_id, "stopped: the writer chose another candidate"):
+            run = await self.wait(run.pipeline_run_id)
+            step = run.current
+        self._check_idle(run)
         same = (
             step.status == StepStatus.COMPLETED
             and step.user_selection is not None
@@ -962,10 +986,15 @@ class Engine:
         instruction: str | None = None,
         text: str | None = None,
         model: str | None = None,
+        edited_from: str | None = None,
     ) -> PipelineRun:
-        """Merge candidates: with `text` as written by hand, else streamed by a model."""
+        """Merge candidates: with `text` as written by hand, else streamed by a model.
+        `edited_from` names the response (an AI merge) that `text` is the writer's edit of,
+        so the provenance says "merged by a model, edited by hand"."""
         run = await self.fetch(run_id)
         step = run.current
+        if edited_from is not None:
+            edited_from = step.response(edited_from).response_id
         ids = [_response_id(step, r) for r in responses]
         sources = [step.response(i) for i in ids]
         if text is None and len(ids) < 2:
@@ -978,7 +1007,9 @@ class Engine:
         if text is not None:
             self._check_idle(run)
             run = await self._branch_if_behind(run, step.step_name)
-            return await self._merged(run.pipeline_run_id, step.step_name, ids, text, instruction)
+            return await self._merged(
+                run.pipeline_run_id, step.step_name, ids, text, instruction, edited=edited_from
+            )
         with self._claimed(run) as claim:
             run = self._hold(claim, await self._branch_if_behind(run, step.step_name))
             run_id, step_name = run.pipeline_run_id, step.step_name
@@ -1011,6 +1042,8 @@ class Engine:
         text: str,
         instruction: str | None,
         merge_id: str | None = None,
+        *,
+        edited: str | None = None,
     ) -> PipelineRun:
         final_text = text
 
@@ -1019,6 +1052,8 @@ class Engine:
             data = {"step": step_name, "text": final_text, "response_ids": ids}
             if merge_id:
                 data["merge_response_id"] = merge_id
+            if edited:
+                data["edited_from"] = edited
             if instruction:
                 data["instruction"] = instruction
             specs.append((EventType.RESPONSES_MERGED, data))
@@ -1084,6 +1119,8 @@ class Engine:
                 [model or old.model_name],
                 step.prompt,
                 claim=claim,
+                # a failed one is replaced in place; a finished one gains a neighbour
+                replaces=[old.response_id] if old.status != ResponseStatus.COMPLETED else None,
             )
 
     async def regenerate(self, run_id: str, guidance: str | None = None) -> PipelineRun:
@@ -1093,10 +1130,15 @@ class Engine:
     # --- moving ------------------------------------------------------------------------
 
     async def accept(self, run_id: str) -> PipelineRun:
-        """Go on from a decided step: to the next step, or complete the run at the end."""
+        """Go on from a decided step: to the next step, or complete the run at the end. A
+        step with exactly one finished candidate and no choice yet goes on with it."""
         run = await self.fetch(run_id)
-        self._check_idle(run)
         step = run.current
+        finished = [c for c in step.candidates if c.status == ResponseStatus.COMPLETED]
+        if step.status == StepStatus.RUNNING and len(finished) == 1:
+            run = await self.select(run.pipeline_run_id, finished[0].response_id)
+            step = run.current
+        self._check_idle(run)
         if step.status not in (StepStatus.COMPLETED, StepStatus.SKIPPED):
             raise InvalidAction(
                 f"step {step.step_name!r} has no choice yet",
@@ -1263,13 +1305,17 @@ class Engine:
             retry=True,
         )
 
-    async def resume(self, run_id: str) -> PipelineRun:
-        """Continue a paused, failed or interrupted (crashed) run where it stopped."""
+    async def resume(self, run_id: str, model: str | None = None) -> PipelineRun:
+        """Continue a paused, failed or interrupted (crashed) run where it stopped: the
+        current step's interrupted candidates are asked again, in their place. With
+        `model`, that model is asked instead, for the failed candidates too."""
         run = await self.fetch(run_id)
+        if model:
+            check_model(model)
         with self._claimed(run) as claim:
-            return await self._resume(run, claim)
+            return await self._resume(run, claim, model)
 
-    async def _resume(self, run: PipelineRun, claim: _Claim) -> PipelineRun:
+    async def _resume(self, run: PipelineRun, claim: _Claim, model: str | None) -> PipelineRun:
         run_id = run.pipeline_run_id
         if run.status == PipelineStatus.COMPLETED:
             return run
@@ -1280,14 +1326,17 @@ class Engine:
         if step.status != StepStatus.RUNNING:
             return run
         candidates = step.candidates
-        done = {r.model_name for r in candidates if r.status == ResponseStatus.COMPLETED}
-        redo = [
-            r.model_name
-            for r in candidates
-            if r.status == ResponseStatus.INTERRUPTED and r.model_name not in done
-        ]
+        again = {ResponseStatus.INTERRUPTED} | ({ResponseStatus.FAILED} if model else set())
+        redo = [r for r in candidates if r.status in again]
         if redo:
-            return await self._generate(run_id, step.step_name, redo, step.prompt, claim=claim)
+            return await self._generate(
+                run_id,
+                step.step_name,
+                [model or r.model_name for r in redo],
+                step.prompt,
+                claim=claim,
+                replaces=[r.response_id for r in redo],
+            )
         if candidates and all(r.status == ResponseStatus.FAILED for r in candidates):
             return await self._start_and_wait(run, claim)
         return run
@@ -1341,6 +1390,16 @@ class Engine:
 
 
 # --- helpers -------------------------------------------------------------------------------
+
+
+def _providers(models: list[str]) -> dict[str, str]:
+    """Each model's provider, as recorded with its responses ("" when unknown: the
+    stream then fails with the reason)."""
+    found = {}
+    for model in models:
+        with contextlib.suppress(WriteItError):
+            found[model] = providers.resolve(model).provider
+    return found
 
 
 def _where(run: PipelineRun, step: str) -> str:

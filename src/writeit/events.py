@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 
 from writeit.models import (
     AIResponse,
+    Decision,
     PipelineConfiguration,
     PipelineRun,
     PipelineStatus,
@@ -180,6 +181,7 @@ def _step_started(run: PipelineRun, data: dict, event: Event) -> None:
     step.completed_at = None
     step.retry_count = data.get("attempt", 1) - 1
     step.prompt = data.get("prompt", "")
+    step.guidance = data.get("guidance")
     run.current_step = step.step_name
 
 
@@ -193,6 +195,7 @@ def _step_skipped(run: PipelineRun, data: dict, event: Event) -> None:
     step = run.step(data["step"])
     step.transition(StepStatus.SKIPPED)
     step.completed_at = event.at
+    step.decision = Decision(how="skipped")
 
 
 @_on(EventType.STEP_ADVANCED)
@@ -223,6 +226,7 @@ def _selected(run: PipelineRun, data: dict, event: Event) -> None:
         raise CorruptHistory(f"selected response {data['response_id']} is not in {step.step_name}")
     step.select_response(index, data.get("feedback") or "")
     step.completed_at = event.at
+    step.decision = Decision(how="selected", response_ids=[data["response_id"]])
 
 
 @_on(EventType.RESPONSES_MERGED)
@@ -233,6 +237,14 @@ def _merged(run: PipelineRun, data: dict, event: Event) -> None:
     step.user_selection = None
     step.merged_content = data["text"]
     step.completed_at = event.at
+    by_model = data.get("merge_response_id") or data.get("edited_from")
+    step.decision = Decision(
+        how="merged" if by_model else "written",
+        response_ids=list(data.get("response_ids", [])),
+        merge_response_id=by_model,
+        instruction=data.get("instruction"),
+        edited=bool(data.get("edited_from")),
+    )
 
 
 @_on(EventType.RESPONSES_JUDGED)
@@ -262,6 +274,7 @@ def _response_started(run: PipelineRun, data: dict, event: Event) -> None:
             kind=data.get("kind", "candidate"),
             attempt=step.attempt,
             instruction=data.get("instruction"),
+            replaces=data.get("replaces"),
             pid=data.get("pid"),
             pid_started=data.get("pid_started"),
         )
@@ -291,6 +304,7 @@ def _response_completed(run: PipelineRun, data: dict, event: Event) -> None:
         response.usage_stats = TokenUsage.model_validate(data["usage"])
     response.quality = data.get("quality", {})
     response.quality_score = data.get("quality_score")
+    response.provider = data.get("provider") or response.provider
 
 
 @_on(EventType.RESPONSE_FAILED)

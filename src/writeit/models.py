@@ -202,6 +202,7 @@ class AIResponse(BaseModel):
     kind: Literal["candidate", "merge", "judge"] = "candidate"
     attempt: int = 1
     instruction: str | None = None
+    replaces: str | None = None  # the failed or interrupted candidate asked again
     pid: int | None = None  # the WriteIt process streaming it, while it streams
     pid_started: int | None = Field(default=None, exclude=True)
 
@@ -229,6 +230,19 @@ class AIResponse(BaseModel):
 # --- steps and runs --------------------------------------------------------------------
 
 
+class Decision(BaseModel):
+    """How a step's output was decided: the provenance exports and `writeit show` give.
+
+    `selected` one candidate; `merged` by a model (`merge_response_id`), `edited` when
+    the writer then changed its text; `written` by hand from `response_ids`; `skipped`."""
+
+    how: Literal["selected", "merged", "written", "skipped"]
+    response_ids: list[str] = Field(default_factory=list)
+    merge_response_id: str | None = None
+    instruction: str | None = None
+    edited: bool = False
+
+
 class StepState(BaseModel):
     step_name: str
     status: StepStatus = StepStatus.PENDING
@@ -240,6 +254,8 @@ class StepState(BaseModel):
     merged_content: str | None = None
     retry_count: int = 0
     prompt: str = ""
+    guidance: str | None = None  # the writer's instruction for this attempt (G)
+    decision: Decision | None = None
 
     def transition(self, new: StepStatus) -> None:
         if not validate_step_transition(self.status, new):
@@ -265,8 +281,22 @@ class StepState(BaseModel):
 
     @property
     def candidates(self) -> list[AIResponse]:
-        """The latest attempt's candidates, the ones a writer chooses between."""
-        return [r for r in self.ai_responses if r.kind == "candidate" and r.attempt == self.attempt]
+        """The latest attempt's candidates, the ones a writer chooses between. A candidate
+        asked again (retry, resume) takes the place of the one it replaces, which stays in
+        `ai_responses`."""
+        latest = [
+            r for r in self.ai_responses if r.kind == "candidate" and r.attempt == self.attempt
+        ]
+        ids = {r.response_id for r in latest}
+        newer = {r.replaces: r for r in latest if r.replaces in ids}
+        shown = []
+        for response in latest:
+            if response.replaces in ids:
+                continue  # shown in the place of the one it replaces
+            while response.response_id in newer:
+                response = newer[response.response_id]
+            shown.append(response)
+        return shown
 
     def select_response(self, index: int, feedback: str = "") -> str:
         """Select a response and mark the step complete, as the seed describes."""

@@ -293,6 +293,19 @@ class Store:
                     ),
                 )
 
+    def save_draft(self, run_id: str, name: str, text: str) -> None:
+        """Keep what the writer is typing (feedback, guidance, a merge) beside the run, not
+        in its history: it is not said yet. Empty text drops the draft."""
+        key = f"draft:{run_id}:{name}".encode()
+        if text:
+            self._write(lambda txn: txn.put(key, _encode(text)))
+        else:
+            self._write(lambda txn: txn.delete(key))
+
+    def drafts(self, run_id: str) -> dict[str, str]:
+        prefix = f"draft:{run_id}:"
+        return {key[len(prefix) :]: self.get(key) for key in self.keys(prefix)}
+
     def save_primer(self, primer_id: str, primer: dict[str, Any]) -> None:
         self._write(lambda txn: txn.put(f"primer:{primer_id}".encode(), _encode(primer)))
 
