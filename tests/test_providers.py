@@ -258,7 +258,9 @@ async def test_stored_and_exported_errors_carry_no_key(engine, openai_server, le
     assert failed.status == ResponseStatus.FAILED and "Authorization: ***" in failed.error
     for fmt in ("md", "json", "yaml"):
         assert LEAKY_KEY not in export.render(stored, fmt)
-    assert all(LEAKY_KEY not in json.dumps(e.data) for e in engine.store.events(run.pipeline_run_id))
+    assert all(
+        LEAKY_KEY not in json.dumps(e.data) for e in engine.store.events(run.pipeline_run_id)
+    )
 
 
 def test_scrub_masks_credential_shapes_and_the_given_secrets():

@@ -12,6 +12,7 @@ switched off) and follow what the provider says: `x-should-retry`, `Retry-After`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import math
@@ -271,10 +272,8 @@ def secrets_of(model: Any) -> list[str]:
     """What a model sends that must never be echoed back: its key and header values."""
     found = [getattr(model, "key", None)]
     if getattr(model, "needs_key", None):
-        try:
+        with contextlib.suppress(Exception):  # no key configured: nothing to hide
             found.append(model.get_key())
-        except Exception:  # noqa: BLE001 - no key configured: nothing to hide
-            pass
     headers = getattr(model, "headers", None)
     if isinstance(headers, Mapping):
         found += [v for v in headers.values() if isinstance(v, str)]
