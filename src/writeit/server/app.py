@@ -64,6 +64,7 @@ def create_app(
         state.token  # noqa: B018 - create token and engine now, not on the first request
         state.engine  # noqa: B018
         _quiet_denial_noise()
+        _redact_server_logs()  # again: a logging set-up after create_app may replace ours
         yield
         await state.close()
 
