@@ -16,8 +16,12 @@ behaviour, so ``ok-a`` and ``ok-b`` are two distinguishable ``ok`` models.
 ``ok``        deterministic reply mentioning the last user message's first words
 ``slow``      like ``ok``, waiting ``slow_delay`` seconds before each chunk
 ``httpNNN``   status NNN with an OpenAI-style error body; ``http429`` carries
-              ``Retry-After`` (and ``retry-after-ms`` if ``retry_after_ms`` is set),
-              ``http401`` the ``invalid_api_key`` error
+              ``Retry-After`` (``retry_after``, "0" by default, and ``retry-after-ms``
+              if ``retry_after_ms`` is set), ``http401`` the ``invalid_api_key`` error;
+              every error also carries the headers in ``error_headers``
+``leakNNN``   status NNN whose error message echoes the credentials it was sent (the
+              Authorization header, ``api_key=<key>`` and the bare key), as careless
+              providers and proxies do
 ``flakyNNN``  status NNN for the first ``flaky_failures`` requests to that name, then
               ``ok``; ``flakyNNN-3`` fails the first 3 instead
 ``timeout``   reads the request and sends nothing until the server stops (or
@@ -144,7 +148,7 @@ def _word_count(messages: Iterable[dict[str, Any]]) -> int:
 
 @dataclass
 class _Behaviour:
-    kind: str  # ok, slow, error, flaky, timeout, stall, drop, unknown
+    kind: str  # ok, slow, error, leak, flaky, timeout, stall, drop, unknown
     status: int = 200
     arg: int | None = None
 
@@ -156,6 +160,8 @@ def parse_behaviour(model: str) -> _Behaviour:
         return _Behaviour(base, arg=arg)
     if m := re.fullmatch(r"http(\d{3})", base):
         return _Behaviour("error", status=int(m.group(1)))
+    if m := re.fullmatch(r"leak(\d{3})", base):
+        return _Behaviour("leak", status=int(m.group(1)))
     if m := re.fullmatch(r"flaky(\d{3})", base):
         return _Behaviour("flaky", status=int(m.group(1)), arg=arg)
     return _Behaviour("unknown", status=404)
@@ -175,8 +181,9 @@ class OpenAIServer:
     drop_after_chunks: int = 2
     flaky_failures: int = 1
     words_per_chunk: int = 3
-    retry_after: str | None = "1"
+    retry_after: str | None = "0"
     retry_after_ms: str | None = None
+    error_headers: dict[str, str] = field(default_factory=dict)
 
     requests: list[RecordedRequest] = field(default_factory=list)
     counts: Counter[str] = field(default_factory=Counter)
@@ -408,6 +415,9 @@ class _Handler(BaseHTTPRequestHandler):
         if kind == "error":
             self._send_error(behaviour.status)
             return
+        if kind == "leak":
+            self._send_error(behaviour.status, message=self._leaked_credentials())
+            return
         if kind == "flaky":
             failures = behaviour.arg if behaviour.arg is not None else owner.flaky_failures
             if nth <= failures:
@@ -430,6 +440,14 @@ class _Handler(BaseHTTPRequestHandler):
             self._stream(model, kind, reply, usage if include_usage else None)
         else:
             self._send_json(200, _completion(model, reply, usage))
+
+    def _leaked_credentials(self) -> str:
+        authorization = self.headers.get("authorization", "")
+        key = authorization.partition(" ")[2]
+        return (
+            f"Invalid request (Authorization: {authorization}). The key {key} was "
+            f"rejected for api_key={key}; retry with a valid key."
+        )
 
     def _stream(self, model: str, kind: str, reply: str, usage: dict[str, int] | None) -> None:
         owner = self.owner
@@ -503,7 +521,7 @@ class _Handler(BaseHTTPRequestHandler):
         if code is not None:
             error["code"] = code
         error.setdefault("param", None)
-        headers = {}
+        headers = dict(self.owner.error_headers)
         if status == 429:
             if self.owner.retry_after is not None:
                 headers["Retry-After"] = self.owner.retry_after

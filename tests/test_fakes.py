@@ -294,6 +294,7 @@ async def test_openai_500_with_retries_off(openai_server: OpenAIServer):
 
 
 async def test_openai_429_honours_retry_after_then_raises(openai_server: OpenAIServer):
+    openai_server.retry_after = "1"
     openai_server.retry_after_ms = "10"  # openai prefers retry-after-ms: keeps this test fast
     with pytest.raises(openai.RateLimitError) as caught:
         await llm.get_async_model("oai-429").prompt("hi").text()

@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import json
 
 import pytest
 
@@ -156,3 +157,133 @@ async def test_the_idle_timeout_is_a_timeout_even_after_other_cancels_were_handl
         async with providers.IdleTimeout(0.05):
             await asyncio.sleep(5)
     assert task.cancelling() == 1  # only the earlier, handled cancel is left on the task
+
+
+# --- retries follow the provider -------------------------------------------------------------
+
+
+async def test_the_provider_and_the_status_decide_whether_to_retry(openai_server):
+    """One retry layer (ours): `x-should-retry` wins, then 408/409/429/5xx retry, other 4xx
+    never; each case counted in requests the server received."""
+    cases = [  # behaviour, headers on the error, requests expected with retries=3
+        ("http500", {"x-should-retry": "false"}, 1),
+        ("http400", {"x-should-retry": "true"}, 4),
+        ("http500", {}, 4),
+        ("http503", {}, 4),
+        ("http408", {}, 4),
+        ("http409", {}, 4),
+        ("http429", {}, 4),
+        ("http400", {}, 1),
+        ("http401", {}, 1),
+        ("http404", {}, 1),
+        ("http422", {}, 1),
+    ]
+    for number, (behaviour, headers, expected) in enumerate(cases):
+        name = f"{behaviour}-case{number}"
+        openai_server.add_llm_model(f"oai-{name}", name)
+        openai_server.error_headers = headers
+        with pytest.raises(providers.ProviderError) as info:
+            await providers.stream(f"oai-{name}", "hello", retries=3, backoff=0.001)
+        assert (openai_server.count(name), info.value.retryable) == (
+            expected,
+            expected > 1,
+        ), (behaviour, headers)
+        if headers.get("x-should-retry") == "false":
+            assert "the provider says not to retry" in str(info.value)
+
+
+async def test_retry_after_is_waited_for_and_capped(openai_server, monkeypatch):
+    waits: list[float] = []
+
+    async def record(seconds: float) -> None:
+        waits.append(seconds)
+
+    monkeypatch.setattr(providers, "_sleep", record)
+    openai_server.retry_after_ms = "250"  # preferred over Retry-After, as openai does
+    with pytest.raises(providers.ProviderError):
+        await providers.stream("oai-429", "hello", retries=2, backoff=5)
+    assert waits == [0.25, 0.25] and openai_server.count("oai-429") == 3
+
+    waits.clear()
+    openai_server.add_llm_model("oai-503", "http503")
+    openai_server.error_headers = {"Retry-After": "7"}
+    with pytest.raises(providers.ProviderError):
+        await providers.stream("oai-503", "hello", retries=1, backoff=5)
+    assert waits == [7.0] and openai_server.count("oai-503") == 2
+
+    waits.clear()
+    openai_server.retry_after, openai_server.retry_after_ms = "120", None
+    openai_server.add_llm_model("oai-429-long", "http429-long")
+    with pytest.raises(providers.ProviderError) as info:
+        await providers.stream("oai-429-long", "hello", retries=2, backoff=5)
+    assert waits == [] and openai_server.count("oai-429-long") == 1
+    assert "asks to wait 120 s" in str(info.value) and info.value.code == "rate_limited"
+    assert not info.value.retryable and "try again later" in info.value.hint
+
+
+# --- credentials never reach stored or shown text --------------------------------------------
+
+LEAKY_KEY = "wk-live-0123456789abcdef"
+
+
+@pytest.fixture
+def leaky_model(openai_server, isolated_env):
+    """`oai-leak`: a provider whose 401 echoes the key it was sent, configured with a key."""
+    keys = isolated_env.llm_user_path / "keys.json"
+    keys.write_text(json.dumps({"leakhost": LEAKY_KEY}))
+    openai_server.add_llm_model("oai-leak", "leak401", api_key_name="leakhost")
+    providers.forget_models()
+    return "oai-leak"
+
+
+async def test_a_provider_error_echoing_the_key_is_scrubbed(openai_server, leaky_model):
+    with pytest.raises(providers.ProviderError) as info:
+        await providers.stream(leaky_model, "hello")
+    assert openai_server.authorizations == [f"Bearer {LEAKY_KEY}"]  # the key was sent...
+    message = str(info.value)
+    assert LEAKY_KEY not in message and "0123456789" not in message  # ...and never echoed
+    assert "not authorised (401): Invalid request (Authorization: ***)" in message
+    assert "The key *** was rejected for api_key=***" in message
+
+
+async def test_stored_and_exported_errors_carry_no_key(engine, openai_server, leaky_model, source):
+    from writeit import export
+
+    run = await engine.start_run(
+        "tech-article", {"source_material": source}, models=[leaky_model, "oai-ok"]
+    )
+    await engine.execute_step(run.pipeline_run_id)
+    stored = engine.store.load(run.pipeline_run_id)
+    failed = stored.steps["angles"].candidates[0]
+    assert failed.status == ResponseStatus.FAILED and "Authorization: ***" in failed.error
+    for fmt in ("md", "json", "yaml"):
+        assert LEAKY_KEY not in export.render(stored, fmt)
+    assert all(
+        LEAKY_KEY not in json.dumps(e.data) for e in engine.store.events(run.pipeline_run_id)
+    )
+
+
+def test_scrub_masks_credential_shapes_and_the_given_secrets():
+    text = (
+        'Authorization: Bearer abc.DEF-123 | {"authorization": "Basic dXNlcjpwYXNz"} | '
+        "bearer tok_12345 | sk-proj-AbCdEfGh12345678 | key AIzaSyA1234567890abcdefghij | "
+        "api_key=plain-secret-1 | x-api-key: hdr-secret-2 | "
+        "https://host/v1/models?key=url-secret-3&alt=sse | my own s3cr3t-value here"
+    )
+    clean = providers.scrub(text, secrets=["s3cr3t-value", None, ""])
+    for secret in (
+        "abc.DEF-123",
+        "dXNlcjpwYXNz",
+        "tok_12345",
+        "AbCdEfGh12345678",
+        "SyA1234567890",
+        "plain-secret-1",
+        "hdr-secret-2",
+        "url-secret-3",
+        "s3cr3t-value",
+    ):
+        assert secret not in clean, secret
+    assert "sk-***" in clean and "?key=***&alt=sse" in clean and "my own *** here" in clean
+    assert providers.scrub("Rate limit reached for requests. Try again in 1s.") == (
+        "Rate limit reached for requests. Try again in 1s."
+    )

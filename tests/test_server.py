@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import socket
 from collections.abc import Callable, Iterator
@@ -349,6 +350,82 @@ def test_configured_hosts_are_allowed(live_server):
         assert http.get("/api/runs", headers={"Host": "writeit.lan:8000"}).status_code == 200
         assert http.get("/api/runs", headers={"Host": "[::2]:8000"}).status_code == 200
         error_of(http.get("/api/runs", headers={"Host": "other.lan"}), 400)
+        page = {"Origin": "https://writeit.lan:8443"}
+        assert http.get("/api/runs", headers=page).status_code == 200
+        refused = http.get("/api/runs", headers={"Origin": "https://other.lan"})
+        assert error_of(refused, 403)["code"] == "origin_not_allowed"
+
+
+@pytest.fixture
+def uvicorn_log(server) -> Iterator[list[str]]:
+    """Every line uvicorn logs at INFO and above while the test runs (after the server
+    started: its logging set-up replaces handlers and levels)."""
+    lines: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    handler = Keep()
+    loggers = [logging.getLogger(name) for name in ("uvicorn.access", "uvicorn.error")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+    yield lines
+    for logger, level in zip(loggers, levels, strict=True):
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def test_the_token_never_reaches_the_server_log(server, client, source, uvicorn_log):
+    run_id = start_run(client, source)
+    path = f"/api/runs/{run_id}/stream"
+    with ws_connect(f"{server.ws_url}{path}?token={server.token}&x=1", open_timeout=10) as ws:
+        assert receive(ws)["run"]["pipeline_run_id"] == run_id
+    sock = socket.create_connection(("127.0.0.1", server.port))
+    with pytest.raises(InvalidStatus) as refused:  # refused for its Host, before the token
+        ws_connect(f"ws://evil.example:{server.port}{path}?token={server.token}", sock=sock)
+    assert refused.value.response.status_code == 400
+    with httpx.Client(base_url=server.url, timeout=10) as anonymous:
+        in_url = anonymous.get("/api/runs", params={"token": server.token})
+    assert "must not be sent in the URL" in error_of(in_url, 401)["message"]
+
+    assert f'"WebSocket {path}?x=1" [accepted]' in "\n".join(uvicorn_log)
+    assert f'"WebSocket {path}" 400' in "\n".join(uvicorn_log)
+    assert any('"GET /api/runs HTTP/1.1" 401' in line for line in uvicorn_log)
+    assert not [line for line in uvicorn_log if server.token in line]
+
+
+def test_the_log_filter_masks_tokens_in_any_uvicorn_line():
+    from writeit.server.app import _RedactTokens
+
+    record = logging.LogRecord(
+        "uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s" %d',
+        ("127.0.0.1:5", "GET", "/api/x?a=1&token=s3cret&b=2", 200), None,
+    )  # fmt: skip
+    assert _RedactTokens().filter(record)
+    assert record.getMessage() == '127.0.0.1:5 - "GET /api/x?a=1&token=***&b=2" 200'
+
+
+def test_a_websocket_from_a_foreign_page_is_refused(server, client, source):
+    run_id = start_run(client, source)
+    url = f"{server.ws_url}/api/runs/{run_id}/stream"
+    for origin in ("http://evil.example", "https://127.0.0.1.evil.example", "null", "file://"):
+        with pytest.raises(InvalidStatus) as refused:
+            ws_connect(url, additional_headers={**server.headers, "Origin": origin})
+        assert refused.value.response.status_code == 403, origin
+        assert json.loads(refused.value.response.body)["error"]["code"] == "origin_not_allowed"
+    with pytest.raises(InvalidStatus):  # the token in the URL does not make it acceptable
+        ws_connect(f"{url}?token={server.token}", origin="http://evil.example")
+    foreign = client.get("/api/runs", headers={"Origin": "https://evil.example"})
+    assert error_of(foreign, 403)["code"] == "origin_not_allowed"
+
+    own = ("http://localhost:5173", f"http://127.0.0.1:{server.port}", "https://[::1]", None)
+    for origin in own:  # pages served from this machine, and clients that are not browsers
+        extra = {"Origin": origin} if origin else {}
+        with ws_connect(url, additional_headers={**server.headers, **extra}) as ws:
+            assert receive(ws)["run"]["pipeline_run_id"] == run_id, origin
 
 
 def test_export_paths_cannot_leave_the_exports_folder(server, client, source, tmp_path):
@@ -543,6 +620,32 @@ def test_oversize_bodies_are_413(client, server):
         yield b'"}}'
 
     assert error_of(client.post("/api/runs", content=chunks()), 413)["code"] == "body_too_large"
+    assert server.engine.store.recent() == []
+
+
+def read_http_answer(sock: socket.socket) -> tuple[int, dict]:
+    """Status and JSON body of one HTTP/1.1 answer read from a raw socket."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536) or b"EOF"
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    fields = dict(line.lower().split(": ", 1) for line in lines[1:])
+    while len(body) < int(fields["content-length"]):
+        body += sock.recv(65536)
+    return int(lines[0].split()[1]), json.loads(body)
+
+
+def test_a_declared_oversize_body_is_refused_before_it_is_sent(server):
+    request = (
+        "POST /api/runs HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Authorization: Bearer {server.token}\r\nContent-Type: application/json\r\n"
+        "Content-Length: 10000000\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(request.encode())  # ...and not one byte of the body
+        status, body = read_http_answer(sock)  # a server waiting for the body times out
+    assert status == 413 and body["error"]["code"] == "body_too_large"
     assert server.engine.store.recent() == []
 
 

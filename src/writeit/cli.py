@@ -7,6 +7,7 @@ commands that need them, so `writeit --help` stays fast.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -31,6 +32,8 @@ workspace_app = typer.Typer(help="Create, list, switch and remove _ws().")
 config_app = typer.Typer(help="Show and change preferences (config.yaml).")
 app.add_typer(workspace_app, name="workspace")
 app.add_typer(config_app, name="config")
+
+PRIVATE_UMASK = 0o077  # files and folders WriteIt creates are readable by their owner only
 
 console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -797,7 +800,11 @@ def serve(
 
 
 def main() -> None:
-    """Run the CLI; a user's mistake prints its message and hint, never a traceback."""
+    """Run the CLI; a user's mistake prints its message and hint, never a traceback.
+
+    Everything WriteIt writes (store, exports, logs of the run) holds the writer's
+    prompts and articles, so the process creates files for its owner only."""
+    os.umask(PRIVATE_UMASK)
     try:
         code = app(standalone_mode=False)
     except WriteItError as error:

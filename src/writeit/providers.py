@@ -3,22 +3,34 @@
 Async models stream natively; sync-only models (such as `markov`) run in a daemon
 thread that feeds the event loop. Failures become `ProviderError` with a short code
 and the provider's own message, so one failing model never sinks a step.
+
+That message is stored, shown and exported, so it is scrubbed of anything that looks
+like a credential first (`scrub`). Retries are ours alone (the openai client's own are
+switched off) and follow what the provider says: `x-should-retry`, `Retry-After`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
+import math
+import re
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 from writeit.models import WriteItError
 
 OFFLINE_MODEL = "markov"
+
+# A provider asking for a longer pause than this is not retried: the writer can try
+# again later, which beats a pane that looks stuck for minutes.
+MAX_RETRY_AFTER = 60.0
 
 # USD per 1K tokens; `pricing` in config.yaml overrides or extends this table.
 DEFAULT_PRICING: dict[str, dict[str, float]] = {
@@ -49,7 +61,8 @@ _KEY_VARIABLES = {
 
 
 class ProviderError(WriteItError):
-    """A model call failed; `code` says how, `retryable` whether trying again may help.
+    """A model call failed; `code` says how, `retryable` whether trying again may help,
+    `retry_after` how long the provider asked us to wait first (seconds, if it said).
     `run_id` names the run holding the failed response when the call made a branch."""
 
     def __init__(
@@ -58,11 +71,13 @@ class ProviderError(WriteItError):
         code: str = "error",
         retryable: bool = False,
         run_id: str | None = None,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
         self.retryable = retryable
         self.run_id = run_id
+        self.retry_after = retry_after
 
 
 @dataclass
@@ -201,7 +216,8 @@ _timeout: contextvars.ContextVar[float] = contextvars.ContextVar("writeit_timeou
 
 
 def _tune_client(model: Any) -> None:
-    """`llm`'s openai client retries on its own and reads for 600 s; we want neither."""
+    """`llm`'s openai client retries on its own and reads for 600 s; we want neither:
+    `stream` is the one retry layer (it knows whether text was already shown)."""
     get_client = getattr(model, "get_client", None)
     if get_client is None or getattr(get_client, "_writeit", False):
         return
@@ -219,19 +235,89 @@ def _tune_client(model: Any) -> None:
     model.get_client = tuned
 
 
-def classify(error: BaseException) -> ProviderError:
-    """The provider's own message with a code the engine and front ends can act on."""
-    if isinstance(error, ProviderError):
-        return error
-    import llm
+# --- scrubbing credentials out of provider text ----------------------------------------
 
-    status = getattr(error, "status_code", None)
-    name = type(error).__name__
-    message = _message(error)
-    if isinstance(error, llm.NeedsKeyException):
-        return ProviderError(message, code="needs_key")
-    if isinstance(error, TimeoutError) or "Timeout" in name:
-        return ProviderError(f"timed out: {message}", code="timeout", retryable=True)
+_MASK = "***"
+_SECRET_PATTERNS: tuple[re.Pattern[str], ...] = (
+    # Authorization: Bearer xyz / "authorization": "xyz" (scheme and value go)
+    re.compile(
+        r"(?i)(\b(?:proxy-)?authorization[\"']?\s*[:=]\s*[\"']?)"
+        r"(?:(?:bearer|basic|token)\s+)?[^\s\"',;})\]]+"
+    ),
+    re.compile(r"(?i)(\bbearer\s+)[A-Za-z0-9._~+/=-]{4,}"),
+    # api_key=..., "api-key": "...", x-api-key: ..., x-goog-api-key: ...
+    re.compile(
+        r"(?i)(\b(?:x-)?(?:goog-)?(?:api[_-]?key|access[_-]?token|secret[_-]?key)"
+        r"[\"']?\s*[:=]\s*[\"']?)[^\s\"'&,;})\]]+"
+    ),
+    re.compile(r"(?i)([?&](?:key|token|access_token|api_key|apikey)=)[^&\s\"'#]+"),
+    # Well-known key shapes: OpenAI/Anthropic sk-, Google AIza, Groq, Hugging Face, xAI...
+    re.compile(r"\b(sk-|sk_|AIza|gsk_|hf_|xai-|pplx-|r8_)[A-Za-z0-9_\-]{8,}"),
+)
+_MIN_SECRET = 6  # shorter "secrets" would blank ordinary words
+
+
+def scrub(text: str, secrets: Iterable[str | None] = ()) -> str:
+    """`text` with credentials masked: the given secrets wherever they appear, and
+    anything shaped like one (Authorization values, `Bearer ...`, `sk-...`, `api_key=`).
+    Provider errors often echo what was sent, and their text is stored and exported."""
+    for secret in sorted({s for s in secrets if s and len(s) >= _MIN_SECRET}, key=len)[::-1]:
+        text = text.replace(secret, _MASK)
+    for pattern in _SECRET_PATTERNS:
+        text = pattern.sub(lambda m: m.group(1) + _MASK, text)
+    return text
+
+
+def secrets_of(model: Any) -> list[str]:
+    """What a model sends that must never be echoed back: its key and header values."""
+    found = [getattr(model, "key", None)]
+    if getattr(model, "needs_key", None):
+        with contextlib.suppress(Exception):  # no key configured: nothing to hide
+            found.append(model.get_key())
+    headers = getattr(model, "headers", None)
+    if isinstance(headers, Mapping):
+        found += [v for v in headers.values() if isinstance(v, str)]
+    return [s for s in found if isinstance(s, str) and s]
+
+
+# --- what a failure means and whether to try again -------------------------------------
+
+_RETRY_STATUSES = frozenset({408, 409, 429})  # and every 5xx
+
+
+def _headers_of(error: BaseException) -> Mapping[str, str]:
+    """The HTTP response headers an SDK error carries (openai, anthropic: `.response`)."""
+    headers = getattr(getattr(error, "response", None), "headers", None)
+    return headers if isinstance(headers, Mapping) else {}
+
+
+def asked_wait(headers: Mapping[str, str]) -> float | None:
+    """Seconds the provider asks us to wait: `retry-after-ms`, then `Retry-After` as
+    seconds or an HTTP date; None when it did not say (or said something unreadable)."""
+    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        raw = headers.get(name)
+        if raw is None:
+            continue
+        try:
+            seconds = float(raw) / scale
+        except ValueError:
+            continue
+        return max(seconds, 0.0) if not math.isnan(seconds) else None
+    raw = headers.get("retry-after")
+    if not raw:
+        return None
+    try:
+        when = parsedate_to_datetime(raw)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(when.timestamp() - time.time(), 0.0)
+
+
+def _by_status(status: int | None, name: str, message: str) -> ProviderError:
+    if status == 408:
+        return ProviderError(f"timed out (408): {message}", code="timeout", retryable=True)
+    if status == 409:
+        return ProviderError(f"conflict (409): {message}", code="conflict", retryable=True)
     if status == 429 or "RateLimit" in name:
         return ProviderError(f"rate limited (429): {message}", code="rate_limited", retryable=True)
     if status in (401, 403) or "Authentication" in name or "PermissionDenied" in name:
@@ -245,6 +331,45 @@ def classify(error: BaseException) -> ProviderError:
     if "Connection" in name or "RemoteProtocol" in name or "ReadError" in name:
         return ProviderError(f"connection failed: {message}", code="connection", retryable=True)
     return ProviderError(f"{name}: {message}" if message else name, code="error")
+
+
+def _follow_provider(failure: ProviderError, headers: Mapping[str, str]) -> ProviderError:
+    """Let the provider's own word decide: `x-should-retry` over our status table, and a
+    `Retry-After` we honour up to MAX_RETRY_AFTER (beyond it we stop and say so)."""
+    said = headers.get("x-should-retry", "").strip().lower()
+    if said in ("true", "false"):
+        failure.retryable = said == "true"
+        if not failure.retryable:
+            failure.args = (f"{failure.args[0]} (the provider says not to retry)",)
+    wait = asked_wait(headers)
+    if wait is not None and failure.retryable:
+        if wait > MAX_RETRY_AFTER:
+            failure.retryable = False
+            failure.args = (
+                f"{failure.args[0]} (the provider asks to wait {wait:.0f} s before trying "
+                f"again, longer than the {MAX_RETRY_AFTER:.0f} s WriteIt waits)",
+            )
+            failure.hint = "try again later, or pick another model"
+        else:
+            failure.retry_after = wait
+    return failure
+
+
+def classify(error: BaseException, secrets: Iterable[str | None] = ()) -> ProviderError:
+    """The provider's own message (credentials scrubbed) with a code the engine and front
+    ends can act on, and whether and when trying again may help."""
+    if isinstance(error, ProviderError):
+        return error
+    import llm
+
+    message = scrub(_message(error), secrets)
+    if isinstance(error, llm.NeedsKeyException):
+        return ProviderError(message, code="needs_key")
+    if isinstance(error, TimeoutError) or "Timeout" in type(error).__name__:
+        return ProviderError(f"timed out: {message}", code="timeout", retryable=True)
+    status = getattr(error, "status_code", None)
+    failure = _by_status(status, type(error).__name__, message)
+    return _follow_provider(failure, _headers_of(error))
 
 
 def _message(error: BaseException) -> str:
@@ -390,6 +515,11 @@ def _estimate(*texts: str | None) -> int:
     return sum(len(t or "") for t in texts) // 4
 
 
+async def _sleep(seconds: float) -> None:
+    """The pause between attempts (a seam for tests that count the waits)."""
+    await asyncio.sleep(seconds)
+
+
 async def stream(
     name: str,
     prompt: str,
@@ -402,13 +532,9 @@ async def stream(
     backoff: float = 0.5,
 ) -> StreamResult:
     """Stream one answer. Retries (bounded, with backoff) only before the first token,
-    so a retry never duplicates text the writer already saw."""
-    from tenacity import (
-        AsyncRetrying,
-        retry_if_exception,
-        stop_after_attempt,
-        wait_exponential,
-    )
+    so a retry never duplicates text the writer already saw, and only when the provider
+    lets us: `x-should-retry`, `Retry-After` and the status decide (see `classify`)."""
+    from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
     _timeout.set(timeout)
     try:
@@ -416,16 +542,22 @@ async def stream(
     except Exception as error:
         raise classify(error) from error
     parts: list[str] = []  # stays empty until the first token: retrying is safe till then
+    backoff_wait = wait_exponential(multiplier=backoff, max=10)
 
     def retryable(error: BaseException) -> bool:
         return not parts and classify(error).retryable
+
+    def wait(state: Any) -> float:
+        asked = classify(state.outcome.exception()).retry_after
+        return asked if asked is not None else backoff_wait(state)
 
     attempts = 0
     try:
         async for attempt in AsyncRetrying(
             stop=stop_after_attempt(retries + 1),
-            wait=wait_exponential(multiplier=backoff, max=10),
+            wait=wait,
             retry=retry_if_exception(retryable),
+            sleep=_sleep,
             reraise=True,
         ):
             with attempt:
@@ -436,9 +568,13 @@ async def stream(
     except asyncio.CancelledError:
         raise
     except BaseException as error:
-        failure = classify(error)
+        failure = classify(error, secrets=_secrets(resolved))
         if attempts > 1:
             failure.args = (f"{failure.args[0]} (after {attempts} attempts)",)
         raise failure from error
     result.attempts = attempts
     return result
+
+
+def _secrets(resolved: Resolved) -> list[str]:
+    return [s for m in (resolved.async_model, resolved.sync_model) if m for s in secrets_of(m)]

@@ -10,14 +10,21 @@ Layout::
             store/           the LMDB event store
             exports/         exported articles
             pipelines/ styles/   this workspace's own, overriding home's
+
+Prompts, articles and the token are private: every folder WriteIt makes here is
+created 0700 and every file 0600 (the `writeit` command also runs with umask 077), and
+the store's files are tightened whenever it is opened. `init` tightens a home made by
+an earlier version. Nothing outside this layout is ever touched.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
 import shutil
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +44,49 @@ def home() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_data_dir("writeit", appauthor=False))
+
+
+# --- private files ------------------------------------------------------------------
+
+
+def private_dir(path: Path) -> Path:
+    """Make `path` (and its missing parents inside home) owner-only, whatever the umask.
+    Parents outside home are made as the system makes them. Existing folders are left
+    alone: tightening one the writer chose is `init`'s job, done when asked."""
+    root = home()
+    if path != root and path.is_relative_to(root):
+        private_dir(path.parent)
+    elif not path.parent.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        path.mkdir(mode=0o700)
+        path.chmod(0o700)  # mkdir's mode is cut by the umask, never widened: be exact
+    return path
+
+
+def tighten(path: Path) -> None:
+    """Remove group and other permissions from `path` if it is ours. Shared folders such
+    as /tmp (sticky) and other users' files are left alone."""
+    try:
+        info = path.stat()
+        if hasattr(os, "getuid") and info.st_uid != os.getuid():
+            return
+        mode = stat.S_IMODE(info.st_mode)
+        if mode & 0o077 and not mode & stat.S_ISVTX:
+            path.chmod(mode & ~0o077)
+    except OSError:
+        return
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write `text` to `path` atomically, owner-only from the first byte."""
+    private_dir(path.parent)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.unlink(missing_ok=True)  # a leftover may have looser permissions
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    tmp.replace(path)
 
 
 # --- preferences ---------------------------------------------------------------------
@@ -61,12 +111,8 @@ def load_preferences() -> UserPreferences:
 
 
 def save_preferences(preferences: UserPreferences) -> None:
-    path = config_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
     data = preferences.model_dump(mode="json", exclude_defaults=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(yaml.safe_dump(data, sort_keys=True))
-    tmp.replace(path)
+    write_private(config_path(), yaml.safe_dump(data, sort_keys=True))
 
 
 def set_preference(key: str, raw_value: str) -> UserPreferences:
@@ -121,9 +167,15 @@ class Workspace:
         return [home() / kind, self.path / kind]
 
     def open_store(self):  # -> Store, imported lazily to keep start-up light
+        """The workspace's store; its folder owner-only and its files (LMDB makes them
+        with the process umask) tightened to 0600."""
         from writeit.store import Store
 
-        return Store(self.store_path)
+        private_dir(self.store_path)
+        store = Store(self.store_path)
+        for name in ("data.mdb", "lock.mdb"):
+            tighten(self.store_path / name)
+        return store
 
 
 def workspaces_dir() -> Path:
@@ -153,7 +205,7 @@ def create_workspace(name: str, exist_ok: bool = False) -> Workspace:
             f"workspace {name!r} already exists", hint=f"writeit workspace use {name}"
         )
     for sub in ("store", "exports", "pipelines", "styles"):
-        (path / sub).mkdir(parents=True, exist_ok=True)
+        private_dir(path / sub)
     return Workspace(name, path)
 
 
@@ -202,7 +254,7 @@ def ensure_token() -> str:
     path = token_path()
     if path.exists():
         return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     token = secrets.token_urlsafe(32)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:
@@ -211,11 +263,26 @@ def ensure_token() -> str:
 
 
 def init() -> tuple[Path, Workspace, str]:
-    """Create the home folder, the default workspace and the server token (idempotent)."""
+    """Create the home folder, the default workspace and the server token (idempotent),
+    and make what an earlier version left readable by others owner-only."""
     root = home()
     for sub in ("pipelines", "styles"):
-        (root / sub).mkdir(parents=True, exist_ok=True)
+        private_dir(root / sub)
     workspace = create_workspace("default", exist_ok=True)
     if not config_path().exists():
         save_preferences(UserPreferences())
-    return root, workspace, ensure_token()
+    token = ensure_token()
+    for path in _own_paths(root):
+        tighten(path)
+    return root, workspace, token
+
+
+def _own_paths(root: Path) -> list[Path]:
+    """Everything in home that WriteIt made (never anything else the folder holds)."""
+    paths = [root, config_path(), token_path(), root / "pipelines", root / "styles"]
+    paths.append(workspaces_dir())
+    for workspace in list_workspaces():
+        folders = [workspace.path / sub for sub in ("store", "exports", "pipelines", "styles")]
+        paths += [workspace.path, *folders, *workspace.store_path.glob("*.mdb")]
+        paths += workspace.exports.rglob("*")
+    return [p for p in paths if p.exists()]

@@ -1,8 +1,9 @@
 """The FastAPI app over one engine, and `writeit serve`.
 
 Local by default: it binds to 127.0.0.1, every /api request needs the workspace's
-bearer token, the Host header must be a loopback name (or configured), there is no
-CORS, bodies are bounded and every error is JSON with a stable code.
+bearer token, the Host header must be a loopback name (or configured), a browser page
+from another site is refused (Origin), there is no CORS, bodies are bounded, the token
+never appears in a log line and every error is JSON with a stable code.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from starlette.exceptions import HTTPException
 from writeit import __version__
 from writeit.errors import WriteItError
 from writeit.server import errors, routes, stream
-from writeit.server.security import MAX_BODY, Guard, is_loopback
+from writeit.server.security import MAX_BODY, Guard, is_loopback, redact_tokens
 from writeit.server.state import STREAM_QUEUE, ServerState
 from writeit.workspaces import Workspace
 
@@ -35,7 +36,7 @@ WriteIt's engine over HTTP. Every `/api` route needs `Authorization: Bearer <tok
 (`writeit serve --show-token`). Errors are `{"error": {"code", "message", "hint"}}`.
 
 Tokens stream over the WebSocket `/api/runs/{id}/stream` (the token may be passed as
-`?token=`): first `{"type": "state", "run": ...}`, then one message per update
+`?token=` there, and only there; pages from other sites are refused): first `{"type": "state", "run": ...}`, then one message per update
 (`delta`, `response_done`, `step_done`, `run_status`, ...). A `state` message at any
 time replaces what the client has (after a resync or on `{"type": "state"}`).
 """
@@ -56,12 +57,14 @@ def create_app(
     names to the loopback ones; `stream_queue` bounds each WebSocket client's backlog.
     """
     state = ServerState(workspace, token=token, engine=engine, stream_queue=stream_queue)
+    _redact_server_logs()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state.token  # noqa: B018 - create token and engine now, not on the first request
         state.engine  # noqa: B018
         _quiet_denial_noise()
+        _redact_server_logs()  # again: a logging set-up after create_app may replace ours
         yield
         await state.close()
 
@@ -102,6 +105,30 @@ def _quiet_denial_noise() -> None:
     logger = logging.getLogger("uvicorn.error")
     if not any(isinstance(f, _DenialNoise) for f in logger.filters):
         logger.addFilter(_DenialNoise())
+
+
+class _RedactTokens(logging.Filter):
+    """Masks ``token=`` query values in uvicorn's log lines. The guard already strips the
+    token from the request before anything logs it; this keeps a request that never got
+    that far (or a later change) from writing the token to a log file."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = redact_tokens(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact_tokens(a) if isinstance(a, str) else a for a in record.args)
+        elif isinstance(record.args, dict):
+            record.args = {
+                k: redact_tokens(v) if isinstance(v, str) else v for k, v in record.args.items()
+            }
+        return True
+
+
+def _redact_server_logs() -> None:
+    for name in ("uvicorn.access", "uvicorn.error"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _RedactTokens) for f in logger.filters):
+            logger.addFilter(_RedactTokens())
 
 
 def configured_hosts(extra: list[str] | None = None) -> list[str]:

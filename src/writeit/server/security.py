@@ -1,4 +1,4 @@
-"""The guard in front of every route: Host header, bearer token and body size.
+"""The guard in front of every route: Host and Origin headers, bearer token, body size.
 
 It is plain ASGI middleware rather than per-route dependencies so that nothing added
 later can forget it: every HTTP request and WebSocket handshake passes through it, and
@@ -7,19 +7,28 @@ everything but liveness and the API docs needs the token (deny by default).
 - Host: a browser page on evil.example can point its own DNS name at 127.0.0.1 (DNS
   rebinding) and then talk to us as a "same-origin" site; refusing any Host header that
   is not a loopback name (or one the user configured) defeats that.
+- Origin: a page on another site that learnt the token could still open a WebSocket
+  (browsers let any page do that, with ``?token=``); a browser always says which page
+  is asking, so any Origin but our own loopback ones (or configured hosts) is refused.
+  Clients that are not browsers send no Origin and are not affected.
 - Token: compared in constant time; WebSocket clients in browsers cannot set headers,
-  so they may pass it as ``?token=``, which is then removed from the query string so it
-  never reaches the access log.
-- Body: bounded by Content-Length and while reading (chunked uploads), then replayed to
-  the app, so no route ever sees more than the limit.
+  so they may pass it as ``?token=``. Plain HTTP must use the header (a token in a URL
+  ends up in histories and logs). A query token is removed from the scope before any
+  check, so no log line, refused or not, ever holds it; `redact_tokens` is the second
+  line of defence for log records.
+- Body: a declared Content-Length over the limit is refused before a byte of the body
+  is read; a body without one is counted while reading and refused as soon as it
+  passes the limit (uvicorn discards the rest); then it is replayed to the app, so no
+  route ever sees more than the limit.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import re
 import secrets
 from collections.abc import Callable, Iterable
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -29,7 +38,12 @@ from writeit.server.errors import error_response
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "[::1]"})
 PUBLIC_PATHS = frozenset({"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
 MAX_BODY = 1 << 20  # 1 MiB: a whole source document fits; a runaway upload does not
-_DRAIN_LIMIT = 16 << 20  # read (and drop) this much of an oversize body before answering
+_QUERY_TOKEN = re.compile(r"(?i)([?&;](?:token|access_token)=)[^&;\s\"']*")
+
+
+def redact_tokens(text: str) -> str:
+    """`text` with every ``token=`` query value masked (for log lines)."""
+    return _QUERY_TOKEN.sub(r"\1***", text) if "token=" in text.lower() else text
 
 
 def is_loopback(host: str) -> bool:
@@ -94,10 +108,12 @@ class Guard:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
+        query_token = self._pop_query_token(scope)  # first: no log line may carry it
         try:
             self.check_host(headers)
+            self.check_origin(headers)
             if scope["path"] not in PUBLIC_PATHS:
-                self.check_token(scope, headers)
+                self.check_token(scope, headers, query_token)
             if scope["type"] == "http":
                 receive = await self.read_body(headers, receive)
         except Refusal as refusal:
@@ -117,13 +133,37 @@ class Guard:
                 "(writeit serve --allow-host NAME)",
             )
 
-    def check_token(self, scope: Scope, headers: Headers) -> None:
+    def check_origin(self, headers: Headers) -> None:
+        """Browsers name the page behind every WebSocket (and cross-site request): only
+        pages served from this machine or a configured host may talk to us."""
+        origin = headers.get("origin")
+        if origin is None:
+            return
+        parts = urlsplit(origin.strip().lower())
+        name = host_name(parts.netloc) if parts.scheme in ("http", "https") else None
+        if name is None or name not in self.allowed_hosts:
+            raise Refusal(
+                403,
+                "origin_not_allowed",
+                f"requests from pages at {origin!r} are not allowed",
+                "only pages served from this machine (http://localhost, http://127.0.0.1) "
+                "or a configured host may use WriteIt (writeit serve --allow-host NAME)",
+            )
+
+    def check_token(self, scope: Scope, headers: Headers, query_token: str = "") -> None:
         given = ""
         scheme, _, credentials = headers.get("authorization", "").partition(" ")
         if scheme.lower() == "bearer":
             given = credentials.strip()
         elif scope["type"] == "websocket":
-            given = self._pop_query_token(scope)
+            given = query_token
+        elif query_token:
+            raise Refusal(
+                401,
+                "unauthorized",
+                "the token must not be sent in the URL of an HTTP request",
+                "send `Authorization: Bearer <token>`; `?token=` is only for WebSockets",
+            )
         if not given:
             raise Refusal(
                 401,
@@ -142,7 +182,10 @@ class Guard:
     @staticmethod
     def _pop_query_token(scope: Scope) -> str:
         """The ``token`` query parameter, removed from the scope so it is never logged."""
-        pairs = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+        query = scope.get("query_string", b"").decode("latin-1")
+        if "token" not in query:
+            return ""
+        pairs = parse_qsl(query, keep_blank_values=True)
         tokens = [value for key, value in pairs if key == "token"]
         if tokens:
             kept = [(key, value) for key, value in pairs if key != "token"]
@@ -150,33 +193,24 @@ class Guard:
         return tokens[-1] if tokens else ""
 
     async def read_body(self, headers: Headers, receive: Receive) -> Receive:
-        """Read the whole body (at most `max_body` bytes) and hand it on in one message."""
+        """Read the whole body (at most `max_body` bytes) and hand it on in one message.
+        Too large is refused at once: before reading when Content-Length says so (a client
+        waiting for `100 Continue` then never sends it), else as soon as the count passes."""
         declared = headers.get("content-length")
         if declared is not None and not declared.strip().isdigit():
             raise Refusal(400, "bad_request", "Content-Length is not a number")
-        too_large = declared is not None and int(declared) > self.max_body
+        if declared is not None and int(declared) > self.max_body:
+            raise self._too_large()
         body = bytearray()
-        received = 0
         more = True
         while more:
             message = await receive()
             if message["type"] != "http.request":
                 break  # the client went away; the app will see the disconnect
-            chunk = message.get("body", b"")
-            received += len(chunk)
+            body += message.get("body", b"")
+            if len(body) > self.max_body:
+                raise self._too_large()  # uvicorn reads and drops whatever still comes
             more = message.get("more_body", False)
-            too_large = too_large or received > self.max_body
-            if not too_large:
-                body += chunk
-            elif received > _DRAIN_LIMIT:
-                break  # read (and dropped) enough; answer now and let the connection close
-        if too_large:
-            raise Refusal(
-                413,
-                "body_too_large",
-                f"the body is larger than {self.max_body} bytes",
-                f"requests are limited to {self.max_body // 1024} KiB; send less",
-            )
         replayed = False
 
         async def replay() -> Message:
@@ -187,6 +221,14 @@ class Guard:
             return await receive()
 
         return replay
+
+    def _too_large(self) -> Refusal:
+        return Refusal(
+            413,
+            "body_too_large",
+            f"the body is larger than {self.max_body} bytes",
+            f"requests are limited to {self.max_body // 1024} KiB; send less",
+        )
 
     @staticmethod
     async def refuse(scope: Scope, receive: Receive, send: Send, refusal: Refusal) -> None:
