@@ -4,7 +4,8 @@
 `firehose` streams `FIREHOSE_DELTAS` one-character deltas as fast as the event loop
 goes (yielding to it between deltas, as a network stream would);
 `paced-a` and `paced-b` take PACE seconds a chunk, so a run lasts long enough to be
-killed part way (the soak).
+killed part way (the soak); `slow-a` and `slow-b` take SLOW_PACE (about six seconds a
+reply), so races and pauses land mid-stream.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ REPLY = ("Clear writing starts with knowing who will read the piece and why. " *
 FIREHOSE_DELTAS = 200_000
 BURST_DELTAS = 20_000  # the TUI figure: three panes of this many tokens each
 PACE = 0.001
+SLOW_PACE = 0.01
 
 
 def _chunks(model_id: str) -> list[str]:
@@ -44,6 +46,8 @@ class Instant(llm.Model):
         for chunk in _chunks(self.model_id):
             if self.model_id.startswith("paced"):
                 time.sleep(PACE)
+            elif self.model_id.startswith("slow"):
+                time.sleep(SLOW_PACE)
             yield chunk
         response.set_usage(input=len(prompt.prompt) // 4, output=len(REPLY) // 4)
 
@@ -61,6 +65,8 @@ class AsyncInstant(llm.AsyncModel):
         for chunk in _chunks(self.model_id):
             if self.model_id.startswith("paced"):
                 await asyncio.sleep(PACE)
+            elif self.model_id.startswith("slow"):
+                await asyncio.sleep(SLOW_PACE)
             elif self.model_id == "firehose" or self.model_id.startswith("burst"):
                 await asyncio.sleep(0)  # like a network stream, let the loop breathe
             yield chunk
@@ -78,6 +84,8 @@ def register_models(register):
         "burst-a",
         "burst-b",
         "burst-c",
+        "slow-a",
+        "slow-b",
     ):
         register(Instant(model_id), AsyncInstant(model_id))
 

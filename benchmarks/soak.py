@@ -1,6 +1,7 @@
 """`make soak`: reliability figures. Runs killed with SIGKILL at random moments and resumed;
 provider faults injected at random through the loopback OpenAI-compatible server;
-the TUI and a `writeit serve` writing one store at once (soak_shared.py).
+the TUI and a `writeit serve` writing one store at once (soak_shared.py); two servers
+racing executes and pauses, a burst against the limit, hostile exports (soak_trust.py).
 
 Prints a table and appends its figures to benchmarks/results.json (same shape as run.py).
 """
@@ -165,8 +166,11 @@ def main() -> None:
 
     instant_model.install()
     from soak_shared import shared_store  # the TUI and `writeit serve` on one store
+    from soak_trust import trust_races  # two servers racing, a burst, hostile exports
 
-    for soak in (kill_and_resume, provider_faults, shared_store):
+    soaks = [kill_and_resume, provider_faults, shared_store, trust_races]
+    only = os.environ.get("SOAK_ONLY")  # e.g. SOAK_ONLY=trust_races make soak
+    for soak in [s for s in soaks if not only or s.__name__ in only.split(",")]:
         started = time.perf_counter()
         soak()
         print(f"  {soak.__name__} done in {time.perf_counter() - started:.1f}s", file=sys.stderr)

@@ -619,6 +619,8 @@ def show(
     as_json: JsonOpt = False,
 ) -> None:
     """Show a run: its steps, candidates and choices (optionally as it was at an event)."""
+    from writeit import export
+
     engine = _engine(workspace)
     full_id = engine.resolve(run_id)
     state = engine.store.state_at(full_id, at) if at is not None else engine.load(full_id)
@@ -647,12 +649,19 @@ def show(
             info = f"{response.tokens} tok, {response.processing_time:.1f}s"
             if response.quality_score is not None:
                 info += f", quality {response.quality_score:.2f}"
-            line = f"    {response.kind} {response.model_name} [{response.status.value}] {info}{chosen}"
-            console.print(line, highlight=False)
+            via = f" via {response.provider}" if response.provider else ""
+            line = f"    {response.kind} {response.model_name}{via} [{response.status.value}] {info}{chosen}"
+            console.print(line, highlight=False, markup=False)
+            if response.instruction:
+                console.print(
+                    f"      instruction: {response.instruction}", highlight=False, markup=False
+                )
             if response.error:
-                console.print(f"      [red]{response.error}[/]", highlight=False)
+                console.print(f"      {response.error}", style="red", highlight=False, markup=False)
+        if step.decision:
+            console.print(f"    {export.decided(step)}", highlight=False, markup=False)
         if step.user_feedback:
-            console.print(f"    feedback: {step.user_feedback}", highlight=False)
+            console.print(f"    feedback: {step.user_feedback}", highlight=False, markup=False)
     final = state.final_text
     if final:
         console.print("\n[bold]Latest output[/]")

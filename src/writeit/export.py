@@ -20,7 +20,7 @@ from typing import Any, Literal
 import yaml
 
 from writeit.errors import WriteItError
-from writeit.models import PipelineRun, ResponseStatus
+from writeit.models import PipelineRun, ResponseStatus, StepState
 
 Format = Literal["md", "yaml", "json"]
 FORMATS: tuple[str, ...] = ("md", "yaml", "json")
@@ -113,7 +113,11 @@ def _step_history(run: PipelineRun, name: str) -> dict[str, Any]:
         if selected
         else None,
         "merged": selected is None and step.merged_content is not None,
+        "decision": _decision(step),
+        "decided": decided(step),
+        "guidance": step.guidance,
         "feedback": step.user_feedback,
+        "prompt": step.prompt,
         "output": step.output,
         "responses": [
             {
@@ -133,6 +137,37 @@ def _step_history(run: PipelineRun, name: str) -> dict[str, Any]:
             for r in step.ai_responses
         ],
     }
+
+
+def _decision(step: StepState) -> dict[str, Any] | None:
+    if step.decision is None:
+        return None
+    return step.decision.model_dump(mode="json") | {
+        "models": [_model_of(step, i) for i in step.decision.response_ids]
+    }
+
+
+def _model_of(step: StepState, response_id: str | None) -> str:
+    found = [r.model_name for r in step.ai_responses if r.response_id == response_id]
+    return found[0] if found else "?"
+
+
+def decided(step: StepState) -> str | None:
+    """How the step's output came to be, in a line: the provenance a reader wants."""
+    decision = step.decision
+    if decision is None:
+        return None
+    sources = ", ".join(_model_of(step, i) for i in decision.response_ids)
+    if decision.how == "selected":
+        return f"Selected {sources}"
+    if decision.how == "skipped":
+        return "Skipped"
+    if decision.how == "written":
+        return f"Written by hand from {sources}" if sources else "Written by hand"
+    line = f"Merged by {_model_of(step, decision.merge_response_id)} from {sources}"
+    if decision.instruction:
+        line += f" ({decision.instruction})"
+    return line + (", edited by hand" if decision.edited else "")
 
 
 def render(run: PipelineRun, fmt: str, *, include_history: bool = True, branches: int = 0) -> str:
@@ -157,10 +192,10 @@ def _markdown(doc: dict[str, Any]) -> str:
             parts.append(f"### {step['step']} ({step['status']})\n")
             if step["models"]:
                 parts.append(f"- Models asked: {', '.join(step['models'])}")
-            if step["selection"]:
-                parts.append(f"- Selected: {step['selection']['model']}")
-            elif step["merged"]:
-                parts.append("- Merged from several candidates")
+            if step["guidance"]:
+                parts.append(f"- Guidance: {step['guidance']}")
+            if step["decided"]:
+                parts.append(f"- {step['decided']}")
             if step["feedback"]:
                 parts.append(f"- Feedback: {step['feedback']}")
             if step["output"] and step is not history[-1]:
