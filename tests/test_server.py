@@ -526,27 +526,31 @@ def test_an_existing_export_is_409_unless_overwrite_and_default_names_stay_uniqu
 # --- refusals ------------------------------------------------------------------------------
 
 
-def test_selecting_while_a_step_streams_is_refused(server, client, source, scripted):
+def test_while_a_step_streams_only_a_finished_candidate_can_be_chosen(
+    server, client, source, scripted
+):
     gate = scripted.Gate(after_chunks=1)
     scripted.script("scripted-a", gate=gate)
     run_id = start_run(client, source)
     with watch(server, run_id) as ws:
         receive(ws)
         assert client.post(f"/api/runs/{run_id}/steps/angles/execute").status_code == 202
+        read_until(ws, lambda m: m["type"] == "response_done" and m["model"] == "scripted-b")
         gate.wait_reached_sync()
-        busy = client.post(f"/api/runs/{run_id}/select", json={"index": 1})
-        assert error_of(busy, 409)["code"] == "step_running"
-        assert "still generating" in busy.json()["error"]["message"]
-        error_of(client.post(f"/api/runs/{run_id}/accept"), 409)
+        streaming = client.post(f"/api/runs/{run_id}/select", json={"index": 0})
+        assert "streaming" in error_of(streaming, 422)["message"]
         again = client.post(f"/api/runs/{run_id}/steps/angles/execute", json={"regenerate": True})
         assert error_of(again, 409)["code"] == "step_running"
+        assert "still generating" in again.json()["error"]["message"]
         step = server.engine.store.load(run_id).steps["angles"]
         assert step.status.value == "running" and step.user_selection is None
-        gate.release()
+        chosen = client.post(f"/api/runs/{run_id}/select", json={"index": 1})
+        assert chosen.status_code == 200, chosen.text
         read_until(ws, step_done("angles"))
-    chosen = client.post(f"/api/runs/{run_id}/select", json={"index": 1})
-    assert chosen.status_code == 200
-    assert server.engine.store.load(run_id).steps["angles"].user_selection == 1
+    gate.release()
+    step = server.engine.store.load(run_id).steps["angles"]
+    assert step.user_selection == 1
+    assert step.candidates[0].status.value == "interrupted" and step.candidates[0].raw_output
 
 
 def test_transitions_the_state_machines_forbid_are_409(server, client, source):
