@@ -83,7 +83,7 @@ class _Stream:
     buffer: list[str] = field(default_factory=list)
     task: asyncio.Task | None = None
     taken: int = 0
-    reason: str = "stopped before it finished"
+    reason: str = "it did not finish"
 
 
 @dataclass(eq=False)
@@ -792,7 +792,7 @@ class Engine:
                 log.warning("checkpoint of run %s failed: %s", run_id[:8], error)
                 continue
             if run.status == PipelineStatus.PAUSED:
-                self._stop_streams(run_id, "stopped: the run was paused in another process")
+                self._stop_streams(run_id, "the run was paused in another process")
                 return
 
     def _stop_streams(self, run_id: str, reason: str) -> list[asyncio.Task]:
@@ -926,7 +926,7 @@ class Engine:
                 f"the {response_obj.model_name} response is {response_obj.status.value}",
                 hint="pick a completed response, or retry this one",
             )
-        if self._stop_streams(run.pipeline_run_id, "stopped: the writer chose another candidate"):
+        if self._stop_streams(run.pipeline_run_id, "the writer chose another candidate"):
             run = await self.wait(run.pipeline_run_id)
             step = run.current
         self._check_idle(run)
@@ -1295,7 +1295,7 @@ class Engine:
         streaming in another process is paused in the log; that process stops its
         streams at its next checkpoint."""
         run_id = self.resolve(run_id)
-        if self._stop_streams(run_id, "stopped by the writer"):
+        if self._stop_streams(run_id, "paused by the writer"):
             await self.wait(run_id)  # the generation records them interrupted
         return await self._commit(
             run_id,
@@ -1421,7 +1421,7 @@ def _check_free(run: PipelineRun, step: str) -> None:
     if pid is not None:
         raise StepRunning(
             f"{_where(run, step)} is generating in another WriteIt process (pid {pid})",
-            hint="wait for it to finish there, or pause the run (POST /api/runs/{id}/pause)",
+            hint=f"wait for it to finish there, or pause it there (or POST /api/runs/{run.pipeline_run_id[:8]}/pause)",
         )
 
 
