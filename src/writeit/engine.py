@@ -201,12 +201,11 @@ class Engine:
     def _orphans(self, run: PipelineRun) -> list[AIResponse]:
         """Responses recorded as streaming whose process is gone (killed, crashed): no
         one will finish them. Ours are orphans only once their generation has ended."""
+        responses = [run.find_response(rid)[1] for rid in run.streaming_ids]
         return [
             response
-            for step in run.steps.values()
-            for response in step.ai_responses
-            if response.status == ResponseStatus.STREAMING
-            and response.response_id not in self._streams
+            for response in responses
+            if response.response_id not in self._streams
             and not self._owned(run.pipeline_run_id, response)
         ]
 
@@ -223,11 +222,11 @@ class Engine:
         if not orphans:
             return run
         view = _writable(run)
-        for step in view.steps.values():
-            for response in step.ai_responses:
-                if response.response_id in orphans:
-                    response.status = ResponseStatus.INTERRUPTED
-                    response.error = _orphan_reason(response)
+        for response_id in orphans:
+            _, response = view.find_response(response_id)
+            response.status = ResponseStatus.INTERRUPTED
+            response.error = _orphan_reason(response)
+            view.ended(response)
         return view
 
     def snapshot(self, run_id: str) -> PipelineRun:

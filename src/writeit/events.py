@@ -279,6 +279,7 @@ def _response_started(run: PipelineRun, data: dict, event: Event) -> None:
             pid_started=data.get("pid_started"),
         )
     )
+    run.added(step)
 
 
 def _streaming(run: PipelineRun, response_id: str) -> AIResponse:
@@ -299,6 +300,7 @@ def _response_completed(run: PipelineRun, data: dict, event: Event) -> None:
     response.raw_output += data.get("delta", "")
     response.processed_content = response.raw_output.strip()
     response.status = ResponseStatus.COMPLETED
+    run.ended(response)
     response.processing_time = data.get("processing_time", 0.0)
     if data.get("usage"):
         response.usage_stats = TokenUsage.model_validate(data["usage"])
@@ -313,6 +315,7 @@ def _response_failed(run: PipelineRun, data: dict, event: Event) -> None:
     response.raw_output += data.get("delta", "")
     response.status = ResponseStatus.FAILED
     response.error = data["error"]
+    run.ended(response)
     response.processing_time = data.get("processing_time", 0.0)
 
 
@@ -321,6 +324,7 @@ def _response_interrupted(run: PipelineRun, data: dict, event: Event) -> None:
     response = _streaming(run, data["response_id"])
     response.status = ResponseStatus.INTERRUPTED
     response.error = data.get("reason", "interrupted before it finished")
+    run.ended(response)
 
 
 assert set(_HANDLERS) == set(EventType), "every event type needs a handler"

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 from uuid import uuid4
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from writeit.errors import InvalidTransition, WriteItError
 
@@ -353,6 +353,45 @@ class PipelineRun(BaseModel):
     user_id: str = "default"
     error: str | None = None
     last_seq: int = 0
+    # Folded alongside the state so a lookup does not scan every response: where each
+    # response is (step, position) and which are streaming. Rebuilt when missing.
+    _where: dict[str, tuple[str, int]] | None = PrivateAttr(default=None)
+    _streaming: set[str] | None = PrivateAttr(default=None)
+
+    def model_copy(self, *, update: dict[str, Any] | None = None, deep: bool = False) -> Any:
+        """A copy whose response index is its own (pydantic shares private values)."""
+        copied = super().model_copy(update=update, deep=deep)
+        if not deep:
+            copied._where = None if self._where is None else dict(self._where)
+            copied._streaming = None if self._streaming is None else set(self._streaming)
+        return copied
+
+    def _indexes(self) -> tuple[dict[str, tuple[str, int]], set[str]]:
+        if self._where is None or self._streaming is None:
+            self._where, self._streaming = {}, set()
+            for name, step in self.steps.items():
+                for position, response in enumerate(step.ai_responses):
+                    self._where[response.response_id] = (name, position)
+                    if response.status == ResponseStatus.STREAMING:
+                        self._streaming.add(response.response_id)
+        return self._where, self._streaming
+
+    def added(self, step: StepState) -> None:
+        """Index the response just appended to `step` (the fold calls this)."""
+        where, streaming = self._indexes()
+        response = step.ai_responses[-1]
+        where[response.response_id] = (step.step_name, len(step.ai_responses) - 1)
+        if response.status == ResponseStatus.STREAMING:
+            streaming.add(response.response_id)
+
+    def ended(self, response: AIResponse) -> None:
+        """A response stopped streaming (the fold, or a reader's view of an orphan)."""
+        self._indexes()[1].discard(response.response_id)
+
+    @property
+    def streaming_ids(self) -> list[str]:
+        """Responses streaming in the log, in no particular order."""
+        return list(self._indexes()[1])
 
     def can_transition_to(self, new: PipelineStatus) -> bool:
         return validate_pipeline_transition(self.status, new)
@@ -414,10 +453,14 @@ class PipelineRun(BaseModel):
         return sum(r.cost for s in self.steps.values() for r in s.ai_responses)
 
     def find_response(self, response_id: str) -> tuple[StepState, AIResponse]:
-        for step in self.steps.values():
-            for response in step.ai_responses:
-                if response.response_id == response_id:
-                    return step, response
+        where, _ = self._indexes()
+        if response_id in where:
+            name, position = where[response_id]
+            responses = self.steps[name].ai_responses
+            if position < len(responses) and responses[position].response_id == response_id:
+                return self.steps[name], responses[position]
+            self._where = None  # out of date (a response list replaced): index again
+            return self.find_response(response_id)
         raise WriteItError(f"run {self.pipeline_run_id[:8]} has no response {response_id!r}")
 
 

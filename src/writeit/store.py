@@ -24,7 +24,7 @@ import lmdb
 from writeit import processes
 from writeit.errors import TooManyRuns
 from writeit.events import Event, EventType, fold
-from writeit.models import PipelineRun, PipelineStatus, ResponseStatus, UserSession, WriteItError
+from writeit.models import PipelineRun, PipelineStatus, UserSession, WriteItError
 
 SCHEMA_VERSION = 1
 DEFAULT_MAP_SIZE = 1 << 30  # grows on demand; the file stays sparse
@@ -197,10 +197,7 @@ class Store:
         counts against `max_concurrent_pipelines` (a dead process's entry counts for
         nothing and goes on the run's next write)."""
         key = _LIVE + run.pipeline_run_id.encode()
-        streaming = any(
-            r.status == ResponseStatus.STREAMING for s in run.steps.values() for r in s.ai_responses
-        )
-        if not streaming:
+        if not run.streaming_ids:
             txn.delete(key)
             return
         starts = [e for e in events if e.type == EventType.RESPONSE_STARTED and "pid" in e.data]
