@@ -3,6 +3,7 @@
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import lmdb
 import pytest
@@ -217,3 +218,56 @@ def test_two_processes_writing_at_once_lose_nothing(tmp_path):
         mine = [w for w in written if w.startswith(name)]
         assert mine == [f"{name}-{i}" for i in range(150)]
     assert fold(events).steps["first"].user_feedback in {"a-149", "b-149"}
+
+
+# --- a store written by an earlier WriteIt ----------------------------------------------
+
+FIXTURE = Path(__file__).parent / "fixtures" / "store-v1"
+
+
+def _restricted(new: object, old: object) -> object:
+    """`new` with only the keys `old` has (fields added since are checked on their own)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return {key: _restricted(new.get(key), value) for key, value in old.items()}
+    if isinstance(old, list) and isinstance(new, list):
+        return [_restricted(n, o) for n, o in zip(new, old, strict=False)] + new[len(old) :]
+    return new
+
+
+def test_a_store_written_by_schema_1_opens_and_folds_to_the_same_states(tmp_path):
+    """tests/fixtures/store-v1 was written by WriteIt at 888ac81 (schema 1), with the
+    states that version folded (states.json): four runs, a branch, a deletion."""
+    import json
+    import shutil
+
+    path = tmp_path / "store"
+    path.mkdir()
+    shutil.copy(FIXTURE / "data.mdb", path / "data.mdb")
+    expected = json.loads((FIXTURE / "states.json").read_text())
+    store = Store(path)
+    with store.env.begin() as txn:
+        assert txn.get(b"meta:schema") == b"2"
+    for run_id, old in expected.items():
+        new = store.load(run_id).model_dump(mode="json")
+        for step in new["steps"].values():
+            for response in step["ai_responses"]:
+                # schema 1 folded the provider away although its events carried it
+                done = response["status"] == "completed"
+                assert response["provider"] == ("scripted-model" if done else "")
+                response["provider"] = ""
+        assert _restricted(new, old) == old, run_id
+    listed = {s.run_id for s in store.recent(limit=None)}
+    assert listed == set(expected) - {
+        run_id for run_id in expected if store.summary(run_id).deleted
+    }
+    assert sum(store.counts().values()) == len(listed)
+    completed = store.recent(status="completed", limit=None)
+    assert [s.status for s in completed] == ["completed"]
+    assert {s.run_id for s in store.recent(model="scripted-b", limit=None)} <= listed
+    merged = [
+        run_id
+        for run_id in listed
+        if store.load(run_id).steps["angles"].decision
+        and store.load(run_id).steps["angles"].decision.how == "written"
+    ]
+    assert len(merged) == 1  # the hand merge on the branch, as the decision folds it now

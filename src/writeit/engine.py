@@ -155,13 +155,25 @@ class Engine:
         run = self._cached(run_id)
         if run is not None:
             return run
-        run = self.store.load(run_id)
         cached = self._runs.get(run_id)
+        run = self._caught_up(cached) if cached is not None else self.store.load(run_id)
         if cached is not None and (run_id in self._writing or cached.last_seq >= run.last_seq):
             return cached  # a fold begun before our latest write landed: older than the cache
         self._runs[run_id] = run
         if cached is not None:
             self._moved_elsewhere(run_id)
+        return run
+
+    def _caught_up(self, cached: PipelineRun) -> PipelineRun:
+        """The cached run with the events another process appended since (only those are
+        read); a tail that does not apply (a damaged log) falls back to a full fold."""
+        run = cached.writable()
+        try:
+            for event in self.store.tail(run.pipeline_run_id, cached.last_seq):
+                apply(run, event)
+        except WriteItError as error:
+            log.warning("refolding run %s: %s", run.pipeline_run_id[:8], error)
+            return self.store.load(run.pipeline_run_id)
         return run
 
     def _moved_elsewhere(self, run_id: str) -> None:
@@ -221,9 +233,9 @@ class Engine:
         orphans = {r.response_id for r in self._orphans(run)}
         if not orphans:
             return run
-        view = _writable(run)
+        view = run.writable()
         for response_id in orphans:
-            _, response = view.find_response(response_id)
+            _, response = view.changing(response_id)
             response.status = ResponseStatus.INTERRUPTED
             response.error = _orphan_reason(response)
             view.ended(response)
@@ -308,7 +320,7 @@ class Engine:
                     if not specs:
                         return view
                     specs = _orphan_specs(self._orphans(run)) + specs
-                    work = _writable(run)
+                    work = run.writable()
                     events = []
                     for kind, data in specs:
                         event = Event(seq=work.last_seq + 1, type=kind, run_id=run_id, data=data)
@@ -1437,17 +1449,6 @@ def _orphan_specs(orphans: list[AIResponse]) -> Specs:
         )
         for r in orphans
     ]
-
-
-def _writable(run: PipelineRun) -> PipelineRun:
-    """A copy for events to change. Events assign fields and append responses, so steps
-    and responses are copied one level deep and their texts shared: microseconds, where
-    a deep copy of a run with long answers costs milliseconds."""
-    steps = {
-        name: step.model_copy(update={"ai_responses": [r.model_copy() for r in step.ai_responses]})
-        for name, step in run.steps.items()
-    }
-    return run.model_copy(update={"steps": steps})
 
 
 def _drain(stream: _Stream) -> str:

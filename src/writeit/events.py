@@ -250,9 +250,9 @@ def _merged(run: PipelineRun, data: dict, event: Event) -> None:
 @_on(EventType.RESPONSES_JUDGED)
 def _judged(run: PipelineRun, data: dict, event: Event) -> None:
     """A judge model's scores (0..1) become each candidate's quality_score."""
-    step = run.step(data["step"])
+    run.step(data["step"])
     for response_id, value in data["scores"].items():
-        response = step.response(response_id)
+        _, response = run.changing(response_id)
         response.quality = {**response.quality, "judge": value}
         response.quality_score = value
 
@@ -286,7 +286,7 @@ def _streaming(run: PipelineRun, response_id: str) -> AIResponse:
     _, response = run.find_response(response_id)
     if response.status != ResponseStatus.STREAMING:
         raise CorruptHistory(f"response {response_id} is already {response.status.value}")
-    return response
+    return run.changing(response_id)[1]
 
 
 @_on(EventType.RESPONSE_PROGRESS)

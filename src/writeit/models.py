@@ -204,7 +204,7 @@ class AIResponse(BaseModel):
     instruction: str | None = None
     replaces: str | None = None  # the failed or interrupted candidate asked again
     pid: int | None = None  # the WriteIt process streaming it, while it streams
-    pid_started: int | None = Field(default=None, exclude=True)
+    pid_started: int | None = None
 
     def calculate_cost(self, pricing: dict[str, dict[str, float]]) -> float:
         """Cost in USD from per-1K-token prices; also stored on the usage stats."""
@@ -366,6 +366,14 @@ class PipelineRun(BaseModel):
             copied._streaming = None if self._streaming is None else set(self._streaming)
         return copied
 
+    def __eq__(self, other: object) -> bool:
+        """Equal states, whatever the lookup caches hold."""
+        if not isinstance(other, PipelineRun):
+            return NotImplemented
+        return self.__dict__ == other.__dict__
+
+    __hash__ = None  # type: ignore[assignment]
+
     def _indexes(self) -> tuple[dict[str, tuple[str, int]], set[str]]:
         if self._where is None or self._streaming is None:
             self._where, self._streaming = {}, set()
@@ -387,6 +395,25 @@ class PipelineRun(BaseModel):
     def ended(self, response: AIResponse) -> None:
         """A response stopped streaming (the fold, or a reader's view of an orphan)."""
         self._indexes()[1].discard(response.response_id)
+
+    def changing(self, response_id: str) -> tuple[StepState, AIResponse]:
+        """The response, copied into place first: copies of a run share response objects
+        (see `writable`), so one is copied only when an event changes it."""
+        step, response = self.find_response(response_id)
+        position = self._indexes()[0][response_id][1]
+        response = response.model_copy()
+        step.ai_responses[position] = response
+        return step, response
+
+    def writable(self) -> PipelineRun:
+        """A copy for events to change, sharing every response and text with this run (a
+        response is copied when an event changes it): microseconds whatever the history,
+        where a deep copy of a run with long answers costs milliseconds."""
+        steps = {
+            name: step.model_copy(update={"ai_responses": list(step.ai_responses)})
+            for name, step in self.steps.items()
+        }
+        return self.model_copy(update={"steps": steps})
 
     @property
     def streaming_ids(self) -> list[str]:

@@ -23,13 +23,21 @@ import lmdb
 
 from writeit import processes
 from writeit.errors import TooManyRuns
-from writeit.events import Event, EventType, fold
+from writeit.events import Event, EventType, apply, fold
 from writeit.models import PipelineRun, PipelineStatus, UserSession, WriteItError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: listing indexes, counters, snapshots, live records
 DEFAULT_MAP_SIZE = 1 << 30  # grows on demand; the file stays sparse
 _COMPRESS_OVER = 400  # bytes of JSON before zlib pays for itself
 _LIVE = b"live:"  # live:{run_id} -> the process streaming the run's responses
+SNAPSHOT_EVERY = 100  # events between snapshots: opening a run folds at most this many
+_SNAPSHOT_AT_BOUNDARY = 10  # ...or this many, when a step boundary is a natural point
+_BOUNDARIES = {
+    EventType.STEP_ADVANCED,
+    EventType.REWOUND,
+    EventType.RUN_COMPLETED,
+    EventType.RUN_FORKED,
+}
 _STREAM_ENDS = {
     EventType.RESPONSE_STARTED,
     EventType.RESPONSE_COMPLETED,
@@ -68,6 +76,82 @@ def _decode(blob: bytes) -> Any:
     return json.loads(blob[1:])
 
 
+_LISTED = ("status", "pipeline", "style")
+
+
+def _list_keys(summary: dict[str, Any] | None) -> set[bytes]:
+    if summary is None or summary.get("deleted"):
+        return set()
+    user, when, run_id = summary["user_id"], summary["updated_at"], summary["run_id"]
+    values = [(field, summary.get(field)) for field in _LISTED]
+    values += [("model", model) for model in summary.get("asked") or []]
+    return {
+        f"list:{user}:{field}:{value}:{when}:{run_id}".encode() for field, value in values if value
+    }
+
+
+def _newest_first(txn: lmdb.Transaction, prefix: bytes) -> Iterator[bytes]:
+    """Values of the keys under `prefix`, last key first (keys end in a timestamp)."""
+    cursor = txn.cursor()
+    if not cursor.set_range(prefix + b"\xff"):
+        if not cursor.last():
+            return
+    elif not cursor.prev():
+        return
+    for key, value in cursor.iterprev():
+        if not key.startswith(prefix):
+            break
+        yield bytes(value)
+
+
+def _matches(summary: RunSummary, field: str, value: str) -> bool:
+    if field == "model":
+        return value in (summary.asked or [])
+    return getattr(summary, field) == value
+
+
+def _asked(summary: dict[str, Any] | None, events: list[Event], run: PipelineRun) -> list[str]:
+    if summary is None:  # a new run or branch: what it inherits, and its --model list
+        known = {r.model_name for s in run.steps.values() for r in s.ai_responses}
+        known |= set(run.models)
+    else:
+        known = set(summary.get("asked") or [])
+    known |= {e.data["model"] for e in events if e.type == EventType.RESPONSE_STARTED}
+    return sorted(known)
+
+
+def _snapshot_due(run: PipelineRun, events: list[Event], snap_seq: int) -> bool:
+    since = run.last_seq - snap_seq
+    if since >= SNAPSHOT_EVERY:
+        return True
+    return since >= _SNAPSHOT_AT_BOUNDARY and any(e.type in _BOUNDARIES for e in events)
+
+
+def _pack(run: PipelineRun) -> bytes:
+    """A snapshot of the folded state. Each response's prompt and system prompt repeat
+    its step's and run's: stored once, in a table, so a snapshot grows with the text
+    written, not with the prompts sent again."""
+    data = run.model_dump(mode="json")
+    prompts: dict[str, int] = {}
+    for step in data["steps"].values():
+        for response in step["ai_responses"]:
+            response["prompt_used"] = prompts.setdefault(response["prompt_used"], len(prompts))
+            if response["system_prompt"] == data["style_prompt"]:
+                response["system_prompt"] = None
+    return _encode({"prompts": list(prompts), "run": data})
+
+
+def _unpack(blob: bytes) -> PipelineRun:
+    packed = _decode(blob)
+    data, prompts = packed["run"], packed["prompts"]
+    for step in data["steps"].values():
+        for response in step["ai_responses"]:
+            response["prompt_used"] = prompts[response["prompt_used"]]
+            if response["system_prompt"] is None:
+                response["system_prompt"] = data["style_prompt"]
+    return PipelineRun.model_validate(data)
+
+
 def _event_key(run_id: str, seq: int) -> bytes:
     return f"event:{run_id}:{seq:010d}".encode()
 
@@ -96,9 +180,13 @@ class RunSummary:
     title: str = ""
     user_id: str = "default"
     deleted: bool = False
+    snap_seq: int = 0  # the seq of the run's latest snapshot (0: none yet)
+    asked: list[str] | None = None  # every model asked in the run, for `runs --model`
 
     @classmethod
-    def of(cls, run: PipelineRun, own_from: int, deleted: bool = False) -> RunSummary:
+    def of(
+        cls, run: PipelineRun, own_from: int, deleted: bool = False, snap_seq: int = 0
+    ) -> RunSummary:
         source = run.user_inputs.get(next(iter(run.user_inputs), ""), "")
         return cls(
             run_id=run.pipeline_run_id,
@@ -121,6 +209,7 @@ class RunSummary:
             title=" ".join(source.split())[:80],
             user_id=run.user_id,
             deleted=deleted,
+            snap_seq=snap_seq,
         )
 
 
@@ -180,7 +269,13 @@ class Store:
                 deleted = any(e.type == EventType.RUN_DELETED for e in events) or bool(
                     summary and summary.get("deleted")
                 )
-                self._index(txn, run, events, summary, RunSummary.of(run, own_from, deleted))
+                snap_seq = (summary or {}).get("snap_seq", 0)
+                if _snapshot_due(run, events, snap_seq):
+                    txn.put(f"snap:{run_id}".encode(), _pack(run))
+                    snap_seq = run.last_seq
+                new = RunSummary.of(run, own_from, deleted, snap_seq)
+                new.asked = _asked(summary, events, run)
+                self._index(txn, run, events, summary, new)
             else:
                 summary["last_seq"] = run.last_seq
                 txn.put(f"run:{run_id}".encode(), _encode(summary))
@@ -257,27 +352,20 @@ class Store:
             txn.put(f"recent_runs:{user}:{new.updated_at}:{run_id}".encode(), run_id.encode())
         if new.status == PipelineStatus.COMPLETED and (old or {}).get("status") != "completed":
             txn.put(f"completed_runs:{user}:{new.updated_at}:{run_id}".encode(), run_id.encode())
-        touched = {e.data["step"] for e in events if "step" in e.data}
-        touched |= {new.current_step}
-        for name in touched:
-            step = run.steps.get(name)
-            if step is None:
-                continue
-            ids = [r.response_id for r in step.ai_responses]
-            txn.put(f"step_responses:{run_id}:{name}".encode(), _encode(ids))
-            txn.put(
-                f"step:{run_id}:{name}".encode(),
-                _encode(
-                    {
-                        "status": step.status.value,
-                        "user_selection": step.user_selection,
-                        "retry_count": step.retry_count,
-                        "has_output": step.output is not None,
-                    }
-                ),
-            )
+        self._index_steps(txn, run, events, fresh=old is None)
+        self._index_lists(txn, old, new)
+
+    @staticmethod
+    def _index_steps(
+        txn: lmdb.Transaction, run: PipelineRun, events: list[Event], *, fresh: bool
+    ) -> None:
+        """The seed's step, step_responses and response keys, written only where the
+        events changed them (a new run or branch writes all it inherits)."""
+        run_id = run.pipeline_run_id
+        started: dict[str, list[str]] = {}
         for event in events:
             if event.type == EventType.RESPONSE_STARTED:
+                started.setdefault(event.data["step"], []).append(event.data["response_id"])
                 txn.put(
                     f"response:{event.data['response_id']}".encode(),
                     _encode(
@@ -289,6 +377,48 @@ class Store:
                         }
                     ),
                 )
+        changed = {e.data["step"] for e in events if "step" in e.data}
+        if fresh:
+            changed |= {name for name, step in run.steps.items() if step.ai_responses}
+        for name in changed | set(started):
+            step = run.steps.get(name)
+            if step is None:
+                continue
+            key = f"step_responses:{run_id}:{name}".encode()
+            if fresh:
+                txn.put(key, _encode([r.response_id for r in step.ai_responses]))
+            elif name in started:
+                known = txn.get(key)
+                txn.put(key, _encode([*(_decode(known) if known else []), *started[name]]))
+            txn.put(
+                f"step:{run_id}:{name}".encode(),
+                _encode(
+                    {
+                        "status": step.status.value,
+                        "user_selection": step.user_selection,
+                        "retry_count": step.retry_count,
+                        "has_output": step.output is not None,
+                    }
+                ),
+            )
+
+    @staticmethod
+    def _index_lists(txn: lmdb.Transaction, old: dict[str, Any] | None, new: RunSummary) -> None:
+        """What listings filter by (status, pipeline, style, model: newest-updated first)
+        and the count of runs per status, moved along with the run in the same write."""
+        before, after = _list_keys(old), _list_keys(new.__dict__)
+        for key in before - after:
+            txn.delete(key)
+        for key in after - before:
+            txn.put(key, new.run_id.encode())
+        was = None if old is None or old.get("deleted") else old["status"]
+        now = None if new.deleted else new.status
+        if was != now:
+            for status, step in ((was, -1), (now, 1)):
+                if status is not None:
+                    key = f"count:{new.user_id}:{status}".encode()
+                    count = int(txn.get(key) or 0) + step
+                    txn.put(key, str(count).encode())
 
     def save_draft(self, run_id: str, name: str, text: str) -> None:
         """Keep what the writer is typing (feedback, guidance, a merge) beside the run, not
@@ -345,6 +475,12 @@ class Store:
         with self.env.begin(buffers=True) as txn:
             return list(self._lineage(txn, run_id, upto))
 
+    def tail(self, run_id: str, after: int) -> list[Event]:
+        """The run's own events after seq `after`: what a reader holding the run folded up
+        to `after` still has to apply."""
+        with self.env.begin(buffers=True) as txn:
+            return list(self._own_events(txn, run_id, after + 1, None))
+
     def _lineage(self, txn: lmdb.Transaction, run_id: str, upto: int | None) -> Iterator[Event]:
         chain: list[tuple[str, int, int | None]] = []  # (run, first own seq, last seq wanted)
         current, limit = run_id, upto
@@ -376,7 +512,15 @@ class Store:
             yield Event(run_id=run_id, **data)
 
     def load(self, run_id: str) -> PipelineRun:
-        return fold(self.events(run_id))
+        """The run now: its latest snapshot and the events after it (or a full fold)."""
+        with self.env.begin(buffers=True) as txn:
+            raw = txn.get(f"snap:{run_id}".encode())
+            if raw is None:
+                return fold(self._lineage(txn, run_id, None))
+            run = _unpack(bytes(raw))
+            for event in self._own_events(txn, run_id, run.last_seq + 1, None):
+                apply(run, event)
+            return run
 
     def state_at(self, run_id: str, seq: int) -> PipelineRun:
         """Time travel: the run as it stood right after event `seq`."""
@@ -415,27 +559,39 @@ class Store:
         limit: int | None = 50,
         status: str | None = None,
         pipeline: str | None = None,
+        style: str | None = None,
+        model: str | None = None,
     ) -> list[RunSummary]:
-        """Runs newest-updated first, through the recent_runs index (no history folding)."""
+        """Runs newest-updated first, through an index (no history folding, no scan of
+        runs the filter leaves out): the first filter given picks the index, the others
+        are checked on each run it lists."""
+        wanted = {"status": status, "pipeline": pipeline, "style": style, "model": model}
+        given = [(field, value) for field, value in wanted.items() if value]
+        prefix = (
+            f"list:{user_id}:{given[0][0]}:{given[0][1]}:" if given else f"recent_runs:{user_id}:"
+        ).encode()
         found: list[RunSummary] = []
-        prefix = f"recent_runs:{user_id}:".encode()
+        with self.env.begin() as txn:
+            for run_id in _newest_first(txn, prefix):
+                summary = RunSummary(**_decode(txn.get(b"run:" + run_id)))
+                if all(_matches(summary, field, value) for field, value in given[1:]):
+                    found.append(summary)
+                    if limit and len(found) >= limit:
+                        break
+        return found
+
+    def counts(self, user_id: str = "default") -> dict[str, int]:
+        """Runs per status (deleted ones left out), from counters kept with every write."""
+        prefix = f"count:{user_id}:".encode()
         with self.env.begin() as txn:
             cursor = txn.cursor()
-            if not cursor.set_range(prefix + b"\xff"):
-                cursor.last()
-            else:
-                cursor.prev()
-            for key, value in cursor.iterprev():
-                if not key.startswith(prefix):
-                    break
-                summary = RunSummary(**_decode(txn.get(b"run:" + value)))
-                if status and summary.status != status:
-                    continue
-                if pipeline and summary.pipeline != pipeline:
-                    continue
-                found.append(summary)
-                if limit and len(found) >= limit:
-                    break
+            found: dict[str, int] = {}
+            if cursor.set_range(prefix):
+                for key, value in cursor:
+                    if not key.startswith(prefix):
+                        break
+                    if int(value):
+                        found[key[len(prefix) :].decode()] = int(value)
         return found
 
     def resolve(self, prefix: str) -> str:
@@ -497,7 +653,9 @@ class Store:
     def _check_schema(self) -> None:
         def check(txn: lmdb.Transaction) -> bytes | None:
             raw = txn.get(b"meta:schema")
-            if raw is None:
+            if raw is not None and int(raw) == 1:
+                _migrate_from_1(txn)
+            if raw is None or int(raw) < SCHEMA_VERSION:
                 txn.put(b"meta:schema", str(SCHEMA_VERSION).encode())
             return raw
 
@@ -507,6 +665,30 @@ class Store:
                 f"the store at {self.path} was written by a newer WriteIt (schema {int(raw)})",
                 hint="upgrade WriteIt (pip install -U writeit); nothing was changed",
             )
+
+
+def _migrate_from_1(txn: lmdb.Transaction) -> None:
+    """Schema 1 had no listing indexes or counters: build them from the run records and
+    the seed's response keys (every model a run asked), in the one write that bumps the
+    schema. Histories are untouched; snapshots come with each run's next write."""
+    asked: dict[str, set[str]] = {}
+    cursor = txn.cursor()
+    if cursor.set_range(b"response:"):
+        for key, value in cursor:
+            if not key.startswith(b"response:"):
+                break
+            info = _decode(value)
+            asked.setdefault(info["run_id"], set()).add(info["model"])
+    summaries = []
+    if cursor.set_range(b"run:"):
+        for key, value in cursor:
+            if not key.startswith(b"run:"):
+                break
+            summaries.append(_decode(value))
+    for data in summaries:
+        data["asked"] = sorted(asked.get(data["run_id"], set()) | set(data.get("models") or []))
+        txn.put(f"run:{data['run_id']}".encode(), _encode(data))
+        Store._index_lists(txn, None, RunSummary(**data))
 
 
 def _open_env(path: Path, map_size: int) -> lmdb.Environment:
