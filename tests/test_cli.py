@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -20,7 +21,7 @@ ROOT = TESTS.parent
 
 
 def writeit(
-    *args: str, input: str | None = None, check: bool = True
+    *args: str, input: str | None = None, check: bool = True, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess:
     result = subprocess.run(
         [sys.executable, str(TESTS / "writeit_cli.py"), *args],
@@ -28,7 +29,7 @@ def writeit(
         text=True,
         input=input,
         timeout=120,
-        env={**os.environ, "COLUMNS": "200"},
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
     )
     if check and result.returncode != 0:
         raise AssertionError(f"exit {result.returncode}\n{result.stdout}\n{result.stderr}")
@@ -350,3 +351,241 @@ def test_a_run_killed_mid_stream_resumes_without_losing_or_duplicating(isolated_
     events = store.events(run_id)
     assert [e.seq for e in events] == list(range(1, len(events) + 1))
     assert sum(e.type == EventType.RUN_CREATED for e in events) == 1
+
+
+# --- usage errors ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args,usage,message",
+    [
+        (("frobnicate",), "Usage: writeit [OPTIONS] COMMAND [ARGS]...", "No such command"),
+        (("run", "--nope", "x"), "Usage: writeit run [OPTIONS]", "No such option: --nope"),
+        (
+            ("runs", "--limit", "abc"),
+            "Usage: writeit runs [OPTIONS]",
+            "Invalid value for '--limit'",
+        ),
+    ],
+)
+def test_a_typo_prints_the_usage_line_and_a_hint_and_exits_2(args, usage, message):
+    result = writeit(*args, check=False)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr + result.stdout
+    assert result.stderr.startswith(usage)
+    command = usage.split(" [OPTIONS]")[0].removeprefix("Usage: ")
+    assert f"Try '{command} --help' for help." in result.stderr
+    assert f"Error: {message}" in result.stderr
+
+
+def test_workspace_help_says_what_the_group_manages():
+    shown = writeit("workspace", "--help").stdout
+    assert "Create, list, switch and remove workspaces." in shown
+    assert "_ws()" not in shown
+
+
+# --- rewind ----------------------------------------------------------------------------------
+
+
+async def test_rewind_goes_back_a_step_and_says_what_next(engine):
+    run = await engine.start_run(
+        "tech-article", {"source_material": "notes"}, models=["scripted-a"]
+    )
+    run_id = run.pipeline_run_id
+    await engine.autopilot(run_id, "first")
+    short = run_id[:8]
+
+    back = writeit("rewind", short)
+    assert f"Run {short} is back at draft (step 3 of 4)" in back.stdout
+    assert f"writeit resume {short}" in back.stdout
+    assert "--headless" not in back.stdout  # a completed run: nothing to resume headless
+    shown = json.loads(writeit("show", short, "--json").stdout)
+    assert shown["current_step"] == "draft"
+    assert shown["steps"]["polish"]["status"] == "completed"  # nothing lost
+
+    first = json.loads(writeit("rewind", short, "--step", "angles", "--json").stdout)
+    assert first == {
+        "run_id": run_id,
+        "step": "angles",
+        "step_number": 1,
+        "steps": 4,
+        "status": "completed",
+    }
+
+
+async def test_rewind_refusals_show_the_engines_message_and_hint(engine):
+    run = await engine.start_run(
+        "tech-article", {"source_material": "notes"}, models=["scripted-a"]
+    )
+    run_id = run.pipeline_run_id
+    await engine.execute_step(run_id)
+    await engine.select(run_id, 0)
+    await engine.accept(run_id)  # at the outline, which has not run
+    short = run_id[:8]
+    cases = {  # --step: the engine's message and hint
+        "outline": ("error: step 'outline' has not run yet", ""),
+        "polish": (
+            "error: 'polish' comes after the current step 'outline'",
+            "hint: rewind goes back; accept the current step to go on",
+        ),
+        "nope": (
+            "error: pipeline 'tech-article' has no step 'nope'",
+            "hint: steps are: angles, outline, draft, polish",
+        ),
+    }
+    for step, (message, hint) in cases.items():
+        refused = writeit("rewind", short, "--step", step, check=False)
+        assert refused.returncode == 1, step
+        assert message in refused.stderr and hint in refused.stderr, refused.stderr
+        assert "Traceback" not in refused.stderr
+
+    back = writeit("rewind", short)
+    assert f"Run {short} is back at angles (step 1 of 4)" in back.stdout
+    assert f"writeit resume {short} --headless" in back.stdout  # the run is not finished
+    first = writeit("rewind", short, check=False)
+    assert first.returncode == 1 and "error: already at the first step" in first.stderr
+    assert "Traceback" not in first.stderr
+
+
+# --- resume --model ---------------------------------------------------------------------------
+
+
+async def failed_run(engine, scripted) -> str:
+    """A run whose only model failed at the angles (in this process: the CLI's scripted-b
+    works again, which the tests below rely on for the later steps)."""
+    scripted.script("scripted-b", fail="quota exceeded")
+    run = await engine.start_run(
+        "tech-article", {"source_material": "notes"}, models=["scripted-b"]
+    )
+    run = await engine.execute_step(run.pipeline_run_id)
+    assert run.status == PipelineStatus.ERROR
+    return run.pipeline_run_id
+
+
+def angles_models(run_id: str) -> list[tuple[str, str]]:
+    shown = json.loads(writeit("show", run_id[:8], "--json").stdout)
+    return [(r["model_name"], r["status"]) for r in shown["steps"]["angles"]["ai_responses"]]
+
+
+async def test_resume_headless_with_model_asks_it_in_place_of_the_failed(engine, scripted):
+    run_id = await failed_run(engine, scripted)
+    result = writeit(
+        "resume", run_id[:8], "--headless", "--model", "scripted-c", "--pick", "first", "--json"
+    )
+    assert json.loads(result.stdout)["status"] == "completed"
+    assert angles_models(run_id) == [("scripted-b", "failed"), ("scripted-c", "completed")]
+    shown = json.loads(writeit("show", run_id[:8], "--json").stdout)
+    angles = shown["steps"]["angles"]
+    assert angles["ai_responses"][angles["user_selection"]]["model_name"] == "scripted-c"
+
+
+async def test_resume_with_a_model_that_fails_too_stops_there(engine, scripted, openai_server):
+    run_id = await failed_run(engine, scripted)
+    refused = writeit("resume", run_id[:8], "--headless", "--model", "oai-401", check=False)
+    assert refused.returncode == 1
+    assert "step 'angles' failed with oai-401" in refused.stderr
+    assert "--model MODEL" in refused.stderr and "Traceback" not in refused.stderr
+    # the step's own model was not asked again behind the writer's back
+    assert angles_models(run_id) == [("scripted-b", "failed"), ("oai-401", "failed")]
+
+
+async def test_resume_with_a_model_that_needs_a_key_says_how_to_add_it(engine, scripted):
+    run_id = await failed_run(engine, scripted)
+    refused = writeit("resume", run_id[:8], "--headless", "--model", "gpt-4o", check=False)
+    assert refused.returncode == 1
+    assert "model 'gpt-4o' needs an API key" in refused.stderr
+    assert "llm keys set openai" in refused.stderr and "Traceback" not in refused.stderr
+    assert angles_models(run_id) == [("scripted-b", "failed")]  # nothing was asked
+
+
+def test_resume_model_in_the_tui_is_refused_with_a_pointer_to_headless():
+    refused = writeit("resume", "3f2a", "--model", "scripted-c", check=False)
+    assert refused.returncode == 2
+    assert refused.stderr.startswith("Usage: writeit resume [OPTIONS]")
+    assert "works with --headless only" in refused.stderr
+    assert "writeit resume 3f2a --headless --model scripted-c" in refused.stderr
+    assert "Traceback" not in refused.stderr
+
+
+# --- shell completion ---------------------------------------------------------------------------
+
+
+def complete(line: str) -> list[str]:
+    """What bash completion offers for `line` (the last word being completed)."""
+    words = line.split(" ")
+    env = {
+        "_WRITEIT_COMPLETE": "complete_bash",
+        "COMP_WORDS": line,
+        "COMP_CWORD": str(len(words) - 1),
+    }
+    return writeit(env=env).stdout.split()
+
+
+def test_bash_completion_offers_pipelines_styles_and_runs(engine):
+    assert complete("writeit run ") == ["blog-post", "research-summary", "tech-article"]
+    assert complete("writeit run te") == ["tech-article"]
+    assert complete("writeit run tech-article --style exec") == ["executive-brief"]
+    assert complete("writeit show ") == []  # no runs yet, and no error either
+    run_id = writeit(
+        "run", "tech-article", "-i", "source_material=x", "-m", "scripted-a", "--headless", "--json"
+    ).stdout
+    run_id = json.loads(run_id)["run_id"]
+    assert complete("writeit show ") == [run_id[:8]]
+    assert complete(f"writeit rewind {run_id[:2]}") == [run_id[:8]]
+    assert complete(f"writeit resume {run_id[:10]}") == [run_id[:10]]
+
+
+def test_show_completion_prints_the_bash_script():
+    script = writeit(
+        "--show-completion", "bash", env={"_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"}
+    ).stdout
+    assert "_WRITEIT_COMPLETE=complete_bash" in script
+    assert "complete -o default -F _writeit_completion writeit" in script
+
+
+def test_completion_callbacks_are_plain_functions(isolated_env):
+    from writeit import cli
+
+    no_flags = SimpleNamespace(params={}, parent=None)
+    assert cli.complete_pipeline(no_flags, "b") == ["blog-post"]
+    assert cli.complete_style(no_flags, "") == [
+        "conversational-blog",
+        "executive-brief",
+        "tech-journalist",
+    ]
+    models = dict(cli.complete_model("scripted-"))
+    assert {"scripted-a", "scripted-b", "scripted-sync"} <= set(models)
+    assert all(name.startswith("scripted-") for name in models)
+    assert [name for name, _ in cli.complete_model("mark")] == ["markov"]
+    writeit("workspace", "create", "novel")
+    assert cli.complete_workspace("n") == ["novel"]
+    # a workspace given on the command line is the one completed from
+    novel = SimpleNamespace(
+        params={}, parent=SimpleNamespace(params={"workspace": "novel"}, parent=None)
+    )
+    (isolated_env.writeit_home / "workspaces" / "novel" / "pipelines" / "memo.yaml").write_text("x")
+    assert "memo" in cli.complete_pipeline(novel, "") and "memo" not in cli.complete_pipeline(
+        no_flags, ""
+    )
+    assert cli.complete_run(novel, "") == []  # no store there yet
+
+
+async def test_run_completion_lists_recent_runs_with_what_they_are(engine):
+    from writeit import cli
+
+    run = await engine.start_run(
+        "tech-article", {"source_material": "notes"}, models=["scripted-a"]
+    )
+    no_flags = SimpleNamespace(params={}, parent=None)
+    assert cli.complete_run(no_flags, run.pipeline_run_id[:3]) == [
+        (run.pipeline_run_id[:8], "tech-article initializing at angles")
+    ]
+    assert cli.complete_run(no_flags, "zzzz") == []
+
+
+def test_a_failing_completion_offers_nothing(isolated_env):
+    from writeit import cli
+
+    bad = SimpleNamespace(params={"workspace": "Not A Name!"}, parent=None)
+    assert cli.complete_run(bad, "") == []
+    assert cli.complete_pipeline(bad, "") == []

@@ -6,11 +6,13 @@ commands that need them, so `writeit --help` stays fast.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -26,9 +28,9 @@ app = typer.Typer(
     no_args_is_help=False,
     rich_markup_mode="rich",
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion; callbacks below stay lazy
 )
-workspace_app = typer.Typer(help="Create, list, switch and remove _ws().")
+workspace_app = typer.Typer(help="Create, list, switch and remove workspaces.")
 config_app = typer.Typer(help="Show and change preferences (config.yaml).")
 app.add_typer(workspace_app, name="workspace")
 app.add_typer(config_app, name="config")
@@ -38,18 +40,124 @@ PRIVATE_UMASK = 0o077  # files and folders WriteIt creates are readable by their
 console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
-WorkspaceOpt = Annotated[
-    str | None,
-    typer.Option("--workspace", "-w", help="Workspace to use (default: the active one)."),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-
 
 def _ws():
     """The workspaces module, imported on first use (it pulls in pydantic and yaml)."""
     from writeit import workspaces
 
     return workspaces
+
+
+# --- shell completion ----------------------------------------------------------------------
+# These run on every TAB press (`writeit --install-completion`), so each imports what it
+# needs inside itself: defining them costs `writeit --help` nothing.
+
+Completions = list[str] | list[tuple[str, str]]
+_C = TypeVar("_C", bound=Callable[..., Completions])
+
+RUN_COMPLETIONS = 50  # recent runs offered; older ones can still be typed by prefix
+
+
+def _never_fails(callback: _C) -> _C:
+    """A completion that fails (no home yet, a broken store) offers nothing rather than
+    printing a traceback into the writer's shell prompt."""
+
+    @functools.wraps(callback)
+    def wrapper(*args: Any, **kwargs: Any) -> Completions:
+        try:
+            return callback(*args, **kwargs)
+        except Exception:
+            return []
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _typed_workspace(ctx: typer.Context | None) -> str | None:
+    """The --workspace already typed on this command line (the command's or the root's)."""
+    while ctx is not None:
+        if ctx.params.get("workspace"):
+            return ctx.params["workspace"]
+        ctx = ctx.parent
+    return None
+
+
+def _starting(names: Iterable[str], incomplete: str) -> list[str]:
+    return [name for name in names if name.startswith(incomplete)]
+
+
+@_never_fails
+def complete_workspace(incomplete: str) -> list[str]:
+    """Workspace names: folders under the home's workspaces/."""
+    return _starting((w.name for w in _ws().list_workspaces()), incomplete)
+
+
+@_never_fails
+def complete_pipeline(ctx: typer.Context, incomplete: str) -> list[str]:
+    """Pipeline names (built-in, home, workspace) from file names, without parsing them."""
+    from writeit import config
+
+    dirs = _ws().get_workspace(_typed_workspace(ctx)).config_dirs("pipelines")
+    return _starting(config.pipeline_paths(dirs), incomplete)
+
+
+@_never_fails
+def complete_style(ctx: typer.Context, incomplete: str) -> list[str]:
+    """Style primer names, from file names like pipelines."""
+    from writeit import config
+
+    dirs = _ws().get_workspace(_typed_workspace(ctx)).config_dirs("styles")
+    return _starting(config.style_paths(dirs), incomplete)
+
+
+@_never_fails
+def complete_model(incomplete: str) -> list[tuple[str, str]]:
+    """Model ids and aliases `llm` knows, with their provider. Importing llm and its
+    plugins takes about a second: paid on TAB only, never by `writeit --help`."""
+    from writeit import providers
+
+    found: dict[str, str] = {}
+    for model in providers.list_models():
+        note = model.provider + ("" if model.usable else f" (needs llm keys set {model.needs_key})")
+        for name in (model.model_id, *model.aliases):
+            found.setdefault(name, note)
+    return [(name, note) for name, note in found.items() if name.startswith(incomplete)]
+
+
+@_never_fails
+def complete_run(ctx: typer.Context, incomplete: str) -> list[tuple[str, str]]:
+    """Id prefixes of the workspace's recent runs (8 characters, the full id once more is
+    typed), with pipeline, status and step. A workspace with no store yet offers none."""
+    workspace = _ws().get_workspace(_typed_workspace(ctx))
+    if not (workspace.store_path / "data.mdb").is_file():
+        return []
+    width = max(8, len(incomplete))
+    return [
+        (r.run_id[:width], f"{r.pipeline} {r.status} at {r.current_step}")
+        for r in workspace.open_store().recent(limit=RUN_COMPLETIONS)
+        if r.run_id.startswith(incomplete)
+    ]
+
+
+WorkspaceOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--workspace",
+        "-w",
+        help="Workspace to use (default: the active one).",
+        autocompletion=complete_workspace,
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+RunArg = Annotated[str, typer.Argument(metavar="RUN", autocompletion=complete_run)]
+WorkspaceName = Annotated[str, typer.Argument(autocompletion=complete_workspace)]
+JudgeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--judge",
+        help="A model that scores candidates for --pick best.",
+        autocompletion=complete_model,
+    ),
+]
 
 
 def _table(*columns: str, **kwargs: Any) -> Table:
@@ -144,7 +252,7 @@ def workspace_list(as_json: JsonOpt = False) -> None:
 
 
 @workspace_app.command("use")
-def workspace_use(name: str) -> None:
+def workspace_use(name: WorkspaceName) -> None:
     """Make a workspace the active one."""
     chosen = _ws().use_workspace(name)
     console.print(f"Active workspace: [bold]{chosen.name}[/]")
@@ -152,7 +260,8 @@ def workspace_use(name: str) -> None:
 
 @workspace_app.command("info")
 def workspace_info(
-    name: Annotated[str | None, typer.Argument()] = None, as_json: JsonOpt = False
+    name: Annotated[str | None, typer.Argument(autocompletion=complete_workspace)] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Show a workspace's folders and how many runs it holds."""
     chosen = _ws().get_workspace(name)
@@ -174,7 +283,7 @@ def workspace_info(
 
 @workspace_app.command("remove")
 def workspace_remove(
-    name: str,
+    name: WorkspaceName,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Delete a workspace with all its runs and exports."""
@@ -362,28 +471,39 @@ def _parse_inputs(values: list[str]) -> dict[str, str]:
 @app.command()
 def run(
     pipeline: Annotated[
-        str, typer.Argument(help="Pipeline name (see `writeit pipelines`) or a .yaml path.")
+        str,
+        typer.Argument(
+            help="Pipeline name (see `writeit pipelines`) or a .yaml path.",
+            autocompletion=complete_pipeline,
+        ),
     ],
     inputs: Annotated[
         list[str] | None,
         typer.Option("--input", "-i", help="NAME=VALUE or NAME=@FILE (repeatable)."),
     ] = None,
     style: Annotated[
-        str | None, typer.Option("--style", "-s", help="Style primer (see `writeit styles`).")
+        str | None,
+        typer.Option(
+            "--style",
+            "-s",
+            help="Style primer (see `writeit styles`).",
+            autocompletion=complete_style,
+        ),
     ] = None,
     model: Annotated[
         list[str] | None,
         typer.Option(
-            "--model", "-m", help="Model for every step; repeat for one candidate per model."
+            "--model",
+            "-m",
+            help="Model for every step; repeat for one candidate per model.",
+            autocompletion=complete_model,
         ),
     ] = None,
     headless: Annotated[
         bool, typer.Option("--headless", help="Run to the end without the TUI.")
     ] = False,
     pick: Annotated[str, typer.Option(help="Headless choice: first, best or N.")] = "best",
-    judge: Annotated[
-        str | None, typer.Option("--judge", help="A model that scores candidates for --pick best.")
-    ] = None,
+    judge: JudgeOpt = None,
     workspace: WorkspaceOpt = None,
     export: Annotated[
         str | None, typer.Option("--export", help="Export when done: md, yaml or json.")
@@ -445,8 +565,17 @@ def _announce_models(engine, pipeline: str, models: list[str], quiet: bool) -> d
     return step_models
 
 
-async def _drive(engine, run_id: str, pick: str, quiet: bool, judge: str | None = None):
-    """Autopilot with live progress: one row per response, counting characters."""
+async def _drive(
+    engine,
+    run_id: str,
+    pick: str,
+    quiet: bool,
+    judge: str | None = None,
+    instead: str | None = None,
+):
+    """Autopilot with live progress: one row per response, counting characters. With
+    `instead`, the current step's failed and interrupted candidates are first asked of
+    that model (the engine's resume), so its stream shows in the same table."""
     import asyncio
 
     from rich.live import Live
@@ -490,6 +619,8 @@ async def _drive(engine, run_id: str, pick: str, quiet: bool, judge: str | None 
     ):
         watcher = asyncio.create_task(watch(live if not quiet else None))
         try:
+            if instead:
+                await _resume_with(engine, run_id, instead)
             run_state = await engine.autopilot(run_id, pick, judge=judge)
             run_id = run_state.pipeline_run_id
         finally:
@@ -498,6 +629,19 @@ async def _drive(engine, run_id: str, pick: str, quiet: bool, judge: str | None 
     if not quiet:
         err.print()
     return run_state
+
+
+async def _resume_with(engine, run_id: str, model: str) -> None:
+    """Ask `model` in place of the failed and interrupted candidates. If it fails as well,
+    stop here: the autopilot would otherwise ask the step's original models again."""
+    from writeit.models import PipelineStatus
+
+    resumed = await engine.resume(run_id, model=model)
+    if resumed.status == PipelineStatus.ERROR:
+        raise WriteItError(
+            f"step {resumed.current_step!r} failed with {model}: {resumed.error}",
+            hint=f"try another model: writeit resume {run_id[:8]} --headless --model MODEL",
+        )
 
 
 class _Null:
@@ -611,7 +755,7 @@ def runs(
 
 @app.command()
 def show(
-    run_id: Annotated[str, typer.Argument(metavar="RUN")],
+    run_id: RunArg,
     at: Annotated[
         int | None, typer.Option("--at", help="The state right after event SEQ (time travel).")
     ] = None,
@@ -671,9 +815,7 @@ def show(
 
 
 @app.command()
-def tree(
-    run_id: Annotated[str, typer.Argument(metavar="RUN")], workspace: WorkspaceOpt = None
-) -> None:
+def tree(run_id: RunArg, workspace: WorkspaceOpt = None) -> None:
     """Show a run's family: its root, every fork and where each branched off."""
     from rich.tree import Tree
 
@@ -699,14 +841,23 @@ def tree(
 
 @app.command()
 def resume(
-    run_id: Annotated[str, typer.Argument(metavar="RUN")],
+    ctx: typer.Context,
+    run_id: RunArg,
     headless: Annotated[
         bool, typer.Option("--headless", help="Finish the run without the TUI.")
     ] = False,
-    pick: Annotated[str, typer.Option(help="Headless choice: first, best or N.")] = "best",
-    judge: Annotated[
-        str | None, typer.Option("--judge", help="A model that scores candidates for --pick best.")
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="Ask this model instead for the current step's failed and interrupted "
+            "candidates (with --headless).",
+            autocompletion=complete_model,
+        ),
     ] = None,
+    pick: Annotated[str, typer.Option(help="Headless choice: first, best or N.")] = "best",
+    judge: JudgeOpt = None,
     workspace: WorkspaceOpt = None,
     export: Annotated[
         str | None, typer.Option("--export", help="Export when done: md, yaml or json.")
@@ -714,7 +865,18 @@ def resume(
     out: Annotated[Path | None, typer.Option("--out")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Continue an interrupted or paused run where it stopped."""
+    """Continue an interrupted or paused run where it stopped.
+
+    With --model, the candidates that failed or were cut off at the current step are
+    asked of that model instead, in their place (say the provider was down).
+    """
+    if model and not headless:
+        raise typer.BadParameter(
+            "works with --headless only: the TUI cannot switch models on resume yet. "
+            f"Use: writeit resume {run_id} --headless --model {model}",
+            ctx=ctx,
+            param_hint="'--model'",
+        )
     engine = _engine(workspace)
     full_id = engine.resolve(run_id)
     if not headless:
@@ -727,13 +889,60 @@ def resume(
         console.print(f"Run {full_id[:8]} was already complete; nothing to resume.")
         if export is None:
             return
-    finished = _run_async(_drive(engine, full_id, pick, quiet=as_json, judge=judge))
+    finished = _run_async(_drive(engine, full_id, pick, quiet=as_json, judge=judge, instead=model))
     _finish(engine, finished, export, out, as_json)
 
 
 @app.command()
+def rewind(
+    run_id: RunArg,
+    step: Annotated[
+        str | None,
+        typer.Option("--step", help="The step to go back to (default: the previous one)."),
+    ] = None,
+    workspace: WorkspaceOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Go back to an earlier step; nothing is lost.
+
+    The later steps stay in the run's history, and choosing differently from there
+    starts a branch, so you can always compare or go back.
+    """
+    engine = _engine(workspace)
+    state = _run_async(engine.rewind(engine.resolve(run_id), step))
+    short = state.pipeline_run_id[:8]
+    where = {
+        "run_id": state.pipeline_run_id,
+        "step": state.current_step,
+        "step_number": state.step_index + 1,
+        "steps": len(state.pipeline.step_names),
+        "status": state.status.value,
+    }
+    if as_json:
+        _print_json(where)
+        return
+    console.print(
+        f"Run [bold]{short}[/] is back at [bold]{state.current_step}[/] "
+        f"(step {where['step_number']} of {where['steps']}); the later steps stay in its history."
+    )
+    console.print(_after_rewind(short, state.status.value))
+
+
+def _after_rewind(short: str, status: str) -> str:
+    """What the writer can do next. A completed run stays completed (its article is
+    kept), so a headless resume has nothing to do there: only the TUI choice applies."""
+    next_steps = (
+        f"Next: choose again in the TUI with [bold]writeit resume {short}[/] "
+        f"(a different choice starts a branch), or look first: [bold]writeit show {short}[/]"
+    )
+    if status == "completed":
+        return next_steps + "."
+    return next_steps + f"; or go on headless: [bold]writeit resume {short} --headless[/]."
+
+
+@app.command()
 def fork(
-    run_id: Annotated[str, typer.Argument(metavar="RUN")],
+    run_id: RunArg,
     step: Annotated[str, typer.Option("--step", help="The completed step to branch from.")],
     workspace: WorkspaceOpt = None,
     as_json: JsonOpt = False,
@@ -756,7 +965,7 @@ def fork(
 
 @app.command("export")
 def export_cmd(
-    run_id: Annotated[str, typer.Argument(metavar="RUN")],
+    run_id: RunArg,
     fmt: Annotated[str, typer.Option("--format", "-f", help="md, yaml or json.")] = "md",
     out: Annotated[
         Path | None,
@@ -827,12 +1036,31 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print("Interrupted; the run is saved: writeit runs, then writeit resume RUN.")
         sys.exit(130)
-    except Exception as error:  # click usage errors and the like
-        import click
-
-        if isinstance(error, click.ClickException):
-            error.show()
-            sys.exit(error.exit_code)
-        raise
+    except Exception as error:
+        if not _is_click_error(error):
+            raise
+        _show_click_error(error)
     if isinstance(code, int) and code:
         sys.exit(code)
+
+
+def _is_click_error(error: Exception) -> bool:
+    """A usage error or the like from the command-line parser. Typer raises its own
+    copy of click's exceptions (all `typer.TyperException`); click itself is checked
+    too, but only when something imported it, so the check costs no import."""
+    click = sys.modules.get("click")
+    return isinstance(error, typer.TyperException) or (
+        click is not None and isinstance(error, click.ClickException)
+    )
+
+
+def _show_click_error(error: Exception) -> None:
+    """Let the error print itself as click does (a usage error: the usage line, "Try
+    'writeit X --help' for help." and "Error: ..."), then exit with its code: 2 for
+    usage errors, 1 for the rest."""
+    show = getattr(error, "show", None)
+    if callable(show):
+        show()
+    else:
+        err.print(f"[red]error:[/] {error}", highlight=False)
+    sys.exit(getattr(error, "exit_code", 1))
