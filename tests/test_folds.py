@@ -97,3 +97,60 @@ async def test_another_process_appends_are_applied_incrementally(engine, source,
 def _damage(store, run_id: str, seq: int) -> None:
     key = f"event:{run_id}:{seq:010d}".encode()
     store._write(lambda txn: txn.put(key, b"j{not json"))
+
+
+async def test_filters_and_counts_follow_every_write(engine, source, scripted):
+    async def new(models, pipeline="tech-article"):
+        run = await engine.start_run(pipeline, {"source_material": source}, models=models)
+        return run.pipeline_run_id
+
+    a, b, c = await new(["scripted-a"]), await new(["scripted-b"]), await new(["scripted-a"])
+    await engine.autopilot(a, "first")
+    await engine.execute_step(b)
+    await engine.pause(b)
+    await engine.execute_step(c)
+    await engine.retry_response(c, 0, model="scripted-c")  # asks a model beyond --model
+    store = engine.store
+
+    def ids(**filters) -> list[str]:
+        return [s.run_id for s in store.recent(limit=None, **filters)]
+
+    assert ids(status="completed") == [a]
+    assert ids(status="paused") == [b]
+    assert ids(model="scripted-a") == [c, a]  # newest-updated first
+    assert ids(model="scripted-c") == [c]
+    assert ids(status="running", model="scripted-a") == [c]
+    assert set(ids(pipeline="tech-article")) == {a, b, c}
+    assert ids(style="tech-journalist") == ids()
+    assert store.counts() == {"completed": 1, "paused": 1, "running": 1}
+    await engine.delete(b)
+    assert ids(status="paused") == [] and store.counts() == {"completed": 1, "running": 1}
+    keys = store.keys("list:")
+    assert not [k for k in keys if b in k]  # a deleted run leaves every listing
+    assert len([k for k in keys if a in k]) == 4  # status, pipeline, style, one model
+
+
+async def test_the_run_cache_is_bounded_and_never_evicts_a_generating_run(
+    isolated_env, preferences, source, scripted
+):
+    from writeit.workspaces import get_workspace
+
+    engine = Engine(get_workspace(), preferences=preferences, cache_size=3)
+    gate = scripted.Gate(after_chunks=1)
+    scripted.script("scripted-a", gate=gate)
+    busy = await engine.start_run("tech-article", {"source_material": source}, models=TWO)
+    await engine.start_step(busy.pipeline_run_id)
+    await gate.wait_reached()
+    others = [
+        (await engine.start_run("tech-article", {"source_material": source}, models=TWO))
+        for _ in range(10)
+    ]
+    for run in others:
+        engine.load(run.pipeline_run_id)
+    assert busy.pipeline_run_id in engine._runs  # pinned while it generates
+    assert len(engine._runs) <= 4 and len(engine._locks) <= 4
+    assert list(engine._runs)[-1] == others[-1].pipeline_run_id  # most recent kept
+    gate.release()
+    run = await engine.wait(busy.pipeline_run_id)
+    assert [c.status for c in run.steps["angles"].candidates] == [ResponseStatus.COMPLETED] * 2
+    assert engine.load(others[0].pipeline_run_id) == engine.store.load(others[0].pipeline_run_id)

@@ -265,14 +265,15 @@ def workspace_info(
 ) -> None:
     """Show a workspace's folders and how many runs it holds."""
     chosen = _ws().get_workspace(name)
-    runs = chosen.open_store().recent(limit=None)
+    counts = chosen.open_store().counts()  # counters kept with every write: no scan
     info = {
         "name": chosen.name,
         "path": str(chosen.path),
         "store": str(chosen.store_path),
         "exports": str(chosen.exports),
-        "runs": len(runs),
-        "completed": sum(r.status == "completed" for r in runs),
+        "runs": sum(counts.values()),
+        "completed": counts.get("completed", 0),
+        "by_status": counts,
     }
     if as_json:
         _print_json(info)
@@ -716,12 +717,14 @@ def runs(
     workspace: WorkspaceOpt = None,
     status: Annotated[str | None, typer.Option(help="Only runs with this status.")] = None,
     pipeline: Annotated[str | None, typer.Option(help="Only runs of this pipeline.")] = None,
+    style: Annotated[str | None, typer.Option(help="Only runs in this style.")] = None,
+    model: Annotated[str | None, typer.Option(help="Only runs that asked this model.")] = None,
     limit: Annotated[int, typer.Option(help="How many (newest first).")] = 20,
     as_json: JsonOpt = False,
 ) -> None:
     """List recent runs of the workspace, newest first."""
     store = _ws().get_workspace(workspace).open_store()
-    found = store.recent(limit=limit, status=status, pipeline=pipeline)
+    found = store.recent(limit=limit, status=status, pipeline=pipeline, style=style, model=model)
     if as_json:
         _print_json([r.__dict__ for r in found])
         return

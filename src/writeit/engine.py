@@ -18,7 +18,7 @@ import functools
 import logging
 import os
 import time
-from collections import Counter, defaultdict
+from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,6 +50,7 @@ from writeit.store import Conflict, Store
 from writeit.updates import Subscription, Update
 from writeit.workspaces import Workspace, get_workspace, load_preferences
 
+CACHE_SIZE = 64  # idle runs kept folded in memory; runs generating are never evicted
 CHECKPOINT_SECONDS = 0.5  # a crash loses at most this much of a streaming response
 CONFLICT_RETRIES = 5  # a stream's own writes, refolded when another process got in first
 log = logging.getLogger(__name__)
@@ -107,13 +108,15 @@ class Engine:
         preferences: UserPreferences | None = None,
         store: Store | None = None,
         retry_backoff: float = 0.5,
+        cache_size: int = CACHE_SIZE,
     ) -> None:
         self.workspace = workspace or get_workspace()
         self.preferences = preferences or load_preferences()
         self.store = store or self.workspace.open_store()
         self.retry_backoff = retry_backoff
-        self._runs: dict[str, PipelineRun] = {}
+        self._runs: OrderedDict[str, PipelineRun] = OrderedDict()  # least recent first
         self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self.cache_size = cache_size
         self._streams: dict[str, _Stream] = {}
         self._writing: set[str] = set()  # runs with an append of ours in flight
         self._loop: asyncio.AbstractEventLoop | None = None  # the watchers' loop
@@ -159,7 +162,7 @@ class Engine:
         run = self._caught_up(cached) if cached is not None else self.store.load(run_id)
         if cached is not None and (run_id in self._writing or cached.last_seq >= run.last_seq):
             return cached  # a fold begun before our latest write landed: older than the cache
-        self._runs[run_id] = run
+        self._remember(run)
         if cached is not None:
             self._moved_elsewhere(run_id)
         return run
@@ -175,6 +178,33 @@ class Engine:
             log.warning("refolding run %s: %s", run.pipeline_run_id[:8], error)
             return self.store.load(run.pipeline_run_id)
         return run
+
+    def _remember(self, run: PipelineRun) -> None:
+        """Cache a run as the most recent; past `cache_size`, the least recent idle runs
+        (no claim, no stream, no write or lock held) are dropped with their locks, so a
+        long-lived server's memory stays flat as runs accumulate."""
+        run_id = run.pipeline_run_id
+        self._runs[run_id] = run
+        with contextlib.suppress(KeyError):
+            self._runs.move_to_end(run_id)
+        if len(self._runs) <= self.cache_size:
+            return
+        for old in list(self._runs):
+            if len(self._runs) <= self.cache_size:
+                break
+            if self._pinned(old):
+                continue
+            self._runs.pop(old, None)
+            self._locks.pop(old, None)
+
+    def _pinned(self, run_id: str) -> bool:
+        lock = self._locks.get(run_id)
+        return (
+            run_id in self._claims
+            or run_id in self._writing
+            or bool(self.streaming(run_id))
+            or (lock is not None and lock.locked())
+        )
 
     def _moved_elsewhere(self, run_id: str) -> None:
         """Tell watchers (each WebSocket client, the TUI) that another process moved the
@@ -192,6 +222,9 @@ class Engine:
         flight the store may be a step ahead of it: the cache (plus the stream buffers,
         which keep their text until the write lands) is still the whole truth."""
         cached = self._runs.get(run_id)
+        if cached is not None:
+            with contextlib.suppress(KeyError):  # evicted by another thread meanwhile
+                self._runs.move_to_end(run_id)
         if cached is None or run_id in self._writing:
             return cached
         return cached if cached.last_seq >= self.store.summary(run_id).last_seq else None
@@ -356,7 +389,7 @@ class Engine:
         landed = not append.cancelled() and append.exception() is None
         self._settle_buffers(run_id, landed=landed)
         if landed:
-            self._runs[run_id] = work
+            self._remember(work)
         elif not append.cancelled() and isinstance(append.exception(), Conflict):
             self._runs.pop(run_id, None)  # refold what the other writer added
 
@@ -453,7 +486,7 @@ class Engine:
         run = new_run(event)
         extra = {f"primer:{primer.primer_id}": primer.model_dump(mode="json")} if primer else None
         await asyncio.to_thread(self.store.append, run, [event], 0, extra=extra)
-        self._runs[run_id] = run
+        self._remember(run)
         self._publish(
             "run_status",
             run_id,
@@ -1288,7 +1321,7 @@ class Engine:
         for each in events:
             apply(child, each)
         await asyncio.to_thread(self.store.append, child, events, 0)
-        self._runs[child_id] = child
+        self._remember(child)
         self._publish("forked", parent_id, child=child_id, step=step, branch_seq=branch_seq)
         self._publish(
             "run_status",

@@ -172,6 +172,8 @@ async def list_runs(
     state: State,
     status: PipelineStatus | None = None,
     pipeline: Annotated[str | None, Query(max_length=100)] = None,
+    style: Annotated[str | None, Query(max_length=100)] = None,
+    model: Annotated[str | None, Query(max_length=200)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> Json:
     summaries = await asyncio.to_thread(
@@ -179,6 +181,8 @@ async def list_runs(
         limit=limit,
         status=status.value if status else None,
         pipeline=pipeline,
+        style=style,
+        model=model,
     )
     return {"runs": [asdict(summary) for summary in summaries]}
 
