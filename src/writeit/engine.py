@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from writeit import events as ev
 from writeit import processes, prompts, providers, quality
 from writeit.errors import (
     AlreadyRun,
@@ -32,7 +33,7 @@ from writeit.errors import (
     StepRunning,
     TooManyRuns,
 )
-from writeit.events import Event, EventType, apply
+from writeit.events import Event, EventType, Payload, apply
 from writeit.models import (
     AIResponse,
     PipelineConfiguration,
@@ -97,7 +98,7 @@ class _Claim:
     handed: bool = False
 
 
-Specs = list[tuple[EventType, dict[str, Any]]]
+Specs = list[Payload]
 
 
 class Engine:
@@ -355,8 +356,8 @@ class Engine:
                     specs = _orphan_specs(self._orphans(run)) + specs
                     work = run.writable()
                     events = []
-                    for kind, data in specs:
-                        event = Event(seq=work.last_seq + 1, type=kind, run_id=run_id, data=data)
+                    for payload in specs:
+                        event = Event.of(payload, seq=work.last_seq + 1, run_id=run_id)
                         apply(work, event)
                         events.append(event)
                 except BaseException:
@@ -466,24 +467,18 @@ class Engine:
                 if style != self.preferences.style_primer:
                     raise
         run_id = new_id()
-        event = Event(
-            seq=1,
-            type=EventType.RUN_CREATED,
-            run_id=run_id,
-            data={
-                "pipeline": pipeline.model_dump(mode="json"),
-                "inputs": values,
-                "style": primer.primer_id if primer else None,
-                "style_prompt": primer.format_for_prompt() if primer else "",
-                "primer": primer.model_dump(mode="json") if primer else None,
-                "models": models,
-                "step_models": step_models,
-                "user_id": user_id,
-            },
+        created = ev.RunCreated(
+            pipeline=pipeline.model_dump(mode="json"),
+            inputs=values,
+            style=primer.primer_id if primer else None,
+            style_prompt=primer.format_for_prompt() if primer else "",
+            primer=primer.model_dump(mode="json") if primer else None,
+            models=models,
+            step_models=step_models,
+            user_id=user_id,
         )
-        from writeit.events import new_run
-
-        run = new_run(event)
+        event = Event.of(created, seq=1, run_id=run_id)
+        run = ev.new_run(event)
         extra = {f"primer:{primer.primer_id}": primer.model_dump(mode="json")} if primer else None
         await asyncio.to_thread(self.store.append, run, [event], 0, extra=extra)
         self._remember(run)
@@ -637,21 +632,16 @@ class Engine:
                 )
             specs = self._reopen_specs(current, completed_ok=False)
             if step.status == StepStatus.RUNNING:
-                specs.append((EventType.STEP_RESET, {"step": step_name}))
+                specs.append(ev.StepReset(step=step_name))
             attempt = step.attempt + 1 if step.ai_responses else 1
-            specs.append(
-                (
-                    EventType.STEP_STARTED,
-                    {
-                        "step": step_name,
-                        "models": chosen,
-                        "prompt": prompt,
-                        "attempt": attempt,
-                        "guidance": guidance or None,
-                    },
-                )
+            started = ev.StepStarted(
+                step=step_name,
+                models=chosen,
+                prompt=prompt,
+                attempt=attempt,
+                guidance=guidance or None,
             )
-            return specs
+            return [*specs, started]
 
         run, _ = await self._launch(
             run_id, step_name, chosen, prompt, claim=claim, lead=build, instruction=guidance
@@ -719,20 +709,16 @@ class Engine:
         def build(current: PipelineRun) -> Specs:
             _check_free(current, step_name)
             starts: Specs = [
-                (
-                    EventType.RESPONSE_STARTED,
-                    {
-                        "step": step_name,
-                        "response_id": response_id,
-                        "model": model,
-                        "provider": provider.get(model, ""),
-                        # so another process can tell a live stream from an orphan
-                        "pid": pid,
-                        "pid_started": since,
-                        "kind": kind,
-                        **({"instruction": instruction} if instruction else {}),
-                        **({"replaces": replaced[response_id]} if response_id in replaced else {}),
-                    },
+                ev.ResponseStarted(
+                    step=step_name,
+                    response_id=response_id,
+                    model=model,
+                    provider=provider.get(model, ""),
+                    pid=pid,
+                    pid_started=since,
+                    kind=kind,
+                    instruction=instruction or None,
+                    replaces=replaced.get(response_id),
                 )
                 for response_id, model in started
             ]
@@ -796,10 +782,8 @@ class Engine:
                 if response.status != ResponseStatus.STREAMING:
                     continue
                 if stream.buffer:
-                    delta = {"response_id": response_id, "delta": _drain(stream)}
-                    specs.append((EventType.RESPONSE_PROGRESS, delta))
-                reason = {"response_id": response_id, "reason": stream.reason}
-                specs.append((EventType.RESPONSE_INTERRUPTED, reason))
+                    specs.append(ev.ResponseProgress(response_id=response_id, delta=_drain(stream)))
+                specs.append(ev.ResponseInterrupted(response_id=response_id, reason=stream.reason))
             return specs
 
         await self._commit(run_id, build, retry=True)
@@ -819,7 +803,7 @@ class Engine:
             def build(current: PipelineRun) -> Specs:
                 if current.status != PipelineStatus.RUNNING:
                     return []
-                return [(EventType.RUN_ERRORED, {"error": f"every model failed: {reasons}"})]
+                return [ev.RunErrored(error=f"every model failed: {reasons}")]
 
             run = await self._commit(run_id, build)
         self._publish("step_done", run_id, step=step_name, status=run.status.value)
@@ -854,12 +838,7 @@ class Engine:
             specs: Specs = []
             for response_id, stream in self._streams.items():
                 if stream.run_id == run_id and stream.buffer:
-                    specs.append(
-                        (
-                            EventType.RESPONSE_PROGRESS,
-                            {"response_id": response_id, "delta": _drain(stream)},
-                        )
-                    )
+                    specs.append(ev.ResponseProgress(response_id=response_id, delta=_drain(stream)))
             return specs
 
         return await self._commit(run_id, build, index=False, retry=True)
@@ -901,15 +880,12 @@ class Engine:
 
             def failed(current: PipelineRun) -> Specs:
                 return [
-                    (
-                        EventType.RESPONSE_FAILED,
-                        {
-                            "response_id": response_id,
-                            "delta": _drain(stream),
-                            "error": message,
-                            "code": code,
-                            "processing_time": round(elapsed, 3),
-                        },
+                    ev.ResponseFailed(
+                        response_id=response_id,
+                        delta=_drain(stream),
+                        error=message,
+                        code=code,
+                        processing_time=round(elapsed, 3),
                     )
                 ]
 
@@ -935,18 +911,15 @@ class Engine:
 
         def completed(current: PipelineRun) -> Specs:
             return [
-                (
-                    EventType.RESPONSE_COMPLETED,
-                    {
-                        "response_id": response_id,
-                        "delta": _drain(stream),
-                        "usage": usage_data,
-                        "processing_time": round(result.duration, 3),
-                        "provider": result.provider,
-                        "estimated_usage": result.estimated_usage,
-                        "quality": metrics,
-                        "quality_score": metrics["score"],
-                    },
+                ev.ResponseCompleted(
+                    response_id=response_id,
+                    delta=_drain(stream),
+                    usage=usage_data,
+                    processing_time=round(result.duration, 3),
+                    provider=result.provider,
+                    estimated_usage=result.estimated_usage,
+                    quality=metrics,
+                    quality_score=metrics["score"],
                 )
             ]
 
@@ -985,21 +958,17 @@ class Engine:
         step_name = step.step_name
 
         def build(current: PipelineRun) -> Specs:
-            specs = self._reopen_specs(current)
-            data: dict[str, Any] = {"step": step_name, "response_id": response_id}
-            if feedback is not None:
-                data["feedback"] = feedback
-            specs.append((EventType.RESPONSE_SELECTED, data))
-            return specs
+            chosen = ev.ResponseSelected(step=step_name, response_id=response_id, feedback=feedback)
+            return [*self._reopen_specs(current), chosen]
 
         return await self._commit(run.pipeline_run_id, build)
 
     def _reopen_specs(self, run: PipelineRun, *, completed_ok: bool = True) -> Specs:
         """Acting on a new, paused or failed run brings it (back) to running first."""
         if run.status == PipelineStatus.INITIALIZING:
-            return [(EventType.RUN_STARTED, {})]
+            return [ev.RunStarted()]
         if run.status in (PipelineStatus.PAUSED, PipelineStatus.ERROR):
-            return [(EventType.RUN_RESUMED, {})]
+            return [ev.RunResumed()]
         if run.status == PipelineStatus.COMPLETED and not completed_ok:
             short = run.pipeline_run_id[:8]
             raise InvalidAction(
@@ -1017,9 +986,7 @@ class Engine:
         run = await self._branch_if_behind(run, step.step_name, keep_choice=True)
         return await self._commit(
             run.pipeline_run_id,
-            lambda current: [
-                (EventType.FEEDBACK_GIVEN, {"step": current.current_step, "feedback": feedback})
-            ],
+            lambda current: [ev.FeedbackGiven(step=current.current_step, feedback=feedback)],
         )
 
     async def merge(
@@ -1092,16 +1059,15 @@ class Engine:
         final_text = text
 
         def build(current: PipelineRun) -> Specs:
-            specs = self._reopen_specs(current)
-            data = {"step": step_name, "text": final_text, "response_ids": ids}
-            if merge_id:
-                data["merge_response_id"] = merge_id
-            if edited:
-                data["edited_from"] = edited
-            if instruction:
-                data["instruction"] = instruction
-            specs.append((EventType.RESPONSES_MERGED, data))
-            return specs
+            merged = ev.ResponsesMerged(
+                step=step_name,
+                text=final_text,
+                response_ids=ids,
+                merge_response_id=merge_id,
+                edited_from=edited,
+                instruction=instruction or None,
+            )
+            return [*self._reopen_specs(current), merged]
 
         return await self._commit(run_id, build)
 
@@ -1135,12 +1101,7 @@ class Engine:
             return run
         return await self._commit(
             run.pipeline_run_id,
-            lambda current: [
-                (
-                    EventType.RESPONSES_JUDGED,
-                    {"step": step.step_name, "scores": scores, "judge": model},
-                )
-            ],
+            lambda current: [ev.ResponsesJudged(step=step.step_name, scores=scores, judge=model)],
         )
 
     async def retry_response(
@@ -1194,8 +1155,8 @@ class Engine:
             if following is None:
                 if current.status == PipelineStatus.COMPLETED:
                     return []
-                return [*self._reopen_specs(current), (EventType.RUN_COMPLETED, {})]
-            return [(EventType.STEP_ADVANCED, {"from": current.current_step, "to": following})]
+                return [*self._reopen_specs(current), ev.RunCompleted()]
+            return [ev.StepAdvanced(from_step=current.current_step, to=following)]
 
         return await self._commit(run.pipeline_run_id, build)
 
@@ -1213,9 +1174,8 @@ class Engine:
         def build(current: PipelineRun) -> Specs:
             specs = self._reopen_specs(current)
             if current.current.status == StepStatus.RUNNING:
-                specs.append((EventType.STEP_RESET, {"step": spec.name}))
-            specs.append((EventType.STEP_SKIPPED, {"step": spec.name}))
-            return specs
+                specs.append(ev.StepReset(step=spec.name))
+            return [*specs, ev.StepSkipped(step=spec.name)]
 
         await self._commit(run.pipeline_run_id, build)
         return await self.accept(run.pipeline_run_id)
@@ -1235,9 +1195,7 @@ class Engine:
             )
         if run.steps[target].status == StepStatus.PENDING:
             raise InvalidAction(f"step {target!r} has not run yet")
-        return await self._commit(
-            run.pipeline_run_id, lambda current: [(EventType.REWOUND, {"step": target})]
-        )
+        return await self._commit(run.pipeline_run_id, lambda current: [ev.Rewound(step=target)])
 
     async def fork(self, run_id: str, step: str) -> PipelineRun:
         """A new run sharing this one's history up to `step`'s decision (no copying)."""
@@ -1249,7 +1207,7 @@ class Engine:
                 hint="fork from a step that has a selection",
             )
         events = await asyncio.to_thread(self.store.events, run.pipeline_run_id)
-        decisions = [e.seq for e in events if e.type in DECISIONS and e.data.get("step") == step]
+        decisions = [e.seq for e in events if e.type in DECISIONS and e.step == step]
         return await self._fork_at(run, step, decisions[-1], current_step=step)
 
     async def _branch_if_behind(
@@ -1269,18 +1227,14 @@ class Engine:
             return run
         events = await asyncio.to_thread(self.store.events, run.pipeline_run_id)
         last_start = max(
-            (e.seq for e in events if e.type == EventType.STEP_STARTED and e.data["step"] == step),
+            (e.seq for e in events if e.type == EventType.STEP_STARTED and e.step == step),
             default=0,
         )
         decisions = [
-            e.seq
-            for e in events
-            if e.type in DECISIONS and e.data.get("step") == step and e.seq > last_start
+            e.seq for e in events if e.type in DECISIONS and e.step == step and e.seq > last_start
         ]
         choices = [
-            e.seq
-            for e in events
-            if e.type in CHOICES and e.data.get("step") == step and e.seq > last_start
+            e.seq for e in events if e.type in CHOICES and e.step == step and e.seq > last_start
         ]
         branch_seq = decisions[-1] if keep_choice else (choices or decisions)[0] - 1
         return await self._fork_at(run, step, branch_seq, current_step=step)
@@ -1291,35 +1245,22 @@ class Engine:
         parent_id = run.pipeline_run_id
         child = await asyncio.to_thread(self.store.state_at, parent_id, branch_seq)
         child_id = new_id()
-        event = Event(
-            seq=branch_seq + 1,
-            type=EventType.RUN_FORKED,
-            run_id=child_id,
-            data={
-                "parent": parent_id,
-                "branch_point": step,
-                "branch_seq": branch_seq,
-                "current_step": current_step,
-            },
+        forked = ev.RunForked(
+            parent=parent_id, branch_point=step, branch_seq=branch_seq, current_step=current_step
         )
-        events = [event]
-        # A response still streaming at the branch point (another process may have picked
-        # one while the others streamed) streams on in the parent only.
-        for name in child.pipeline.step_names:
-            for response in child.steps[name].ai_responses:
-                if response.status == ResponseStatus.STREAMING:
-                    reason = "still streaming when this branch was made; see the parent run"
-                    data = {"response_id": response.response_id, "reason": reason}
-                    events.append(
-                        Event(
-                            seq=branch_seq + 1 + len(events),
-                            type=EventType.RESPONSE_INTERRUPTED,
-                            run_id=child_id,
-                            data=data,
-                        )
-                    )
-        for each in events:
-            apply(child, each)
+        # A response still streaming at the branch point streams on in the parent only.
+        reason = "still streaming when this branch was made; see the parent run"
+        specs: Specs = [
+            forked,
+            *(
+                ev.ResponseInterrupted(response_id=rid, reason=reason)
+                for rid in child.streaming_ids
+            ),
+        ]
+        events = []
+        for payload in specs:
+            events.append(Event.of(payload, seq=child.last_seq + 1, run_id=child_id))
+            apply(child, events[-1])
         await asyncio.to_thread(self.store.append, child, events, 0)
         self._remember(child)
         self._publish("forked", parent_id, child=child_id, step=step, branch_seq=branch_seq)
@@ -1343,9 +1284,7 @@ class Engine:
             await self.wait(run_id)  # the generation records them interrupted
         return await self._commit(
             run_id,
-            lambda current: (
-                [(EventType.RUN_PAUSED, {})] if current.status == PipelineStatus.RUNNING else []
-            ),
+            lambda current: [ev.RunPaused()] if current.status == PipelineStatus.RUNNING else [],
             retry=True,
         )
 
@@ -1393,9 +1332,7 @@ class Engine:
         """Hide a run from listings; its history stays, since forks may share it."""
         run = await self.fetch(run_id)
         self._check_idle(run)
-        return await self._commit(
-            run.pipeline_run_id, lambda current: [(EventType.RUN_DELETED, {})]
-        )
+        return await self._commit(run.pipeline_run_id, lambda current: [ev.RunDeleted()])
 
     async def close(self) -> None:
         """Stop every stream with its text checkpointed, pausing the runs it belonged to."""
@@ -1476,11 +1413,7 @@ def _orphan_reason(response: AIResponse) -> str:
 
 def _orphan_specs(orphans: list[AIResponse]) -> Specs:
     return [
-        (
-            EventType.RESPONSE_INTERRUPTED,
-            {"response_id": r.response_id, "reason": _orphan_reason(r)},
-        )
-        for r in orphans
+        ev.ResponseInterrupted(response_id=r.response_id, reason=_orphan_reason(r)) for r in orphans
     ]
 
 

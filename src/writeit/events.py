@@ -1,8 +1,12 @@
-"""Event types and the fold that turns a run's event log into its state.
+"""Event types, their typed payloads, and the fold that turns a run's log into its state.
 
-A run's state is never stored on its own: it is always `fold(events)`. The engine
-applies each new event to its in-memory run with the same `apply` before it appends
-the event, so an illegal change is refused before anything is written.
+A run's state is never stored on its own: it is always the fold of its events (a store
+snapshot is that fold, saved). The engine builds each event from a payload model below
+and applies it to a copy of the run with the same `apply` before it appends, so an
+illegal change is refused before anything is written.
+
+Payloads are stored as their JSON (`Event.data`, field names as written since schema
+1), read back typed (`Event.payload`): an old log reads with today's models.
 """
 
 from __future__ import annotations
@@ -10,9 +14,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from writeit.models import (
     AIResponse,
@@ -54,6 +58,177 @@ class EventType(StrEnum):
     RESPONSES_JUDGED = "responses_judged"
 
 
+# --- payloads ------------------------------------------------------------------------
+
+
+class Payload(BaseModel):
+    """What one event says; `type` names the event it is the payload of."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+    type: ClassVar[EventType]
+
+    def to_data(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class RunCreated(Payload):
+    type = EventType.RUN_CREATED
+    pipeline: dict[str, Any]
+    inputs: dict[str, str] = Field(default_factory=dict)
+    style: str | None = None
+    style_prompt: str = ""
+    primer: dict[str, Any] | None = None
+    models: list[str] = Field(default_factory=list)
+    step_models: dict[str, list[str]] = Field(default_factory=dict)
+    user_id: str = "default"
+
+
+class RunForked(Payload):
+    type = EventType.RUN_FORKED
+    parent: str
+    branch_point: str
+    branch_seq: int
+    current_step: str | None = None
+
+
+class RunStarted(Payload):
+    type = EventType.RUN_STARTED
+
+
+class RunPaused(Payload):
+    type = EventType.RUN_PAUSED
+
+
+class RunResumed(Payload):
+    type = EventType.RUN_RESUMED
+
+
+class RunCompleted(Payload):
+    type = EventType.RUN_COMPLETED
+
+
+class RunErrored(Payload):
+    type = EventType.RUN_ERRORED
+    error: str | None = None
+
+
+class RunDeleted(Payload):
+    type = EventType.RUN_DELETED
+
+
+class StepStarted(Payload):
+    type = EventType.STEP_STARTED
+    step: str
+    models: list[str] = Field(default_factory=list)
+    prompt: str = ""
+    attempt: int = 1
+    guidance: str | None = None
+
+
+class StepReset(Payload):
+    type = EventType.STEP_RESET
+    step: str
+
+
+class StepSkipped(Payload):
+    type = EventType.STEP_SKIPPED
+    step: str
+
+
+class StepAdvanced(Payload):
+    type = EventType.STEP_ADVANCED
+    from_step: str = Field(alias="from")
+    to: str
+
+
+class Rewound(Payload):
+    type = EventType.REWOUND
+    step: str
+
+
+class ResponseStarted(Payload):
+    type = EventType.RESPONSE_STARTED
+    step: str
+    response_id: str
+    model: str
+    provider: str = ""
+    pid: int | None = None  # so another process can tell a live stream from an orphan
+    pid_started: int | None = None
+    kind: Literal["candidate", "merge", "judge"] = "candidate"
+    instruction: str | None = None
+    replaces: str | None = None
+
+
+class ResponseProgress(Payload):
+    type = EventType.RESPONSE_PROGRESS
+    response_id: str
+    delta: str
+
+
+class ResponseCompleted(Payload):
+    type = EventType.RESPONSE_COMPLETED
+    response_id: str
+    delta: str = ""
+    usage: dict[str, Any] | None = None
+    processing_time: float = 0.0
+    provider: str = ""
+    estimated_usage: bool = False
+    quality: dict[str, float] = Field(default_factory=dict)
+    quality_score: float | None = None
+
+
+class ResponseFailed(Payload):
+    type = EventType.RESPONSE_FAILED
+    response_id: str
+    delta: str = ""
+    error: str
+    code: str | None = None
+    processing_time: float = 0.0
+
+
+class ResponseInterrupted(Payload):
+    type = EventType.RESPONSE_INTERRUPTED
+    response_id: str
+    reason: str = "interrupted before it finished"
+
+
+class ResponseSelected(Payload):
+    type = EventType.RESPONSE_SELECTED
+    step: str
+    response_id: str
+    feedback: str | None = None
+
+
+class ResponsesMerged(Payload):
+    type = EventType.RESPONSES_MERGED
+    step: str
+    text: str
+    response_ids: list[str] = Field(default_factory=list)
+    merge_response_id: str | None = None  # the AI merge's own response
+    edited_from: str | None = None  # the response the writer's text is an edit of
+    instruction: str | None = None
+
+
+class FeedbackGiven(Payload):
+    type = EventType.FEEDBACK_GIVEN
+    step: str
+    feedback: str
+
+
+class ResponsesJudged(Payload):
+    type = EventType.RESPONSES_JUDGED
+    step: str
+    scores: dict[str, float]
+    judge: str | None = None
+
+
+PAYLOADS: dict[EventType, type[Payload]] = {cls.type: cls for cls in Payload.__subclasses__()}
+assert set(PAYLOADS) == set(EventType), "every event type needs a payload model"
+
+
+# --- events ----------------------------------------------------------------------------
+
+
 class Event(BaseModel):
     """One immutable fact in a run's history; `seq` counts from 1 along the run's lineage."""
 
@@ -63,12 +238,29 @@ class Event(BaseModel):
     at: datetime = Field(default_factory=utcnow)
     data: dict[str, Any] = Field(default_factory=dict)
 
+    @classmethod
+    def of(cls, payload: Payload, *, seq: int, run_id: str) -> Event:
+        return cls(seq=seq, type=payload.type, run_id=run_id, data=payload.to_data())
+
+    @property
+    def payload(self) -> Payload:
+        """The data, typed; a field missing or malformed is a damaged log."""
+        try:
+            return PAYLOADS[self.type].model_validate(self.data)
+        except ValueError as error:
+            raise CorruptHistory(f"event {self.seq} ({self.type}) is malformed: {error}") from error
+
+    @property
+    def step(self) -> str | None:
+        """The step the event names, if it names one (indexes file it there)."""
+        return self.data.get("step")
+
 
 class CorruptHistory(WriteItError):
     """An event that cannot apply to the state before it: the log is damaged or forged."""
 
 
-Handler = Callable[[PipelineRun, dict[str, Any], Event], None]
+Handler = Callable[[PipelineRun, Any, Event], None]
 _HANDLERS: dict[EventType, Handler] = {}
 
 
@@ -81,8 +273,9 @@ def _on(kind: EventType) -> Callable[[Handler], Handler]:
 
 
 def new_run(event: Event) -> PipelineRun:
-    data = event.data
-    pipeline = PipelineConfiguration.model_validate(data["pipeline"])
+    created = event.payload
+    assert isinstance(created, RunCreated)
+    pipeline = PipelineConfiguration.model_validate(created.pipeline)
     return PipelineRun(
         pipeline_run_id=event.run_id,
         configuration_id=pipeline.name,
@@ -90,14 +283,14 @@ def new_run(event: Event) -> PipelineRun:
         created_at=event.at,
         updated_at=event.at,
         current_step=pipeline.step_names[0],
-        user_inputs=dict(data.get("inputs", {})),
+        user_inputs=dict(created.inputs),
         steps={name: StepState(step_name=name) for name in pipeline.step_names},
-        style_primer=data.get("style"),
-        style_prompt=data.get("style_prompt", ""),
-        primer=data.get("primer"),
-        models=list(data.get("models", [])),
-        step_models=dict(data.get("step_models", {})),
-        user_id=data.get("user_id", "default"),
+        style_primer=created.style,
+        style_prompt=created.style_prompt,
+        primer=created.primer,
+        models=list(created.models),
+        step_models={k: list(v) for k, v in created.step_models.items()},
+        user_id=created.user_id,
         last_seq=event.seq,
     )
 
@@ -109,7 +302,7 @@ def apply(run: PipelineRun, event: Event) -> PipelineRun:
             f"event {event.seq} ({event.type}) does not follow event {run.last_seq} "
             f"of run {run.pipeline_run_id[:8]}"
         )
-    _HANDLERS[event.type](run, event.data, event)
+    _HANDLERS[event.type](run, event.payload, event)
     run.last_seq = event.seq
     run.updated_at = event.at
     return run
@@ -130,27 +323,27 @@ def fold(events: Iterable[Event]) -> PipelineRun:
 
 
 @_on(EventType.RUN_CREATED)
-def _created_again(run: PipelineRun, data: dict, event: Event) -> None:
+def _created_again(run: PipelineRun, p: RunCreated, event: Event) -> None:
     raise CorruptHistory(f"run {run.pipeline_run_id[:8]} was created twice (event {event.seq})")
 
 
 @_on(EventType.RUN_FORKED)
-def _forked(run: PipelineRun, data: dict, event: Event) -> None:
+def _forked(run: PipelineRun, p: RunForked, event: Event) -> None:
     run.pipeline_run_id = event.run_id
-    run.parent_pipeline_run_id = data["parent"]
-    run.branch_point = data["branch_point"]
-    run.branch_seq = data["branch_seq"]
+    run.parent_pipeline_run_id = p.parent
+    run.branch_point = p.branch_point
+    run.branch_seq = p.branch_seq
     run.created_at = event.at
     run.completed_at = None
-    run.current_step = data.get("current_step", run.current_step)
+    run.current_step = p.current_step or run.current_step
 
 
 def _status(new: PipelineStatus) -> Handler:
-    def handler(run: PipelineRun, data: dict, event: Event) -> None:
+    def handler(run: PipelineRun, p: Payload, event: Event) -> None:
         run.transition(new)
         if new == PipelineStatus.COMPLETED:
             run.completed_at = event.at
-        run.error = data.get("error") if new == PipelineStatus.ERROR else None
+        run.error = p.error if isinstance(p, RunErrored) else None
 
     return handler
 
@@ -166,7 +359,7 @@ for _kind, _status_value in {
 
 
 @_on(EventType.RUN_DELETED)
-def _deleted(run: PipelineRun, data: dict, event: Event) -> None:
+def _deleted(run: PipelineRun, p: RunDeleted, event: Event) -> None:
     """A tombstone: the run leaves listings, its history stays (forks may share it)."""
 
 
@@ -174,84 +367,83 @@ def _deleted(run: PipelineRun, data: dict, event: Event) -> None:
 
 
 @_on(EventType.STEP_STARTED)
-def _step_started(run: PipelineRun, data: dict, event: Event) -> None:
-    step = run.step(data["step"])
+def _step_started(run: PipelineRun, p: StepStarted, event: Event) -> None:
+    step = run.step(p.step)
     step.transition(StepStatus.RUNNING)
     step.started_at = event.at
     step.completed_at = None
-    step.retry_count = data.get("attempt", 1) - 1
-    step.prompt = data.get("prompt", "")
-    step.guidance = data.get("guidance")
+    step.retry_count = p.attempt - 1
+    step.prompt = p.prompt
+    step.guidance = p.guidance
     run.current_step = step.step_name
 
 
 @_on(EventType.STEP_RESET)
-def _step_reset(run: PipelineRun, data: dict, event: Event) -> None:
-    run.step(data["step"]).transition(StepStatus.PENDING)
+def _step_reset(run: PipelineRun, p: StepReset, event: Event) -> None:
+    run.step(p.step).transition(StepStatus.PENDING)
 
 
 @_on(EventType.STEP_SKIPPED)
-def _step_skipped(run: PipelineRun, data: dict, event: Event) -> None:
-    step = run.step(data["step"])
+def _step_skipped(run: PipelineRun, p: StepSkipped, event: Event) -> None:
+    step = run.step(p.step)
     step.transition(StepStatus.SKIPPED)
     step.completed_at = event.at
     step.decision = Decision(how="skipped")
 
 
 @_on(EventType.STEP_ADVANCED)
-def _step_advanced(run: PipelineRun, data: dict, event: Event) -> None:
-    run.step(data["to"])
-    run.current_step = data["to"]
+def _step_advanced(run: PipelineRun, p: StepAdvanced, event: Event) -> None:
+    run.step(p.to)
+    run.current_step = p.to
 
 
 @_on(EventType.REWOUND)
-def _rewound(run: PipelineRun, data: dict, event: Event) -> None:
-    run.step(data["step"])
-    run.current_step = data["step"]
+def _rewound(run: PipelineRun, p: Rewound, event: Event) -> None:
+    run.step(p.step)
+    run.current_step = p.step
 
 
 @_on(EventType.FEEDBACK_GIVEN)
-def _feedback(run: PipelineRun, data: dict, event: Event) -> None:
-    run.step(data["step"]).user_feedback = data["feedback"] or None
+def _feedback(run: PipelineRun, p: FeedbackGiven, event: Event) -> None:
+    run.step(p.step).user_feedback = p.feedback or None
 
 
 @_on(EventType.RESPONSE_SELECTED)
-def _selected(run: PipelineRun, data: dict, event: Event) -> None:
-    step = run.step(data["step"])
+def _selected(run: PipelineRun, p: ResponseSelected, event: Event) -> None:
+    step = run.step(p.step)
     index = next(
-        (i for i, r in enumerate(step.ai_responses) if r.response_id == data["response_id"]),
-        None,
+        (i for i, r in enumerate(step.ai_responses) if r.response_id == p.response_id), None
     )
     if index is None:
-        raise CorruptHistory(f"selected response {data['response_id']} is not in {step.step_name}")
-    step.select_response(index, data.get("feedback") or "")
+        raise CorruptHistory(f"selected response {p.response_id} is not in {step.step_name}")
+    step.select_response(index, p.feedback or "")
     step.completed_at = event.at
-    step.decision = Decision(how="selected", response_ids=[data["response_id"]])
+    step.decision = Decision(how="selected", response_ids=[p.response_id])
 
 
 @_on(EventType.RESPONSES_MERGED)
-def _merged(run: PipelineRun, data: dict, event: Event) -> None:
-    step = run.step(data["step"])
+def _merged(run: PipelineRun, p: ResponsesMerged, event: Event) -> None:
+    step = run.step(p.step)
     if step.status != StepStatus.COMPLETED:
         step.transition(StepStatus.COMPLETED)
     step.user_selection = None
-    step.merged_content = data["text"]
+    step.merged_content = p.text
     step.completed_at = event.at
-    by_model = data.get("merge_response_id") or data.get("edited_from")
+    by_model = p.merge_response_id or p.edited_from
     step.decision = Decision(
         how="merged" if by_model else "written",
-        response_ids=list(data.get("response_ids", [])),
+        response_ids=list(p.response_ids),
         merge_response_id=by_model,
-        instruction=data.get("instruction"),
-        edited=bool(data.get("edited_from")),
+        instruction=p.instruction,
+        edited=p.edited_from is not None,
     )
 
 
 @_on(EventType.RESPONSES_JUDGED)
-def _judged(run: PipelineRun, data: dict, event: Event) -> None:
+def _judged(run: PipelineRun, p: ResponsesJudged, event: Event) -> None:
     """A judge model's scores (0..1) become each candidate's quality_score."""
-    run.step(data["step"])
-    for response_id, value in data["scores"].items():
+    run.step(p.step)
+    for response_id, value in p.scores.items():
         _, response = run.changing(response_id)
         response.quality = {**response.quality, "judge": value}
         response.quality_score = value
@@ -261,22 +453,22 @@ def _judged(run: PipelineRun, data: dict, event: Event) -> None:
 
 
 @_on(EventType.RESPONSE_STARTED)
-def _response_started(run: PipelineRun, data: dict, event: Event) -> None:
-    step = run.step(data["step"])
+def _response_started(run: PipelineRun, p: ResponseStarted, event: Event) -> None:
+    step = run.step(p.step)
     step.add_response(
         AIResponse(
-            response_id=data["response_id"],
-            model_name=data["model"],
-            provider=data.get("provider", ""),
-            prompt_used=step.prompt if data.get("kind", "candidate") == "candidate" else "",
+            response_id=p.response_id,
+            model_name=p.model,
+            provider=p.provider,
+            prompt_used=step.prompt if p.kind == "candidate" else "",
             system_prompt=run.style_prompt,
             created_at=event.at,
-            kind=data.get("kind", "candidate"),
+            kind=p.kind,
             attempt=step.attempt,
-            instruction=data.get("instruction"),
-            replaces=data.get("replaces"),
-            pid=data.get("pid"),
-            pid_started=data.get("pid_started"),
+            instruction=p.instruction,
+            replaces=p.replaces,
+            pid=p.pid,
+            pid_started=p.pid_started,
         )
     )
     run.added(step)
@@ -290,40 +482,40 @@ def _streaming(run: PipelineRun, response_id: str) -> AIResponse:
 
 
 @_on(EventType.RESPONSE_PROGRESS)
-def _progress(run: PipelineRun, data: dict, event: Event) -> None:
-    _streaming(run, data["response_id"]).raw_output += data["delta"]
+def _progress(run: PipelineRun, p: ResponseProgress, event: Event) -> None:
+    _streaming(run, p.response_id).raw_output += p.delta
 
 
 @_on(EventType.RESPONSE_COMPLETED)
-def _response_completed(run: PipelineRun, data: dict, event: Event) -> None:
-    response = _streaming(run, data["response_id"])
-    response.raw_output += data.get("delta", "")
+def _response_completed(run: PipelineRun, p: ResponseCompleted, event: Event) -> None:
+    response = _streaming(run, p.response_id)
+    response.raw_output += p.delta
     response.processed_content = response.raw_output.strip()
     response.status = ResponseStatus.COMPLETED
     run.ended(response)
-    response.processing_time = data.get("processing_time", 0.0)
-    if data.get("usage"):
-        response.usage_stats = TokenUsage.model_validate(data["usage"])
-    response.quality = data.get("quality", {})
-    response.quality_score = data.get("quality_score")
-    response.provider = data.get("provider") or response.provider
+    response.processing_time = p.processing_time
+    if p.usage:
+        response.usage_stats = TokenUsage.model_validate(p.usage)
+    response.quality = dict(p.quality)
+    response.quality_score = p.quality_score
+    response.provider = p.provider or response.provider
 
 
 @_on(EventType.RESPONSE_FAILED)
-def _response_failed(run: PipelineRun, data: dict, event: Event) -> None:
-    response = _streaming(run, data["response_id"])
-    response.raw_output += data.get("delta", "")
+def _response_failed(run: PipelineRun, p: ResponseFailed, event: Event) -> None:
+    response = _streaming(run, p.response_id)
+    response.raw_output += p.delta
     response.status = ResponseStatus.FAILED
-    response.error = data["error"]
+    response.error = p.error
     run.ended(response)
-    response.processing_time = data.get("processing_time", 0.0)
+    response.processing_time = p.processing_time
 
 
 @_on(EventType.RESPONSE_INTERRUPTED)
-def _response_interrupted(run: PipelineRun, data: dict, event: Event) -> None:
-    response = _streaming(run, data["response_id"])
+def _response_interrupted(run: PipelineRun, p: ResponseInterrupted, event: Event) -> None:
+    response = _streaming(run, p.response_id)
     response.status = ResponseStatus.INTERRUPTED
-    response.error = data.get("reason", "interrupted before it finished")
+    response.error = p.reason
     run.ended(response)
 
 

@@ -23,7 +23,7 @@ import lmdb
 
 from writeit import processes
 from writeit.errors import TooManyRuns
-from writeit.events import Event, EventType, apply, fold
+from writeit.events import Event, EventType, ResponseStarted, apply, fold
 from writeit.models import PipelineRun, PipelineStatus, UserSession, WriteItError
 
 SCHEMA_VERSION = 2  # 2: listing indexes, counters, snapshots, live records
@@ -46,6 +46,7 @@ _STREAM_ENDS = {
 }
 
 T = TypeVar("T")
+P = TypeVar("P")
 
 _envs: dict[Path, lmdb.Environment] = {}
 _envs_lock = threading.Lock()
@@ -110,13 +111,17 @@ def _matches(summary: RunSummary, field: str, value: str) -> bool:
     return getattr(summary, field) == value
 
 
+def _payloads(events: list[Event], kind: type[P]) -> list[P]:
+    return [p for e in events if e.type == kind.type and isinstance(p := e.payload, kind)]
+
+
 def _asked(summary: dict[str, Any] | None, events: list[Event], run: PipelineRun) -> list[str]:
     if summary is None:  # a new run or branch: what it inherits, and its --model list
         known = {r.model_name for s in run.steps.values() for r in s.ai_responses}
         known |= set(run.models)
     else:
         known = set(summary.get("asked") or [])
-    known |= {e.data["model"] for e in events if e.type == EventType.RESPONSE_STARTED}
+    known |= {p.model for p in _payloads(events, ResponseStarted)}
     return sorted(known)
 
 
@@ -295,10 +300,9 @@ class Store:
         if not run.streaming_ids:
             txn.delete(key)
             return
-        starts = [e for e in events if e.type == EventType.RESPONSE_STARTED and "pid" in e.data]
+        starts = [p for p in _payloads(events, ResponseStarted) if p.pid is not None]
         if starts:
-            data = starts[-1].data
-            txn.put(key, _encode({"pid": data["pid"], "pid_started": data.get("pid_started")}))
+            txn.put(key, _encode({"pid": starts[-1].pid, "pid_started": starts[-1].pid_started}))
 
     @staticmethod
     def _live_count(txn: lmdb.Transaction, exclude: str = "") -> int:
@@ -363,21 +367,13 @@ class Store:
         events changed them (a new run or branch writes all it inherits)."""
         run_id = run.pipeline_run_id
         started: dict[str, list[str]] = {}
-        for event in events:
-            if event.type == EventType.RESPONSE_STARTED:
-                started.setdefault(event.data["step"], []).append(event.data["response_id"])
-                txn.put(
-                    f"response:{event.data['response_id']}".encode(),
-                    _encode(
-                        {
-                            "run_id": run_id,
-                            "step": event.data["step"],
-                            "model": event.data["model"],
-                            **{k: event.data[k] for k in ("pid", "pid_started") if k in event.data},
-                        }
-                    ),
-                )
-        changed = {e.data["step"] for e in events if "step" in e.data}
+        for start in _payloads(events, ResponseStarted):
+            started.setdefault(start.step, []).append(start.response_id)
+            info = {"run_id": run_id, "step": start.step, "model": start.model}
+            if start.pid is not None:
+                info |= {"pid": start.pid, "pid_started": start.pid_started}
+            txn.put(f"response:{start.response_id}".encode(), _encode(info))
+        changed = {e.step for e in events if e.step}
         if fresh:
             changed |= {name for name, step in run.steps.items() if step.ai_responses}
         for name in changed | set(started):
