@@ -154,3 +154,49 @@ async def test_the_run_cache_is_bounded_and_never_evicts_a_generating_run(
     run = await engine.wait(busy.pipeline_run_id)
     assert [c.status for c in run.steps["angles"].candidates] == [ResponseStatus.COMPLETED] * 2
     assert engine.load(others[0].pipeline_run_id) == engine.store.load(others[0].pipeline_run_id)
+
+
+def fork_chain(store, depth: int) -> list[str]:
+    """A root run and `depth` forks, each of the one before (as a writer branching again
+    and again would leave), written straight through the store."""
+    from writeit import events as ev
+    from writeit.config import get_pipeline
+    from writeit.events import Event, new_run
+
+    pipeline = get_pipeline("tech-article", [])
+    created = Event.of(
+        ev.RunCreated(pipeline=pipeline.model_dump(mode="json"), inputs={"source_material": "x"}),
+        seq=1,
+        run_id="root-0000",
+    )
+    run = new_run(created)
+    store.append(run, [created], 0)
+    ids = [run.pipeline_run_id]
+    for level in range(1, depth + 1):
+        forked = ev.RunForked(parent=ids[-1], branch_point="angles", branch_seq=run.last_seq)
+        event = Event.of(forked, seq=run.last_seq + 1, run_id=f"fork-{level:05d}")
+        run = apply(run.writable(), event)
+        store.append(run, [event], 0)
+        ids.append(run.pipeline_run_id)
+    return ids
+
+
+def test_tree_works_at_any_depth(isolated_env):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from writeit.workspaces import get_workspace
+
+    ids = fork_chain(get_workspace().open_store(), 1200)
+    shown = subprocess.run(
+        [sys.executable, str(Path(__file__).parent / "writeit_cli.py"), "tree", ids[-1]],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    lines = shown.stdout.splitlines()
+    assert len(lines) == 1201 and "Traceback" not in shown.stderr
+    assert lines[0].startswith("root-000") and "← this run" in lines[-1]
+    assert lines[-1].startswith("└ fork-012")  # a straight chain does not indent

@@ -820,8 +820,6 @@ def show(
 @app.command()
 def tree(run_id: RunArg, workspace: WorkspaceOpt = None) -> None:
     """Show a run's family: its root, every fork and where each branched off."""
-    from rich.tree import Tree
-
     store = _ws().get_workspace(workspace).open_store()
     full_id = store.resolve(run_id)
     root_id = store.ancestors(full_id)[0]
@@ -832,14 +830,18 @@ def tree(run_id: RunArg, workspace: WorkspaceOpt = None) -> None:
         here = " [bold cyan]← this run[/]" if rid == full_id else ""
         return f"{rid[:8]} {s.status} at {s.current_step}{where}{here}"
 
-    top = Tree(label(root_id))
-
-    def grow(node: Tree, rid: str) -> None:
-        for child in store.children(rid):
-            grow(node.add(label(child)), child)
-
-    grow(top, root_id)
-    console.print(top)
+    # Walked with a stack, not recursion: a family can be thousands of forks deep. A fork
+    # that is its parent's only child stays at its parent's indent, so a long chain reads
+    # as a list and only real branching indents.
+    stack = [(root_id, 0)]
+    while stack:
+        rid, depth = stack.pop()
+        shown = min(depth, 30)
+        prefix = "  " * shown + ("" if rid == root_id else "└ ") + ("… " if depth > shown else "")
+        console.print(prefix + label(rid), highlight=False)
+        children = store.children(rid)
+        indent = 0 if len(children) == 1 else 1
+        stack.extend((child, depth + indent) for child in reversed(children))
 
 
 @app.command()
