@@ -36,6 +36,7 @@ FAULT_RUNS = int(os.environ.get("SOAK_FAULT_RUNS", "20"))
 
 
 def kill_and_resume() -> None:
+    from writeit import autopilot
     from writeit.engine import Engine
     from writeit.models import PipelineStatus, ResponseStatus
     from writeit.workspaces import get_workspace
@@ -84,7 +85,7 @@ def kill_and_resume() -> None:
         }
         chosen = {n: s.output for n, s in before.steps.items() if s.output is not None}
         try:
-            after = asyncio.run(engine.autopilot(run_id, "first"))
+            after = asyncio.run(autopilot.drive(engine, run_id, "first"))
         except Exception as error:  # noqa: BLE001 - counted, printed
             print(f"  resume of {run_id[:8]} failed: {error}", file=sys.stderr)
             unfinished += 1

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
+from writeit import autopilot
 from writeit.events import EventType
 from writeit.models import PipelineStatus, ResponseStatus
 from writeit.store import Store
@@ -392,7 +393,7 @@ async def test_rewind_goes_back_a_step_and_says_what_next(engine):
         "tech-article", {"source_material": "notes"}, models=["scripted-a"]
     )
     run_id = run.pipeline_run_id
-    await engine.autopilot(run_id, "first")
+    await autopilot.drive(engine, run_id, "first")
     short = run_id[:8]
 
     back = writeit("rewind", short)

@@ -5,8 +5,9 @@ import asyncio
 import pytest
 import yaml
 
-from writeit import export
-from writeit.engine import Busy, choose
+from writeit import autopilot, export
+from writeit.autopilot import choose
+from writeit.engine import Busy
 from writeit.events import EventType
 from writeit.models import PipelineStatus, ResponseStatus, StepStatus, WriteItError
 
@@ -21,7 +22,7 @@ async def start(engine, source, models=TWO, **kwargs):
 
 async def test_a_headless_run_with_two_models_completes_all_four_steps(engine, source, scripted):
     run = await start(engine, source)
-    run = await engine.autopilot(run.pipeline_run_id, "first")
+    run = await autopilot.drive(engine, run.pipeline_run_id, "first")
     assert run.status == PipelineStatus.COMPLETED
     for name in ("angles", "outline", "draft", "polish"):
         step = run.steps[name]
@@ -214,7 +215,7 @@ async def test_a_new_choice_nothing_built_on_yet_changes_the_run_in_place(engine
 
 
 async def test_fork_from_a_completed_step_shares_history(engine, source, scripted):
-    run = await engine.autopilot((await start(engine, source)).pipeline_run_id, "first")
+    run = await autopilot.drive(engine, (await start(engine, source)).pipeline_run_id, "first")
     child = await engine.fork(run.pipeline_run_id, "outline")
     assert child.current_step == "outline"
     assert child.steps["outline"].output == run.steps["outline"].output
@@ -337,7 +338,7 @@ async def test_yaml_export_holds_models_selection_feedback_tokens_and_cost(engin
     run_id = run.pipeline_run_id
     await engine.execute_step(run_id)
     await engine.select(run_id, 1, feedback="angle two")
-    run = await engine.autopilot((await engine.accept(run_id)).pipeline_run_id, "first")
+    run = await autopilot.drive(engine, (await engine.accept(run_id)).pipeline_run_id, "first")
     doc = yaml.safe_load(export.render(run, "yaml"))
     assert doc["metadata"]["run_id"] == run_id
     assert doc["metadata"]["models"] == TWO

@@ -10,6 +10,7 @@ import random
 
 import pytest
 
+from writeit import autopilot
 from writeit import store as store_module
 from writeit.engine import Engine
 from writeit.events import apply, fold
@@ -105,7 +106,7 @@ async def test_filters_and_counts_follow_every_write(engine, source, scripted):
         return run.pipeline_run_id
 
     a, b, c = await new(["scripted-a"]), await new(["scripted-b"]), await new(["scripted-a"])
-    await engine.autopilot(a, "first")
+    await autopilot.drive(engine, a, "first")
     await engine.execute_step(b)
     await engine.pause(b)
     await engine.execute_step(c)

@@ -581,6 +581,8 @@ async def _drive(
 
     from rich.live import Live
 
+    from writeit import autopilot
+
     rows: dict[str, dict[str, Any]] = {}
     subscription = engine.subscribe(run_id)
 
@@ -622,7 +624,7 @@ async def _drive(
         try:
             if instead:
                 await _resume_with(engine, run_id, instead)
-            run_state = await engine.autopilot(run_id, pick, judge=judge)
+            run_state = await autopilot.drive(engine, run_id, pick, judge=judge)
             run_id = run_state.pipeline_run_id
         finally:
             watcher.cancel()

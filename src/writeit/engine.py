@@ -47,6 +47,7 @@ from writeit.models import (
     WriteItError,
     new_id,
 )
+from writeit.providers import check_model
 from writeit.store import Conflict, Store
 from writeit.updates import Subscription, Update
 from writeit.workspaces import Workspace, get_workspace, load_preferences
@@ -292,6 +293,11 @@ class Engine:
     def drafts(self, run_id: str) -> dict[str, str]:
         """The run's unsent drafts by name."""
         return self.store.drafts(self.resolve(run_id))
+
+    async def live(self, run_id: str) -> PipelineRun:
+        """`snapshot` for the event loop: any fold happens in a thread first."""
+        await self.fetch(run_id)
+        return self.snapshot(run_id)
 
     def streaming(self, run_id: str | None = None) -> list[str]:
         """Ids of the responses streaming now: of one run, or of every run."""
@@ -977,9 +983,16 @@ class Engine:
             )
         return []
 
-    async def give_feedback(self, run_id: str, feedback: str) -> PipelineRun:
-        """Feedback on the current step; the next step's prompt receives it."""
+    async def give_feedback(
+        self, run_id: str, feedback: str, step: str | None = None
+    ) -> PipelineRun:
+        """Feedback on the current step; the next step's prompt receives it. With `step`
+        the previous step, feedback on what the current step is about to build on: taken
+        only before the current step runs (afterwards it would rewrite what that step
+        was asked; rewind and select again with feedback instead, which branches)."""
         run = await self.fetch(run_id)
+        if step is not None and step != run.current_step:
+            return await self._feedback_before(run, step, feedback)
         step = run.current
         if (step.user_feedback or "") == feedback:
             return run
@@ -988,6 +1001,26 @@ class Engine:
             run.pipeline_run_id,
             lambda current: [ev.FeedbackGiven(step=current.current_step, feedback=feedback)],
         )
+
+    async def _feedback_before(self, run: PipelineRun, step: str, feedback: str) -> PipelineRun:
+        current_step = run.current_step
+        if step != run.pipeline.previous_step(current_step):
+            raise InvalidInput(
+                f"feedback goes on the current step {current_step!r} or the one before it",
+                hint="rewind to that step first",
+            )
+        if (run.steps[step].user_feedback or "") == feedback:
+            return run
+
+        def build(current: PipelineRun) -> Specs:
+            if current.current_step != current_step or current.current.ai_responses:
+                raise AlreadyRun(
+                    f"step {current.current_step!r} has already run on {step!r} as it was",
+                    hint=f"rewind to {step!r} and select again with feedback (this branches)",
+                )
+            return [ev.FeedbackGiven(step=step, feedback=feedback)]
+
+        return await self._commit(run.pipeline_run_id, build)
 
     async def merge(
         self,
@@ -1340,35 +1373,6 @@ class Engine:
             with contextlib.suppress(WriteItError):
                 await self.pause(run_id)
 
-    # --- headless ------------------------------------------------------------------------
-
-    async def autopilot(
-        self, run_id: str, pick: str = "first", judge: str | None = None
-    ) -> PipelineRun:
-        """Drive a run to the end without a writer: execute, pick, accept, until done."""
-        run = await self.fetch(run_id)
-        interrupted = run.current.status == StepStatus.RUNNING
-        # A new run starts with its first step's write; anything else not running resumes.
-        if interrupted or run.status not in (PipelineStatus.RUNNING, PipelineStatus.INITIALIZING):
-            run = await self.resume(run.pipeline_run_id)
-        while run.status != PipelineStatus.COMPLETED:
-            step = run.current
-            if step.status == StepStatus.PENDING:
-                run = await self.execute_step(run.pipeline_run_id)
-                step = run.current
-            if run.status == PipelineStatus.ERROR:
-                raise InvalidAction(
-                    f"step {step.step_name!r} failed: {run.error}",
-                    hint=f"retry with `writeit resume {run.pipeline_run_id[:8]}` or choose other models",
-                )
-            if step.status == StepStatus.RUNNING:
-                if judge and len(step.candidates) > 1:
-                    run = await self.judge(run.pipeline_run_id, judge)
-                    step = run.current
-                run = await self.select(run.pipeline_run_id, choose(step.candidates, pick))
-            run = await self.accept(run.pipeline_run_id)
-        return run
-
 
 # --- helpers -------------------------------------------------------------------------------
 
@@ -1437,32 +1441,3 @@ def _response_id(step: Any, response: str | int) -> str:
     if len(matches) != 1:
         raise InvalidInput(f"no single response of step {step.step_name!r} matches {response!r}")
     return matches[0]
-
-
-def choose(candidates: list, pick: str) -> str:
-    """The headless pick policy: `first` completed, `best` quality score, or a number N."""
-    completed = [r for r in candidates if r.status == ResponseStatus.COMPLETED]
-    if not completed:
-        raise InvalidInput("no candidate completed", hint="see the failures with `writeit show`")
-    if pick == "first":
-        return completed[0].response_id
-    if pick == "best":
-        return max(completed, key=lambda r: r.quality_score or 0.0).response_id
-    if pick.isdigit() and 1 <= int(pick) <= len(candidates):
-        chosen = candidates[int(pick) - 1]
-        if chosen.status == ResponseStatus.COMPLETED:
-            return chosen.response_id
-        return completed[0].response_id
-    raise InvalidInput(f"unknown pick policy {pick!r}", hint="use first, best or a number N")
-
-
-def check_model(name: str) -> None:
-    """Fail before a run starts when a model is unknown or has no key."""
-    resolved = providers.resolve(name)
-    model = resolved.async_model or resolved.sync_model
-    needs = getattr(model, "needs_key", None)
-    if needs and not providers._has_key(model):
-        raise InvalidInput(
-            f"model {name!r} needs an API key for {needs}",
-            hint=f"{providers.key_hint(needs)}; or run offline with --model {providers.OFFLINE_MODEL}",
-        )

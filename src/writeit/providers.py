@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+from writeit.errors import InvalidInput
 from writeit.models import WriteItError
 
 OFFLINE_MODEL = "markov"
@@ -578,3 +579,15 @@ async def stream(
 
 def _secrets(resolved: Resolved) -> list[str]:
     return [s for m in (resolved.async_model, resolved.sync_model) if m for s in secrets_of(m)]
+
+
+def check_model(name: str) -> None:
+    """Fail before a run starts when a model is unknown or has no key."""
+    resolved = resolve(name)
+    model = resolved.async_model or resolved.sync_model
+    needs = getattr(model, "needs_key", None)
+    if needs and not _has_key(model):
+        raise InvalidInput(
+            f"model {name!r} needs an API key for {needs}",
+            hint=f"{key_hint(needs)}; or run offline with --model {OFFLINE_MODEL}",
+        )

@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from writeit.errors import (
+    AlreadyRun,
     InvalidAction,
     InvalidInput,
     InvalidTransition,
@@ -121,6 +122,8 @@ def classify(error: WriteItError) -> tuple[int, str]:
         return 409, "too_many_runs"
     if isinstance(error, StepRunning):
         return 409, "step_running"
+    if isinstance(error, AlreadyRun):
+        return 409, "already_executed"
     if isinstance(error, Conflict):
         return 409, "conflict"
     if isinstance(error, InvalidTransition):

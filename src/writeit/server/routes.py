@@ -18,8 +18,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPBearer
 
 from writeit import config, export, providers
-from writeit.errors import AlreadyRun
-from writeit.models import PipelineRun, PipelineStatus, StepStatus
+from writeit.models import PipelineRun, PipelineStatus
 from writeit.providers import ProviderError
 from writeit.server import bodies
 from writeit.server.errors import (
@@ -196,7 +195,7 @@ async def get_run(
     engine = state.engine
     full = state.run_id(run_id)
     if at is None:
-        return run_json(engine, engine.snapshot(full))
+        return run_json(engine, await engine.live(full))
     with plain_as(Unprocessable):
         past = await asyncio.to_thread(engine.store.state_at, full, at)
     data = past.model_dump(mode="json")
@@ -229,7 +228,7 @@ async def execute(
     body = body or bodies.Execute()
     engine = state.engine
     full = state.run_id(run_id)
-    run = engine.load(full)
+    run = await engine.fetch(full)
     if step not in run.pipeline.step_names:
         raise NotFound(
             f"pipeline {run.configuration_id!r} has no step {step!r}",
@@ -253,18 +252,10 @@ async def execute(
     if body.feedback is not None:
         run = await feedback_on_previous(state, run, body.feedback)
     again = body.regenerate or body.guide is not None
-    try:
-        with plain_as(InvalidState):
-            run = await engine.start_step(
-                run.pipeline_run_id, guidance=body.guide, models=body.models, again=again
-            )
-    except AlreadyRun as error:
-        raise InvalidState(
-            f"step {step!r} has already run",
-            "pass regenerate: true (or guide) for new candidates; "
-            f"POST /api/runs/{full}/resume finishes interrupted ones",
-            code="already_executed",
-        ) from error
+    with plain_as(InvalidState):
+        run = await engine.start_step(
+            run.pipeline_run_id, guidance=body.guide, models=body.models, again=again
+        )
     return run_json(engine, run, branched_from=full)
 
 
@@ -272,7 +263,9 @@ async def execute(
 async def select(run_id: RunId, body: bodies.Select, state: State) -> Json:
     engine = state.engine
     full = state.run_id(run_id)
-    choice = response_of(engine.load(full), body.response_id if body.index is None else body.index)
+    choice = response_of(
+        await engine.fetch(full), body.response_id if body.index is None else body.index
+    )
     with plain_as(InvalidState):
         run = await engine.select(full, choice, feedback=body.feedback)
     return run_json(engine, run, branched_from=full)
@@ -295,7 +288,7 @@ async def feedback(run_id: RunId, body: bodies.FeedbackBody, state: State) -> Js
 async def merge(run_id: RunId, body: bodies.Merge, state: State) -> JSONResponse:
     engine = state.engine
     full = state.run_id(run_id)
-    run = engine.load(full)
+    run = await engine.fetch(full)
     ids = [response_of(run, ref) for ref in body.response_ids]
     if body.text is not None:
         with plain_as(InvalidState):
@@ -310,7 +303,7 @@ async def merge(run_id: RunId, body: bodies.Merge, state: State) -> JSONResponse
     except ProviderError as error:  # the merge model failed at once: a failed response
         if error.code != "merge_failed":
             raise
-        data = run_json(engine, engine.load(error.run_id or full), branched_from=full)
+        data = run_json(engine, await engine.fetch(error.run_id or full), branched_from=full)
         data["merge_error"] = message_of(error)
         return JSONResponse(data)
     return JSONResponse(
@@ -338,7 +331,7 @@ async def rewind(run_id: RunId, state: State, body: bodies.Rewind | None = None)
     engine = state.engine
     full = state.run_id(run_id)
     if step is not None:
-        _check_step(engine.load(full), step)
+        _check_step(await engine.fetch(full), step)
     with plain_as(InvalidState):
         run = await engine.rewind(full, step)
     return run_json(engine, run, branched_from=full)
@@ -352,7 +345,7 @@ async def rewind(run_id: RunId, state: State, body: bodies.Rewind | None = None)
 async def fork(run_id: RunId, body: bodies.Fork, state: State) -> Json:
     engine = state.engine
     full = state.run_id(run_id)
-    _check_step(engine.load(full), body.step)
+    _check_step(await engine.fetch(full), body.step)
     with plain_as(InvalidState):
         run = await engine.fork(full, body.step)
     return run_json(engine, run, branched_from=full)
@@ -362,7 +355,7 @@ async def fork(run_id: RunId, body: bodies.Fork, state: State) -> Json:
 async def pause(run_id: RunId, state: State) -> Json:
     engine = state.engine
     full = state.run_id(run_id)
-    run = engine.load(full)
+    run = await engine.fetch(full)
     if run.status not in (PipelineStatus.RUNNING, PipelineStatus.PAUSED):
         raise InvalidState(
             f"run {full[:8]} is {run.status.value}; only a running run can be paused",
@@ -402,7 +395,7 @@ async def retry(
     engine = state.engine
     full = state.run_id(run_id)
     try:
-        chosen = response_of(engine.load(full), response_id)
+        chosen = response_of(await engine.fetch(full), response_id)
     except Unprocessable as error:
         raise NotFound(message_of(error), error.hint, code="unknown_response") from error
     if model:
@@ -422,7 +415,7 @@ async def artifacts(
     include_text: bool = True,
 ) -> Json:
     engine = state.engine
-    run = engine.snapshot(state.run_id(run_id))
+    run = await engine.live(state.run_id(run_id))
     names = run.pipeline.step_names
     if step is not None:
         _check_step(run, step)
@@ -439,7 +432,7 @@ async def artifacts(
 async def export_run(run_id: RunId, body: bodies.Export, state: State) -> Json:
     engine = state.engine
     full = state.run_id(run_id)
-    run = engine.load(full)
+    run = await engine.fetch(full)
     branches = len(engine.store.children(full))
     text = await asyncio.to_thread(
         export.render, run, body.format, include_history=body.include_history, branches=branches
@@ -483,7 +476,7 @@ async def check_models(names: set[str]) -> None:
 
 
 async def feedback_on_previous(state: ServerState, run: PipelineRun, text: str) -> PipelineRun:
-    """Give the previous step feedback before this one runs (rewind, feedback, advance)."""
+    """Give the previous step feedback before this one runs (one engine commit)."""
     previous = run.pipeline.previous_step(run.current_step)
     if previous is None:
         raise Unprocessable(
@@ -491,19 +484,8 @@ async def feedback_on_previous(state: ServerState, run: PipelineRun, text: str) 
             "feedback on a step goes with its selection: POST /api/runs/{id}/select",
             code="no_previous_step",
         )
-    if (run.steps[previous].user_feedback or "") == text:
-        return run
-    if run.current.status != StepStatus.PENDING:
-        raise InvalidState(
-            f"step {run.current_step!r} has already run on {previous!r} as it was",
-            f"rewind to {previous!r} and select again with feedback (this creates a branch)",
-            code="already_executed",
-        )
-    engine = state.engine
     with plain_as(InvalidState):
-        run = await engine.rewind(run.pipeline_run_id, previous)
-        run = await engine.give_feedback(run.pipeline_run_id, text)
-        return await engine.accept(run.pipeline_run_id)
+        return await state.engine.give_feedback(run.pipeline_run_id, text, step=previous)
 
 
 def response_of(run: PipelineRun, ref: str | int | None) -> str:

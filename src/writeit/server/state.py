@@ -122,7 +122,7 @@ class ServerState:
                 self.keep(task)  # it goes on (even if this request was cancelled)
         if task.done():
             return task.result(), False
-        return engine.load(started.result() if _ok(started) else run_id), True
+        return await engine.fetch(started.result() if _ok(started) else run_id), True
 
 
 def _ok(task: asyncio.Task[Any]) -> bool:
