@@ -126,3 +126,17 @@ async def test_show_tells_how_each_step_was_decided(engine, source, scripted):
     assert "Written by hand from scripted-a, scripted-b" in shown.stdout
     assert "instruction: Lead with the outage" in shown.stdout
     assert "scripted-a via " in shown.stdout
+
+
+async def test_every_write_remembers_where_the_writer_is(engine, source, scripted):
+    from writeit.engine import Engine
+
+    run_id = await start(engine, source)
+    await engine.execute_step(run_id)
+    await engine.select(run_id, 0)
+    await engine.accept(run_id)
+    later = Engine(engine.workspace)  # the next start of any front end
+    session = later.last_session()
+    assert session.active_pipeline_run_id == run_id and session.current_step == "outline"
+    assert session.active_runs == [run_id]
+    assert session.session_id == engine.session.session_id

@@ -179,7 +179,7 @@ def _print_json(data: Any) -> None:
 def _engine(workspace: str | None):
     from writeit.engine import Engine
 
-    return Engine(_ws().get_workspace(workspace))
+    return Engine(_ws().get_workspace(workspace), front_end="cli")
 
 
 def _version(value: bool) -> None:

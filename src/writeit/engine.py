@@ -44,8 +44,10 @@ from writeit.models import (
     StylePrimer,
     TokenUsage,
     UserPreferences,
+    UserSession,
     WriteItError,
     new_id,
+    utcnow,
 )
 from writeit.providers import check_model
 from writeit.store import Conflict, Store
@@ -111,6 +113,7 @@ class Engine:
         store: Store | None = None,
         retry_backoff: float = 0.5,
         cache_size: int = CACHE_SIZE,
+        front_end: str = "",
     ) -> None:
         self.workspace = workspace or get_workspace()
         self.preferences = preferences or load_preferences()
@@ -124,6 +127,12 @@ class Engine:
         self._loop: asyncio.AbstractEventLoop | None = None  # the watchers' loop
         self._generations: dict[str, asyncio.Task[PipelineRun]] = {}
         self._claims: dict[str, _Claim] = {}
+        self.session = UserSession(
+            user_id="default",
+            workspace_path=self.workspace.path,
+            preferences=self.preferences,
+            front_end=front_end,
+        )
         self._subscribers: list[Subscription] = []
 
     # --- watching --------------------------------------------------------------------
@@ -388,7 +397,33 @@ class Engine:
                 break
         for event in events:
             self._announce(target, event)
+        if index:
+            await self._note_session(target)
         return target
+
+    async def _note_session(self, run: PipelineRun) -> None:
+        """Remember where the writer is (the seed's UserSession) when the run or its step
+        changes, so the next start of any front end can reopen it."""
+        session, run_id = self.session, run.pipeline_run_id
+        if (session.active_pipeline_run_id, session.current_step) == (run_id, run.current_step):
+            return
+        active = [run_id, *(r for r in session.active_runs if r != run_id)][:10]
+        self.session = session.model_copy(
+            update={
+                "active_pipeline_run_id": run_id,
+                "current_step": run.current_step,
+                "active_runs": active,
+                "last_activity": utcnow(),
+            }
+        )
+        try:
+            await asyncio.to_thread(self.store.save_session, self.session)
+        except WriteItError as error:  # where the writer was is a convenience, not history
+            log.warning("session not saved: %s", error)
+
+    def last_session(self) -> UserSession | None:
+        """The session a front end last saved on this workspace (any front end)."""
+        return self.store.active_session(self.session.user_id)
 
     def _settle(self, run_id: str, work: PipelineRun, append: asyncio.Future) -> None:
         """After an append: the cache and the stream buffers follow what the store holds."""
@@ -407,16 +442,20 @@ class Engine:
                     del stream.buffer[: stream.taken]
                 stream.taken = 0
 
+    def _publish_status(self, run: PipelineRun, cause: EventType) -> None:
+        """Where a run is now (status, step) and the event that moved it there."""
+        self._publish(
+            "run_status",
+            run.pipeline_run_id,
+            status=run.status.value,
+            current_step=run.current_step,
+            event=cause.value,
+        )
+
     def _announce(self, run: PipelineRun, event: Event) -> None:
         run_id, data = run.pipeline_run_id, event.data
         if event.type.value.startswith("run_") or event.type in MOVES:
-            self._publish(
-                "run_status",
-                run_id,
-                status=run.status.value,
-                current_step=run.current_step,
-                event=event.type.value,
-            )
+            self._publish_status(run, event.type)
         elif event.type in DECISIONS or event.type == EventType.STEP_STARTED:
             self._publish(event.type.value, run_id, step=data.get("step"), seq=event.seq)
         elif event.type == EventType.RESPONSE_STARTED:
@@ -488,13 +527,8 @@ class Engine:
         extra = {f"primer:{primer.primer_id}": primer.model_dump(mode="json")} if primer else None
         await asyncio.to_thread(self.store.append, run, [event], 0, extra=extra)
         self._remember(run)
-        self._publish(
-            "run_status",
-            run_id,
-            status=run.status.value,
-            current_step=run.current_step,
-            event="run_created",
-        )
+        await self._note_session(run)
+        self._publish_status(run, EventType.RUN_CREATED)
         return run
 
     # --- executing a step --------------------------------------------------------------
@@ -1296,14 +1330,9 @@ class Engine:
             apply(child, events[-1])
         await asyncio.to_thread(self.store.append, child, events, 0)
         self._remember(child)
+        await self._note_session(child)
         self._publish("forked", parent_id, child=child_id, step=step, branch_seq=branch_seq)
-        self._publish(
-            "run_status",
-            child_id,
-            status=child.status.value,
-            current_step=child.current_step,
-            event="run_forked",
-        )
+        self._publish_status(child, EventType.RUN_FORKED)
         return child
 
     # --- pausing, resuming, completing --------------------------------------------------

@@ -559,9 +559,15 @@ class UserPreferences(BaseModel):
 
 
 class UserSession(BaseModel):
+    """One front end's session on a workspace (the seed's): what the writer was working
+    on, so the next start reopens it. Stored as session:{id}, active_sessions:{user}."""
+
     session_id: str = Field(default_factory=new_id)
     user_id: str = "default"
     active_pipeline_run_id: str | None = None
+    current_step: str | None = None
+    active_runs: list[str] = Field(default_factory=list)  # most recent first
+    front_end: str = ""
     workspace_path: Path = Field(default_factory=lambda: Path.home() / "writeIt")
     preferences: UserPreferences = Field(default_factory=UserPreferences)
     created_at: datetime = Field(default_factory=utcnow)

@@ -61,7 +61,7 @@ class ServerState:
         if self._engine is None:
             from writeit.engine import Engine
 
-            self._engine = Engine(self.workspace)
+            self._engine = Engine(self.workspace, front_end="server")
         return self._engine
 
     async def close(self) -> None:
