@@ -10,60 +10,31 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 from run import record
+from served import Served, poll
 
 HERE = Path(__file__).resolve().parent
 RACES = int(os.environ.get("SOAK_RACES", "20"))
 BURST, LIMIT = 20, 3
 
 
-class Server:
-    """`writeit serve` (with the benchmark's models) on a free port."""
-
-    def __init__(self, token: str) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        self.process = subprocess.Popen(
-            [sys.executable, str(HERE / "instant_model.py"), "serve", "--port", str(port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        self.client = httpx.Client(
-            base_url=f"http://127.0.0.1:{port}",
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=30,
-        )
-        wait_for(self._up, 30)
-
-    def _up(self) -> bool:
-        try:
-            return self.client.get("/health").status_code == 200
-        except httpx.TransportError:
-            return False
-
-    def stop(self) -> None:
-        self.client.close()
-        self.process.terminate()
-        self.process.wait(30)
+def trust_server(token: str) -> Served:
+    """`writeit serve` with the benchmark's models (instant, slow) on a free port."""
+    return Served(token, [sys.executable, str(HERE / "instant_model.py")])
 
 
 def wait_for(check: Callable[[], object], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
+    try:
+        poll(check, timeout)
+    except AssertionError:
+        return False
     return True
 
 
@@ -72,12 +43,12 @@ def at_once(calls: list[Callable[[], httpx.Response]]) -> list[httpx.Response]:
         return list(pool.map(lambda call: call(), calls))
 
 
-def new_run(server: Server, models: list[str]) -> str:
+def new_run(server: Served, models: list[str]) -> str:
     body = {"pipeline": "tech-article", "inputs": {"source_material": "x"}, "models": models}
     return server.client.post("/api/runs", json=body).json()["pipeline_run_id"]
 
 
-def idle(server: Server, run_id: str) -> bool:
+def idle(server: Served, run_id: str) -> bool:
     run = server.client.get(f"/api/runs/{run_id}").json()
     responses = [r for s in run["steps"].values() for r in s["ai_responses"]]
     return not any(r["status"] == "streaming" for r in responses)
@@ -89,7 +60,7 @@ def trust_races() -> None:
 
     save_preferences(UserPreferences(max_concurrent_pipelines=LIMIT))
     token = ensure_token()
-    a, b = Server(token), Server(token)
+    a, b = trust_server(token), trust_server(token)
     codes: Counter[int] = Counter()
     try:
         generations = races(a, b, codes)
@@ -113,7 +84,7 @@ def trust_races() -> None:
     record("soak: writes outside the workspace by exports", outside, "count", 0)
 
 
-def races(a: Server, b: Server, codes: Counter[int]) -> int:
+def races(a: Served, b: Served, codes: Counter[int]) -> int:
     from writeit.workspaces import get_workspace
 
     worst = 0
@@ -129,7 +100,7 @@ def races(a: Server, b: Server, codes: Counter[int]) -> int:
     return worst
 
 
-def burst(a: Server, b: Server, codes: Counter[int]) -> int:
+def burst(a: Served, b: Served, codes: Counter[int]) -> int:
     runs = [new_run(a, ["slow-a"]) for _ in range(BURST)]
     servers = [a, b] * BURST
     calls = [
@@ -146,7 +117,7 @@ def burst(a: Server, b: Server, codes: Counter[int]) -> int:
     return sum(r.status_code == 202 for r in answers)
 
 
-def pauses(a: Server, b: Server, codes: Counter[int]) -> int:
+def pauses(a: Served, b: Served, codes: Counter[int]) -> int:
     late = 0
     for _ in range(5):
         run_id = new_run(a, ["slow-a", "slow-b"])
@@ -160,7 +131,7 @@ def pauses(a: Server, b: Server, codes: Counter[int]) -> int:
     return late
 
 
-def hostile_exports(a: Server, codes: Counter[int]) -> int:
+def hostile_exports(a: Served, codes: Counter[int]) -> int:
     """Names and planted symlinks that once let an export escape or answer 500."""
     from writeit.workspaces import get_workspace
 

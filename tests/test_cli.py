@@ -37,6 +37,12 @@ def writeit(
     return result
 
 
+def headless_run() -> str:
+    """A whole tech-article run on the scripted model, as `writeit run --headless` does."""
+    args = ("-i", "source_material=notes", "-m", "scripted-a", "--headless", "--json")
+    return json.loads(writeit("run", "tech-article", *args).stdout)["run_id"]
+
+
 def store_of(home: Path) -> Store:
     return Store(home / "workspaces" / "default" / "store")
 
@@ -174,18 +180,7 @@ def test_headless_run_with_two_models_exports_yaml(isolated_env, tmp_path):
 
 
 def test_fork_tree_and_export_from_the_cli(isolated_env, tmp_path):
-    run_id = json.loads(
-        writeit(
-            "run",
-            "tech-article",
-            "-i",
-            "source_material=notes",
-            "-m",
-            "scripted-a",
-            "--headless",
-            "--json",
-        ).stdout
-    )["run_id"]
+    run_id = headless_run()
     forked = json.loads(writeit("fork", run_id[:8], "--step", "outline", "--json").stdout)
     assert forked["parent"] == run_id
     tree = writeit("tree", forked["run_id"][:8]).stdout
@@ -198,18 +193,7 @@ def test_fork_tree_and_export_from_the_cli(isolated_env, tmp_path):
 
 
 def test_export_never_overwrites_without_force(isolated_env, tmp_path):
-    run_id = json.loads(
-        writeit(
-            "run",
-            "tech-article",
-            "-i",
-            "source_material=notes",
-            "-m",
-            "scripted-a",
-            "--headless",
-            "--json",
-        ).stdout
-    )["run_id"]
+    run_id = headless_run()
     out = tmp_path / "article.md"
     out.write_text("the writer's edits")
     refused = writeit("export", run_id[:8], "--out", str(out), check=False)

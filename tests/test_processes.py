@@ -11,69 +11,16 @@ import concurrent.futures
 import json
 import os
 import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
+from served import Served, poll
 
 from writeit.events import EventType
 from writeit.workspaces import ensure_token, get_workspace
 
 SLOW = "oai-slow"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def poll(check: Callable[[], bool], timeout: float = 15.0, what: str = "the condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not happen within {timeout}s")
-        time.sleep(0.05)
-
-
-class Served:
-    """A `writeit serve` child process on a free port, with a client for it."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "writeit", "serve", "--port", str(self.port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        self.client = httpx.Client(
-            base_url=f"http://127.0.0.1:{self.port}",
-            headers={"Authorization": f"Bearer {ensure_token()}"},
-            timeout=20,
-        )
-        poll(self._up, what=f"writeit serve on port {self.port}")
-
-    def _up(self) -> bool:
-        if self.process.poll() is not None:
-            raise AssertionError(f"writeit serve exited: {self.process.stderr.read().decode()}")
-        try:
-            return self.client.get("/health").status_code == 200
-        except httpx.TransportError:
-            return False
-
-    def stop(self) -> None:
-        self.client.close()
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
 
 
 @pytest.fixture
@@ -83,7 +30,7 @@ def serve(openai_server) -> Iterator[Callable[[], Served]]:
     started: list[Served] = []
 
     def start() -> Served:
-        started.append(Served())
+        started.append(Served(ensure_token()))
         return started[-1]
 
     yield start
