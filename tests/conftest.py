@@ -315,13 +315,17 @@ def tui_stable(isolated_env: IsolatedEnv, tmp_path: Path, monkeypatch: pytest.Mo
     import itertools
 
     from writeit import engine as engine_module
+    from writeit import generation
     from writeit import export
     from writeit.tui import format as fmt
 
     counter = itertools.count(1)
-    monkeypatch.setattr(
-        engine_module, "new_id", lambda: f"{next(counter):08d}-0000-4000-8000-000000000000"
-    )
+
+    def counted() -> str:
+        return f"{next(counter):08d}-0000-4000-8000-000000000000"
+
+    monkeypatch.setattr(engine_module, "new_id", counted)  # run ids
+    monkeypatch.setattr(generation, "new_id", counted)  # response ids
     monkeypatch.setattr(fmt, "when", lambda value: "today 09:30")
     monkeypatch.setattr(fmt, "seconds", lambda value: "1.2s")
     monkeypatch.setenv("HOME", str(tmp_path))
