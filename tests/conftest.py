@@ -315,8 +315,7 @@ def tui_stable(isolated_env: IsolatedEnv, tmp_path: Path, monkeypatch: pytest.Mo
     import itertools
 
     from writeit import engine as engine_module
-    from writeit import generation
-    from writeit import export
+    from writeit import export, generation
     from writeit.tui import format as fmt
 
     counter = itertools.count(1)
