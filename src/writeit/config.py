@@ -385,7 +385,7 @@ def _named_items(doc: _Doc, key: str, kind: str) -> list[tuple[int, dict]]:
 
 
 def _check_pipeline(doc: _Doc) -> set[Loc]:
-    """The seed's rules plus what a writer would trip over; returns locs already reported."""
+    """The data model's rules plus what a writer would trip over; returns locs already reported."""
     data, reported = doc.data, set()
     if _blank(data.get("name")):
         doc.add(("name",), "pipeline name is missing or empty", "add 'name: my-pipeline'")

@@ -18,7 +18,7 @@ class WriteItError(Exception):
 
 
 class InvalidTransition(WriteItError):
-    """A status change the seed's state machines forbid."""
+    """A status change the state machines forbid (docs/data-model.md)."""
 
 
 class InvalidAction(WriteItError):

@@ -298,7 +298,7 @@ def new_run(event: Event) -> PipelineRun:
 
 
 def apply(run: PipelineRun, event: Event) -> PipelineRun:
-    """Apply one event in place; raises InvalidTransition for a change the seed forbids."""
+    """Apply one event in place; raises InvalidTransition for a change the state machines forbid."""
     if event.seq != run.last_seq + 1:
         raise CorruptHistory(
             f"event {event.seq} ({event.type}) does not follow event {run.last_seq} "

@@ -1,4 +1,4 @@
-"""The seed's data model as Pydantic v2 entities, with both state machines enforced.
+"""WriteIt's data model (docs/data-model.md) as Pydantic v2 entities, state machines enforced.
 
 Every entity round-trips through JSON (`model_dump_json` / `model_validate_json`),
 which is how runs travel through the event log, the server and exports.
@@ -176,7 +176,7 @@ class TokenUsage(BaseModel):
 
 
 class ResponseStatus(StrEnum):
-    """Where one model's answer stands; not in the seed, needed to survive crashes and faults."""
+    """Where one model's answer stands; what lets a run survive crashes and faults."""
 
     STREAMING = "streaming"
     COMPLETED = "completed"
@@ -299,7 +299,7 @@ class StepState(BaseModel):
         return shown
 
     def select_response(self, index: int, feedback: str = "") -> str:
-        """Select a response and mark the step complete, as the seed describes."""
+        """Select a response and mark the step complete."""
         if not 0 <= index < len(self.ai_responses):
             raise WriteItError(
                 f"response index {index} is out of range for step {self.step_name!r}",
@@ -559,7 +559,7 @@ class UserPreferences(BaseModel):
 
 
 class UserSession(BaseModel):
-    """One front end's session on a workspace (the seed's): what the writer was working
+    """One front end's session on a workspace (docs/data-model.md): what the writer was working
     on, so the next start reopens it. Stored as session:{id}, active_sessions:{user}."""
 
     session_id: str = Field(default_factory=new_id)

@@ -1,4 +1,4 @@
-"""Cheap local quality signals shown beside each candidate, and the seed's quality_score.
+"""Cheap local quality signals shown beside each candidate, and the response's quality_score.
 
 They are hints for the writer, not a verdict: length against what the step asked for,
 readability (Flesch reading ease, syllables counted by pyphen's hyphenation

@@ -291,7 +291,7 @@ class Runs:
         return target
 
     async def _note_session(self, run: PipelineRun) -> None:
-        """Remember where the writer is (the seed's UserSession) when the run or its step
+        """Remember where the writer is (a UserSession) when the run or its step
         changes, so the next start of any front end can reopen it."""
         session, run_id = self.session, run.pipeline_run_id
         if (session.active_pipeline_run_id, session.current_step) == (run_id, run.current_step):

@@ -1,4 +1,6 @@
-"""The LMDB event store: append-only run histories, the seed's keys and indexes, forks.
+"""The LMDB event store: append-only run histories, their keys and indexes, forks.
+
+The keys are listed in docs/data-model.md.
 
 Every append writes the events and every index they touch in one write transaction,
 so a crash leaves either all of it or none of it. A fork stores only its own events
@@ -363,7 +365,7 @@ class Store:
     def _index_steps(
         txn: lmdb.Transaction, run: PipelineRun, events: list[Event], *, fresh: bool
     ) -> None:
-        """The seed's step, step_responses and response keys, written only where the
+        """The step, step_responses and response keys, written only where the
         events changed them (a new run or branch writes all it inherits)."""
         run_id = run.pipeline_run_id
         started: dict[str, list[str]] = {}
@@ -450,7 +452,7 @@ class Store:
     # --- reading -----------------------------------------------------------------
 
     def response_info(self, response_id: str) -> dict[str, Any] | None:
-        """The seed's `response:{id}` entry: its run, step, model and the streaming pid."""
+        """The `response:{id}` entry: its run, step, model and the streaming pid."""
         with self.env.begin() as txn:
             raw = txn.get(f"response:{response_id}".encode())
         return _decode(raw) if raw else None
@@ -527,7 +529,7 @@ class Store:
         return fold(events)
 
     def get_pipeline_history(self, run_id: str) -> list[PipelineRun]:
-        """The run and its ancestors, root first (the seed's parent walk)."""
+        """The run and its ancestors, root first (a parent walk)."""
         history = []
         current: str | None = run_id
         while current:
@@ -665,7 +667,7 @@ class Store:
 
 def _migrate_from_1(txn: lmdb.Transaction) -> None:
     """Schema 1 had no listing indexes or counters: build them from the run records and
-    the seed's response keys (every model a run asked), in the one write that bumps the
+    the response keys (every model a run asked), in the one write that bumps the
     schema. Histories are untouched; snapshots come with each run's next write."""
     asked: dict[str, set[str]] = {}
     cursor = txn.cursor()

@@ -3,7 +3,7 @@
 Layout::
 
     $WRITEIT_HOME/
-        config.yaml          preferences (the seed's UserPreferences)
+        config.yaml          preferences (UserPreferences)
         server-token         bearer token for `writeit serve`, mode 0600
         pipelines/ styles/   the writer's own, overriding the built-ins
         workspaces/<name>/

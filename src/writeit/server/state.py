@@ -160,7 +160,7 @@ def request_state(request: Request) -> ServerState:
 def run_json(
     engine: Engine, run: PipelineRun, *, branched_from: str | None = None
 ) -> dict[str, Any]:
-    """The run as the seed models it, plus what a client needs to act on it next.
+    """The run as docs/data-model.md models it, plus what a client needs to act on it next.
 
     Extras: ``candidates`` (the current step's latest candidates with the 0-based
     ``index`` that select/merge take), ``streaming`` (responses generating now in this
