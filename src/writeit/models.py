@@ -375,14 +375,19 @@ class PipelineRun(BaseModel):
     __hash__ = None  # type: ignore[assignment]
 
     def _indexes(self) -> tuple[dict[str, tuple[str, int]], set[str]]:
-        if self._where is None or self._streaming is None:
-            self._where, self._streaming = {}, set()
+        # Read through the private dict: pydantic's attribute hook costs microseconds a
+        # call, and the fold asks for the index at every response event.
+        private = self.__pydantic_private__
+        where, streaming = private["_where"], private["_streaming"]
+        if where is None or streaming is None:
+            where, streaming = {}, set()
             for name, step in self.steps.items():
                 for position, response in enumerate(step.ai_responses):
-                    self._where[response.response_id] = (name, position)
+                    where[response.response_id] = (name, position)
                     if response.status == ResponseStatus.STREAMING:
-                        self._streaming.add(response.response_id)
-        return self._where, self._streaming
+                        streaming.add(response.response_id)
+            private["_where"], private["_streaming"] = where, streaming
+        return where, streaming
 
     def added(self, step: StepState) -> None:
         """Index the response just appended to `step` (the fold calls this)."""
@@ -486,7 +491,7 @@ class PipelineRun(BaseModel):
             responses = self.steps[name].ai_responses
             if position < len(responses) and responses[position].response_id == response_id:
                 return self.steps[name], responses[position]
-            self._where = None  # out of date (a response list replaced): index again
+            self.__pydantic_private__["_where"] = None  # out of date: index again
             return self.find_response(response_id)
         raise WriteItError(f"run {self.pipeline_run_id[:8]} has no response {response_id!r}")
 

@@ -25,8 +25,8 @@ import lmdb
 
 from writeit import processes
 from writeit.errors import TooManyRuns
-from writeit.events import Event, EventType, ResponseStarted, apply, fold
-from writeit.models import PipelineRun, PipelineStatus, UserSession, WriteItError
+from writeit.events import Event, EventType, ResponseCompleted, ResponseStarted, apply, fold
+from writeit.models import PipelineRun, PipelineStatus, ResponseStatus, UserSession, WriteItError
 
 SCHEMA_VERSION = 2  # 2: listing indexes, counters, snapshots, live records
 DEFAULT_MAP_SIZE = 1 << 30  # grows on demand; the file stays sparse
@@ -113,6 +113,19 @@ def _matches(summary: RunSummary, field: str, value: str) -> bool:
     return getattr(summary, field) == value
 
 
+def _totals(summary: dict[str, Any] | None, events: list[Event]) -> tuple[int, float] | None:
+    """Tokens and cost after these events, from the summary before them (None for a new
+    run or branch: it sums what it inherits)."""
+    if summary is None:
+        return None
+    tokens, cost = summary.get("tokens", 0), summary.get("cost", 0.0)
+    for done in _payloads(events, ResponseCompleted):
+        usage = done.usage or {}
+        tokens += usage.get("total_tokens") or 0
+        cost += usage.get("cost_usd") or 0.0
+    return tokens, cost
+
+
 def _payloads(events: list[Event], kind: type[P]) -> list[P]:
     return [p for e in events if e.type == kind.type and isinstance(p := e.payload, kind)]
 
@@ -128,35 +141,54 @@ def _asked(summary: dict[str, Any] | None, events: list[Event], run: PipelineRun
 
 
 def _snapshot_due(run: PipelineRun, events: list[Event], snap_seq: int) -> bool:
+    """Every SNAPSHOT_EVERY events (or more, for a run with many responses: a snapshot
+    costs what the run holds, so spacing them by its size keeps the cost per event
+    flat), or at a step boundary."""
     since = run.last_seq - snap_seq
-    if since >= SNAPSHOT_EVERY:
+    responses = len(run._indexes()[0])
+    if since >= max(SNAPSHOT_EVERY, responses // 4):
         return True
     return since >= _SNAPSHOT_AT_BOUNDARY and any(e.type in _BOUNDARIES for e in events)
 
 
+# Repeated in every response of a step (its prompt) and of a run (the style): a snapshot
+# stores each prompt once, in a table beside the run. A completed response's processed
+# text is its raw text stripped: not stored twice.
+_REPEATS = {"prompt_used", "system_prompt", "processed_content"}
+_SHARED = {"steps": {"__all__": {"ai_responses": {"__all__": _REPEATS}}}}
+
+
 def _pack(run: PipelineRun) -> bytes:
-    """A snapshot of the folded state. Each response's prompt and system prompt repeat
-    its step's and run's: stored once, in a table, so a snapshot grows with the text
-    written, not with the prompts sent again."""
-    data = run.model_dump(mode="json")
+    """A snapshot of the folded state: a prompt table, then the run as pydantic writes
+    its JSON (several times faster than building dicts), compressed for speed."""
     prompts: dict[str, int] = {}
-    for step in data["steps"].values():
-        for response in step["ai_responses"]:
-            response["prompt_used"] = prompts.setdefault(response["prompt_used"], len(prompts))
-            if response["system_prompt"] == data["style_prompt"]:
-                response["system_prompt"] = None
-    return _encode({"prompts": list(prompts), "run": data})
+    order = [
+        prompts.setdefault(r.prompt_used, len(prompts))
+        for step in run.steps.values()
+        for r in step.ai_responses
+    ]
+    head = json.dumps({"prompts": list(prompts), "order": order}).encode()
+    body = run.model_dump_json(exclude=_SHARED).encode()
+    return b"s" + zlib.compress(len(head).to_bytes(4, "big") + head + body, 1)
 
 
 def _unpack(blob: bytes) -> PipelineRun:
-    packed = _decode(blob)
-    data, prompts = packed["run"], packed["prompts"]
-    for step in data["steps"].values():
-        for response in step["ai_responses"]:
-            response["prompt_used"] = prompts[response["prompt_used"]]
-            if response["system_prompt"] is None:
-                response["system_prompt"] = data["style_prompt"]
-    return PipelineRun.model_validate(data)
+    raw = zlib.decompress(blob[1:])
+    size = int.from_bytes(raw[:4], "big")
+    head = json.loads(raw[4 : 4 + size])
+    run = PipelineRun.model_validate_json(raw[4 + size :])
+    prompts, order = head["prompts"], iter(head["order"])
+    style = run.style_prompt
+    for step in run.steps.values():
+        for response in step.ai_responses:
+            # Straight into the fields: pydantic's setattr hook would cost more than the
+            # whole JSON parse for a run of a few thousand responses.
+            fields = response.__dict__
+            fields["prompt_used"] = prompts[next(order)]
+            fields["system_prompt"] = style
+            if response.status == ResponseStatus.COMPLETED:
+                fields["processed_content"] = response.raw_output.strip()
+    return run
 
 
 def _event_key(run_id: str, seq: int) -> bytes:
@@ -192,9 +224,17 @@ class RunSummary:
 
     @classmethod
     def of(
-        cls, run: PipelineRun, own_from: int, deleted: bool = False, snap_seq: int = 0
+        cls,
+        run: PipelineRun,
+        own_from: int,
+        deleted: bool = False,
+        snap_seq: int = 0,
+        totals: tuple[int, float] | None = None,
     ) -> RunSummary:
+        """The summary of `run`; `totals` (tokens, cost) when the caller counted them
+        from the previous summary, which spares summing every response."""
         source = run.user_inputs.get(next(iter(run.user_inputs), ""), "")
+        tokens, cost = totals if totals is not None else (run.total_tokens, run.total_cost)
         return cls(
             run_id=run.pipeline_run_id,
             pipeline=run.configuration_id,
@@ -211,8 +251,8 @@ class RunSummary:
             branch_seq=run.branch_seq,
             style=run.style_primer,
             models=run.models,
-            tokens=run.total_tokens,
-            cost=round(run.total_cost, 6),
+            tokens=tokens,
+            cost=round(cost, 6),
             title=" ".join(source.split())[:80],
             user_id=run.user_id,
             deleted=deleted,
@@ -250,6 +290,7 @@ class Store:
         processes, so the count and the claim are one step.
         """
         run_id = run.pipeline_run_id
+        snapshot = self._snapshot(run, events) if index else None
 
         def write(txn: lmdb.Transaction) -> None:
             summary_raw = txn.get(f"run:{run_id}".encode())
@@ -277,10 +318,10 @@ class Store:
                     summary and summary.get("deleted")
                 )
                 snap_seq = (summary or {}).get("snap_seq", 0)
-                if _snapshot_due(run, events, snap_seq):
-                    txn.put(f"snap:{run_id}".encode(), _pack(run))
+                if snapshot is not None and snapshot[0] == snap_seq:
+                    txn.put(f"snap:{run_id}".encode(), snapshot[1])
                     snap_seq = run.last_seq
-                new = RunSummary.of(run, own_from, deleted, snap_seq)
+                new = RunSummary.of(run, own_from, deleted, snap_seq, _totals(summary, events))
                 new.asked = _asked(summary, events, run)
                 self._index(txn, run, events, summary, new)
             else:
@@ -292,6 +333,15 @@ class Store:
                 txn.put(key.encode(), _encode(value))
 
         self._write(write)
+
+    def _snapshot(self, run: PipelineRun, events: list[Event]) -> tuple[int, bytes] | None:
+        """A snapshot to store with these events, if one is due: packed before the write
+        transaction (which locks the store for every process), with the snap_seq it
+        follows, so the write stores it only if no other snapshot landed meanwhile."""
+        with self.env.begin() as txn:
+            raw = txn.get(f"run:{run.pipeline_run_id}".encode())
+        snap_seq = _decode(raw).get("snap_seq", 0) if raw else 0
+        return (snap_seq, _pack(run)) if _snapshot_due(run, events, snap_seq) else None
 
     @staticmethod
     def _track_live(txn: lmdb.Transaction, run: PipelineRun, events: list[Event]) -> None:
