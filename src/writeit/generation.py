@@ -302,7 +302,13 @@ class Generation:
         task = asyncio.create_task(finish())
         claim.handed = hand
         self._generations[run_id] = task
+        task.add_done_callback(functools.partial(self._forget_generation, run_id))
         return run, task
+
+    def _forget_generation(self, run_id: str, task: asyncio.Task) -> None:
+        """A finished generation is no longer waited for (memory stays flat per run)."""
+        if self._generations.get(run_id) is task:
+            del self._generations[run_id]
 
     async def _streamed(self, run_id: str, ids: list[str]) -> list[Any]:
         """Wait for the streams, checkpointing them; a stream stopped before its end (a
