@@ -13,6 +13,7 @@ corrupt the store. It saves one fsync per commit, a third of a step's bookkeepin
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import zlib
@@ -140,6 +141,33 @@ def _asked(summary: dict[str, Any] | None, events: list[Event], run: PipelineRun
     return sorted(known)
 
 
+_SHARED_FIELDS = ("pipeline", "primer", "style_prompt")  # the same in most runs
+
+
+def _share(txn: lmdb.Transaction, data: dict[str, Any]) -> dict[str, Any]:
+    """A run's pipeline and style, stored once per workspace (`text:{digest}`, content
+    addressed) and referenced from the run's first event: most runs share them."""
+    shared = dict(data)
+    for name in _SHARED_FIELDS:
+        if shared.get(name):
+            raw = _encode(shared[name])
+            digest = hashlib.sha256(raw).hexdigest()[:32]
+            txn.put(f"text:{digest}".encode(), raw, overwrite=False)
+            shared[name] = {"$text": digest}
+    return shared
+
+
+def _unshare(txn: lmdb.Transaction, data: dict[str, Any]) -> dict[str, Any]:
+    for name in _SHARED_FIELDS:
+        value = data.get(name)
+        if isinstance(value, dict) and set(value) == {"$text"}:
+            raw = txn.get(f"text:{value['$text']}".encode())
+            if raw is None:
+                raise StoreError(f"the store lost a shared text ({name})", hint="restore a backup")
+            data[name] = _decode(bytes(raw))
+    return data
+
+
 def _snapshot_due(run: PipelineRun, events: list[Event], snap_seq: int) -> bool:
     """Every SNAPSHOT_EVERY events (or more, for a run with many responses: a snapshot
     costs what the run holds, so spacing them by its size keeps the cost per event
@@ -148,6 +176,8 @@ def _snapshot_due(run: PipelineRun, events: list[Event], snap_seq: int) -> bool:
     responses = len(run._indexes()[0])
     if since >= max(SNAPSHOT_EVERY, responses // 4):
         return True
+    if run.last_seq < SNAPSHOT_EVERY:  # a short run folds in a millisecond: no snapshot
+        return False
     return since >= _SNAPSHOT_AT_BOUNDARY and any(e.type in _BOUNDARIES for e in events)
 
 
@@ -303,11 +333,10 @@ class Store:
                     hint="reload the run and try again",
                 )
             for event in events:
-                txn.put(
-                    _event_key(run_id, event.seq),
-                    _encode(event.model_dump(mode="json", exclude={"run_id"})),
-                    overwrite=False,
-                )
+                stored = event.model_dump(mode="json", exclude={"run_id"})
+                if event.type == EventType.RUN_CREATED:
+                    stored["data"] = _share(txn, stored["data"])
+                txn.put(_event_key(run_id, event.seq), _encode(stored), overwrite=False)
             if slots is not None:
                 running = self._live_count(txn, exclude=run_id)
                 if running >= slots:
@@ -557,6 +586,8 @@ class Store:
             data = _decode(bytes(value))
             if last is not None and data["seq"] > last:
                 break
+            if data["type"] == EventType.RUN_CREATED:
+                data["data"] = _unshare(txn, data["data"])
             yield Event(run_id=run_id, **data)
 
     def load(self, run_id: str) -> PipelineRun:
