@@ -263,3 +263,25 @@ async def test_a_killed_processes_streams_read_as_interrupted(source, isolated_e
     responses = resumed.steps["angles"].ai_responses
     assert [r.status for r in responses] == [ResponseStatus.INTERRUPTED, ResponseStatus.COMPLETED]
     assert reader.store.live_runs() == {}
+
+
+async def test_one_engine_method_says_what_a_run_is_doing(engine, source, scripted):
+    gate = scripted.Gate(after_chunks=1)
+    scripted.script("scripted-a", gate=gate)
+    run_id = await start(engine, source)
+    assert engine.activity(engine.load(run_id)).state == "pending"
+    await engine.start_step(run_id)
+    await gate.wait_reached()
+    here = engine.activity(engine.load(run_id))
+    assert here.state == "generating" and here.pid == os.getpid()
+    other = Engine(engine.workspace, preferences=engine.preferences)
+    there = other.activity(other.load(run_id))
+    assert there.state == "elsewhere" and there.pid == os.getpid()  # same pid: one process
+    await other.pause(run_id)
+    await engine.wait(run_id)
+    assert engine.activity(engine.load(run_id)).state == "paused"
+    gate.release()
+    await engine.resume(run_id)
+    assert engine.activity(engine.load(run_id)).state == "choosing"
+    await engine.select(run_id, 0)
+    assert engine.activity(engine.load(run_id)).state == "decided"

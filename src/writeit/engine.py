@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+from dataclasses import dataclass
 from typing import Any
 
 from writeit import events as ev
@@ -27,7 +29,7 @@ from writeit.errors import (
     TooManyRuns,
 )
 from writeit.events import Event, EventType, apply
-from writeit.generation import Generation, Specs, _Claim
+from writeit.generation import Generation, Specs, _Claim, _streamer
 from writeit.models import (
     PipelineConfiguration,
     PipelineRun,
@@ -48,7 +50,21 @@ from writeit.workspaces import Workspace, get_workspace, load_preferences
 CHOICES = DECISIONS - {EventType.FEEDBACK_GIVEN}
 
 
-__all__ = ["AlreadyRun", "Busy", "Engine", "StepRunning", "TooManyRuns"]
+__all__ = ["Activity", "AlreadyRun", "Busy", "Engine", "StepRunning", "TooManyRuns"]
+
+
+@dataclass(frozen=True)
+class Activity:
+    """What a run is doing now, as every front end should say it.
+
+    `state`: `generating` (here), `elsewhere` (another live WriteIt process, `pid`),
+    `stopped` (candidates interrupted or orphaned, none streaming: resume asks again),
+    `paused`, `error`, `completed`, `pending` (the current step has not run),
+    `choosing` (candidates to choose from) or `decided` (the step has its output)."""
+
+    state: str
+    pid: int | None = None
+    streaming: int = 0
 
 
 class Engine(Runs, Generation):
@@ -76,6 +92,26 @@ class Engine(Runs, Generation):
             preferences=self.preferences,
             front_end=front_end,
         )
+
+    def activity(self, run: PipelineRun) -> Activity:
+        """What `run` (as read from this engine) is doing now."""
+        run_id = run.pipeline_run_id
+        if run_id in self._claims or self.streaming(run_id):
+            return Activity("generating", os.getpid(), len(self.streaming(run_id)))
+        run = self._settled(run)
+        pid = _streamer(run, run.current_step)
+        if pid is not None:
+            return Activity("elsewhere", pid, len(run.streaming_ids))
+        if run.status in (PipelineStatus.PAUSED, PipelineStatus.ERROR, PipelineStatus.COMPLETED):
+            return Activity(run.status.value)
+        step = run.current
+        if step.status == StepStatus.PENDING:
+            return Activity("pending")
+        if step.status != StepStatus.RUNNING:
+            return Activity("decided")
+        if any(c.status == ResponseStatus.INTERRUPTED for c in step.candidates):
+            return Activity("stopped")
+        return Activity("choosing")
 
     # --- starting --------------------------------------------------------------------
 
