@@ -25,6 +25,7 @@ from writeit.errors import (
     Busy,
     InvalidAction,
     InvalidInput,
+    InvalidTransition,
     StepRunning,
     TooManyRuns,
 )
@@ -632,11 +633,17 @@ class Engine(Runs, Generation):
         run_id = self.resolve(run_id)
         if self._stop_streams(run_id, "paused by the writer"):
             await self.wait(run_id)  # the generation records them interrupted
-        return await self._commit(
-            run_id,
-            lambda current: [ev.RunPaused()] if current.status == PipelineStatus.RUNNING else [],
-            retry=True,
-        )
+
+        def build(current: PipelineRun) -> Specs:
+            if current.status == PipelineStatus.PAUSED:
+                return []
+            if current.status != PipelineStatus.RUNNING:
+                raise InvalidTransition(
+                    f"run {run_id[:8]} is {current.status.value}; only a running run can be paused"
+                )
+            return [ev.RunPaused()]
+
+        return await self._commit(run_id, build, retry=True)
 
     async def resume(self, run_id: str, model: str | None = None) -> PipelineRun:
         """Continue a paused, failed or interrupted (crashed) run where it stopped: the

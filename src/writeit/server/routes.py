@@ -353,16 +353,8 @@ async def fork(run_id: RunId, body: bodies.Fork, state: State) -> Json:
 
 @router.post("/runs/{run_id}/pause", summary="Stop streaming (text kept) and pause the run")
 async def pause(run_id: RunId, state: State) -> Json:
-    engine = state.engine
-    full = state.run_id(run_id)
-    run = await engine.fetch(full)
-    if run.status not in (PipelineStatus.RUNNING, PipelineStatus.PAUSED):
-        raise InvalidState(
-            f"run {full[:8]} is {run.status.value}; only a running run can be paused",
-            code="invalid_transition",
-        )
-    run = await engine.pause(full)
-    return run_json(engine, run)
+    run = await state.engine.pause(state.run_id(run_id))
+    return run_json(state.engine, run)
 
 
 @router.post(
