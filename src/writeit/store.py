@@ -510,9 +510,6 @@ class Store:
         prefix = f"draft:{run_id}:"
         return {key[len(prefix) :]: self.get(key) for key in self.keys(prefix)}
 
-    def save_primer(self, primer_id: str, primer: dict[str, Any]) -> None:
-        self._write(lambda txn: txn.put(f"primer:{primer_id}".encode(), _encode(primer)))
-
     def save_session(self, session: UserSession) -> None:
         def write(txn: lmdb.Transaction) -> None:
             txn.put(
@@ -530,22 +527,12 @@ class Store:
 
     # --- reading -----------------------------------------------------------------
 
-    def response_info(self, response_id: str) -> dict[str, Any] | None:
-        """The `response:{id}` entry: its run, step, model and the streaming pid."""
-        with self.env.begin() as txn:
-            raw = txn.get(f"response:{response_id}".encode())
-        return _decode(raw) if raw else None
-
     def summary(self, run_id: str) -> RunSummary:
         with self.env.begin() as txn:
             raw = txn.get(f"run:{run_id}".encode())
         if raw is None:
             raise UnknownRun(f"no run {run_id!r} in this workspace", hint="see `writeit runs`")
         return RunSummary(**_decode(raw))
-
-    def exists(self, run_id: str) -> bool:
-        with self.env.begin() as txn:
-            return txn.get(f"run:{run_id}".encode()) is not None
 
     def events(self, run_id: str, upto: int | None = None) -> list[Event]:
         """The run's whole lineage of events: inherited ones first, then its own."""
@@ -608,15 +595,6 @@ class Store:
             last = self.summary(run_id).last_seq
             raise WriteItError(f"run {run_id[:8]} has no event {seq}", hint=f"choose 1..{last}")
         return fold(events)
-
-    def get_pipeline_history(self, run_id: str) -> list[PipelineRun]:
-        """The run and its ancestors, root first (a parent walk)."""
-        history = []
-        current: str | None = run_id
-        while current:
-            history.append(self.load(current))
-            current = history[-1].parent_pipeline_run_id
-        return list(reversed(history))
 
     def ancestors(self, run_id: str) -> list[str]:
         ids = []
