@@ -30,7 +30,7 @@ from writeit.errors import (
     TooManyRuns,
 )
 from writeit.events import Event, EventType, apply
-from writeit.generation import Generation, Specs, _Claim, _streamer
+from writeit.generation import Generation, Payloads, _Claim, _streamer
 from writeit.models import (
     PipelineConfiguration,
     PipelineRun,
@@ -229,14 +229,14 @@ class Engine(Runs, Generation):
             )
         prompt = prompts.render_prompt(run, step_name, guidance or "")
 
-        def build(current: PipelineRun) -> Specs:
+        def build(current: PipelineRun) -> Payloads:
             step = current.steps[step_name]
             if not again and step.ai_responses:
                 raise AlreadyRun(
                     f"step {step_name!r} of run {run_id[:8]} has already run",
                     hint="regenerate for new candidates; resume finishes interrupted ones",
                 )
-            specs = self._reopen_specs(current, completed_ok=False)
+            specs = self._reopening(current, completed_ok=False)
             if step.status == StepStatus.RUNNING:
                 specs.append(ev.StepReset(step=step_name))
             attempt = step.attempt + 1 if step.ai_responses else 1
@@ -286,13 +286,13 @@ class Engine(Runs, Generation):
         run = await self._branch_if_behind(run, step.step_name)
         step_name = step.step_name
 
-        def build(current: PipelineRun) -> Specs:
+        def build(current: PipelineRun) -> Payloads:
             chosen = ev.ResponseSelected(step=step_name, response_id=response_id, feedback=feedback)
-            return [*self._reopen_specs(current), chosen]
+            return [*self._reopening(current), chosen]
 
         return await self._commit(run.pipeline_run_id, build)
 
-    def _reopen_specs(self, run: PipelineRun, *, completed_ok: bool = True) -> Specs:
+    def _reopening(self, run: PipelineRun, *, completed_ok: bool = True) -> Payloads:
         """Acting on a new, paused or failed run brings it (back) to running first."""
         if run.status == PipelineStatus.INITIALIZING:
             return [ev.RunStarted()]
@@ -335,7 +335,7 @@ class Engine(Runs, Generation):
         if (run.steps[step].user_feedback or "") == feedback:
             return run
 
-        def build(current: PipelineRun) -> Specs:
+        def build(current: PipelineRun) -> Payloads:
             if current.current_step != current_step or current.current.ai_responses:
                 raise AlreadyRun(
                     f"step {current.current_step!r} has already run on {step!r} as it was",
@@ -414,7 +414,7 @@ class Engine(Runs, Generation):
     ) -> PipelineRun:
         final_text = text
 
-        def build(current: PipelineRun) -> Specs:
+        def build(current: PipelineRun) -> Payloads:
             merged = ev.ResponsesMerged(
                 step=step_name,
                 text=final_text,
@@ -423,7 +423,7 @@ class Engine(Runs, Generation):
                 edited_from=edited,
                 instruction=instruction or None,
             )
-            return [*self._reopen_specs(current), merged]
+            return [*self._reopening(current), merged]
 
         return await self._commit(run_id, build)
 
@@ -506,12 +506,12 @@ class Engine(Runs, Generation):
                 hint="select a candidate (1..9) or merge some before going on",
             )
 
-        def build(current: PipelineRun) -> Specs:
+        def build(current: PipelineRun) -> Payloads:
             following = current.pipeline.next_step(current.current_step)
             if following is None:
                 if current.status == PipelineStatus.COMPLETED:
                     return []
-                return [*self._reopen_specs(current), ev.RunCompleted()]
+                return [*self._reopening(current), ev.RunCompleted()]
             return [ev.StepAdvanced(from_step=current.current_step, to=following)]
 
         return await self._commit(run.pipeline_run_id, build)
@@ -527,8 +527,8 @@ class Engine(Runs, Generation):
             )
         run = await self._branch_if_behind(run, spec.name)
 
-        def build(current: PipelineRun) -> Specs:
-            specs = self._reopen_specs(current)
+        def build(current: PipelineRun) -> Payloads:
+            specs = self._reopening(current)
             if current.current.status == StepStatus.RUNNING:
                 specs.append(ev.StepReset(step=spec.name))
             return [*specs, ev.StepSkipped(step=spec.name)]
@@ -606,7 +606,7 @@ class Engine(Runs, Generation):
         )
         # A response still streaming at the branch point streams on in the parent only.
         reason = "still streaming when this branch was made; see the parent run"
-        specs: Specs = [
+        specs: Payloads = [
             forked,
             *(
                 ev.ResponseInterrupted(response_id=rid, reason=reason)
@@ -634,7 +634,7 @@ class Engine(Runs, Generation):
         if self._stop_streams(run_id, "paused by the writer"):
             await self.wait(run_id)  # the generation records them interrupted
 
-        def build(current: PipelineRun) -> Specs:
+        def build(current: PipelineRun) -> Payloads:
             if current.status == PipelineStatus.PAUSED:
                 return []
             if current.status != PipelineStatus.RUNNING:
@@ -659,7 +659,7 @@ class Engine(Runs, Generation):
         run_id = run.pipeline_run_id
         if run.status == PipelineStatus.COMPLETED:
             return run
-        run = await self._commit(run_id, self._reopen_specs)
+        run = await self._commit(run_id, self._reopening)
         step = run.current
         if step.status == StepStatus.PENDING:
             return await self._start_and_wait(run, claim)

@@ -222,7 +222,7 @@ class ResponsesJudged(Payload):
     judge: str | None = None
 
 
-Specs = list[Payload]  # what a change is made of, in order
+Payloads = list[Payload]  # what a change is made of, in order
 
 PAYLOADS: dict[EventType, type[Payload]] = {cls.type: cls for cls in Payload.__subclasses__()}
 assert set(PAYLOADS) == set(EventType), "every event type needs a payload model"

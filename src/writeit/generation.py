@@ -27,7 +27,7 @@ from typing import Any
 from writeit import events as ev
 from writeit import processes, providers, quality
 from writeit.errors import StepRunning, TooManyRuns
-from writeit.events import Specs
+from writeit.events import Payloads
 from writeit.models import (
     AIResponse,
     PipelineRun,
@@ -87,7 +87,7 @@ class Generation:
     wait: Callable[[str], Any]
     _fetch: Callable[..., Any]
     _branch_if_behind: Callable[..., Any]
-    _reopen_specs: Callable[..., Specs]
+    _reopening: Callable[..., Payloads]
 
     def __init__(self) -> None:
         self._streams: dict[str, _Stream] = {}  # responses streaming in this process
@@ -174,9 +174,9 @@ class Generation:
             and not self._owned(run.pipeline_run_id, response)
         ]
 
-    def _orphan_interruptions(self, run: PipelineRun) -> Specs:
+    def _orphan_interruptions(self, run: PipelineRun) -> Payloads:
         """The events that record the run's orphans as interrupted (on its next write)."""
-        return _orphan_specs(self._orphans(run))
+        return _orphan_interrupted(self._orphans(run))
 
     def _owned(self, run_id: str, response: AIResponse) -> bool:
         """Whether a live process will still finish this streaming response."""
@@ -236,7 +236,7 @@ class Generation:
         claim: _Claim,
         kind: str = "candidate",
         instruction: str | None = None,
-        lead: Callable[[PipelineRun], Specs] | None = None,
+        lead: Callable[[PipelineRun], Payloads] | None = None,
         replaces: list[str] | None = None,
         hand: bool = True,
     ) -> tuple[PipelineRun, asyncio.Task[PipelineRun]]:
@@ -258,9 +258,9 @@ class Generation:
         provider = await asyncio.to_thread(_providers, models)
         pid, since = processes.me()
 
-        def build(current: PipelineRun) -> Specs:
+        def build(current: PipelineRun) -> Payloads:
             _check_free(current, step_name)
-            starts: Specs = [
+            starts: Payloads = [
                 ev.ResponseStarted(
                     step=step_name,
                     response_id=response_id,
@@ -274,7 +274,7 @@ class Generation:
                 )
                 for response_id, model in started
             ]
-            return [*(lead(current) if lead else self._reopen_specs(current)), *starts]
+            return [*(lead(current) if lead else self._reopening(current)), *starts]
 
         limit = self.preferences.max_concurrent_pipelines
         run = await self._commit(run_id, build, retry=True, slots=limit)
@@ -333,8 +333,8 @@ class Generation:
     async def _record_stopped(self, run_id: str, ids: list[str]) -> None:
         streams = {rid: self._streams[rid] for rid in ids if rid in self._streams}
 
-        def build(current: PipelineRun) -> Specs:
-            specs: Specs = []
+        def build(current: PipelineRun) -> Payloads:
+            specs: Payloads = []
             for response_id, stream in streams.items():
                 _, response = current.find_response(response_id)
                 if response.status != ResponseStatus.STREAMING:
@@ -358,7 +358,7 @@ class Generation:
         ):
             reasons = "; ".join(f"{r.model_name}: {r.error}" for r in candidates)
 
-            def build(current: PipelineRun) -> Specs:
+            def build(current: PipelineRun) -> Payloads:
                 if current.status != PipelineStatus.RUNNING:
                     return []
                 return [ev.RunErrored(error=f"every model failed: {reasons}")]
@@ -392,8 +392,8 @@ class Generation:
         return tasks
 
     async def _checkpoint(self, run_id: str) -> PipelineRun:
-        def build(current: PipelineRun) -> Specs:
-            specs: Specs = []
+        def build(current: PipelineRun) -> Payloads:
+            specs: Payloads = []
             for response_id, stream in self._streams.items():
                 if stream.run_id == run_id and stream.buffer:
                     specs.append(ev.ResponseProgress(response_id=response_id, delta=_drain(stream)))
@@ -436,7 +436,7 @@ class Generation:
             elapsed = time.monotonic() - started
             message, code = str(error.args[0]), error.code
 
-            def failed(current: PipelineRun) -> Specs:
+            def failed(current: PipelineRun) -> Payloads:
                 return [
                     ev.ResponseFailed(
                         response_id=response_id,
@@ -467,7 +467,7 @@ class Generation:
         usage.cost_usd = round(cost, 8)
         usage_data = usage.model_dump()
 
-        def completed(current: PipelineRun) -> Specs:
+        def completed(current: PipelineRun) -> Payloads:
             return [
                 ev.ResponseCompleted(
                     response_id=response_id,
@@ -525,7 +525,7 @@ def _orphan_reason(response: AIResponse) -> str:
     return f"the WriteIt process streaming it ({who}) stopped; resume the run to ask again"
 
 
-def _orphan_specs(orphans: list[AIResponse]) -> Specs:
+def _orphan_interrupted(orphans: list[AIResponse]) -> Payloads:
     return [
         ev.ResponseInterrupted(response_id=r.response_id, reason=_orphan_reason(r)) for r in orphans
     ]

@@ -19,7 +19,7 @@ from collections import OrderedDict, defaultdict
 from collections.abc import Callable
 from typing import Any
 
-from writeit.events import Event, EventType, Specs, apply
+from writeit.events import Event, EventType, Payloads, apply
 from writeit.models import PipelineRun, UserSession, WriteItError, utcnow
 from writeit.store import Conflict
 from writeit.updates import Subscription, Update
@@ -44,7 +44,7 @@ class Runs:
     _streams: dict[str, Any]
     _claims: dict[str, Any]
     _settled: Callable[[PipelineRun], PipelineRun]
-    _orphan_interruptions: Callable[[PipelineRun], Specs]
+    _orphan_interruptions: Callable[[PipelineRun], Payloads]
     streaming: Callable[..., list[str]]
 
     def __init__(self, cache_size: int = CACHE_SIZE) -> None:
@@ -212,7 +212,7 @@ class Runs:
     async def _commit(
         self,
         run_id: str,
-        build: Callable[[PipelineRun], Specs],
+        build: Callable[[PipelineRun], Payloads],
         *,
         index: bool = True,
         retry: bool = False,
@@ -232,7 +232,7 @@ class Runs:
     async def _commit_now(
         self,
         run_id: str,
-        build: Callable[[PipelineRun], Specs],
+        build: Callable[[PipelineRun], Payloads],
         *,
         index: bool = True,
         retry: bool = False,

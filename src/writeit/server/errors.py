@@ -149,7 +149,7 @@ def message_of(error: BaseException) -> str:
 
 
 @contextlib.contextmanager
-def plain_as(kind: type[ApiError]) -> Iterator[None]:
+def plain_errors_as(kind: type[ApiError]) -> Iterator[None]:
     """Give the engine's plain WriteItErrors a status that fits the route.
 
     The engine raises the base class for many refusals ("no choice yet", "cannot be

@@ -28,7 +28,7 @@ from writeit.server.errors import (
     NotFound,
     Unprocessable,
     message_of,
-    plain_as,
+    plain_errors_as,
 )
 from writeit.server.state import ServerState, request_state, run_json
 
@@ -155,7 +155,7 @@ async def start_run(body: bodies.NewRun, state: State) -> Json:
             )
     asked = set(body.models or []) | {m for ms in (body.step_models or {}).values() for m in ms}
     await check_models(asked)
-    with plain_as(Unprocessable):
+    with plain_errors_as(Unprocessable):
         run = await engine.start_run(
             pipeline,
             body.inputs,
@@ -196,7 +196,7 @@ async def get_run(
     full = state.run_id(run_id)
     if at is None:
         return run_json(engine, await engine.live(full))
-    with plain_as(Unprocessable):
+    with plain_errors_as(Unprocessable):
         past = await asyncio.to_thread(engine.store.state_at, full, at)
     data = past.model_dump(mode="json")
     data["at"] = at
@@ -205,7 +205,7 @@ async def get_run(
 
 @router.delete("/runs/{run_id}", status_code=204, summary="Hide a run (its history stays)")
 async def delete_run(run_id: RunId, state: State) -> Response:
-    with plain_as(InvalidState):
+    with plain_errors_as(InvalidState):
         await state.engine.delete(state.run_id(run_id))
     return Response(status_code=204)
 
@@ -252,7 +252,7 @@ async def execute(
     if body.feedback is not None:
         run = await feedback_on_previous(state, run, body.feedback)
     again = body.regenerate or body.guide is not None
-    with plain_as(InvalidState):
+    with plain_errors_as(InvalidState):
         run = await engine.start_step(
             run.pipeline_run_id, guidance=body.guide, models=body.models, again=again
         )
@@ -266,7 +266,7 @@ async def select(run_id: RunId, body: bodies.Select, state: State) -> Json:
     choice = response_of(
         await engine.fetch(full), body.response_id if body.index is None else body.index
     )
-    with plain_as(InvalidState):
+    with plain_errors_as(InvalidState):
         run = await engine.select(full, choice, feedback=body.feedback)
     return run_json(engine, run, branched_from=full)
 
@@ -275,7 +275,7 @@ async def select(run_id: RunId, body: bodies.Select, state: State) -> Json:
 async def feedback(run_id: RunId, body: bodies.FeedbackBody, state: State) -> Json:
     engine = state.engine
     full = state.run_id(run_id)
-    with plain_as(InvalidState):
+    with plain_errors_as(InvalidState):
         run = await engine.give_feedback(full, body.feedback)
     return run_json(engine, run, branched_from=full)
 
@@ -291,14 +291,14 @@ async def merge(run_id: RunId, body: bodies.Merge, state: State) -> JSONResponse
     run = await engine.fetch(full)
     ids = [response_of(run, ref) for ref in body.response_ids]
     if body.text is not None:
-        with plain_as(InvalidState):
+        with plain_errors_as(InvalidState):
             run = await engine.merge(full, ids, text=body.text)
         return JSONResponse(run_json(engine, run, branched_from=full))
     if body.model:
         await check_models({body.model})
     work = engine.merge(full, ids, instruction=body.instruction, model=body.model)
     try:
-        with plain_as(InvalidState):
+        with plain_errors_as(InvalidState):
             run, running = await state.launch(full, work)
     except ProviderError as error:  # the merge model failed at once: a failed response
         if error.code != "merge_failed":
@@ -332,7 +332,7 @@ async def rewind(run_id: RunId, state: State, body: bodies.Rewind | None = None)
     full = state.run_id(run_id)
     if step is not None:
         _check_step(await engine.fetch(full), step)
-    with plain_as(InvalidState):
+    with plain_errors_as(InvalidState):
         run = await engine.rewind(full, step)
     return run_json(engine, run, branched_from=full)
 
@@ -346,7 +346,7 @@ async def fork(run_id: RunId, body: bodies.Fork, state: State) -> Json:
     engine = state.engine
     full = state.run_id(run_id)
     _check_step(await engine.fetch(full), body.step)
-    with plain_as(InvalidState):
+    with plain_errors_as(InvalidState):
         run = await engine.fork(full, body.step)
     return run_json(engine, run, branched_from=full)
 
@@ -365,7 +365,7 @@ async def pause(run_id: RunId, state: State) -> Json:
 async def resume(run_id: RunId, state: State) -> JSONResponse:
     engine = state.engine
     full = state.run_id(run_id)
-    with plain_as(InvalidState):
+    with plain_errors_as(InvalidState):
         run, running = await state.launch(full, engine.resume(full))
     return JSONResponse(
         run_json(engine, run, branched_from=full), status_code=202 if running else 200
@@ -392,7 +392,7 @@ async def retry(
         raise NotFound(message_of(error), error.hint, code="unknown_response") from error
     if model:
         await check_models({model})
-    with plain_as(InvalidState):
+    with plain_errors_as(InvalidState):
         run, running = await state.launch(full, engine.retry_response(full, chosen, model=model))
     return JSONResponse(
         run_json(engine, run, branched_from=full), status_code=202 if running else 200
@@ -447,7 +447,7 @@ async def export_run(run_id: RunId, body: bodies.Export, state: State) -> Json:
 
 async def _act(state: ServerState, run_id: str, action: Any) -> Json:
     full = state.run_id(run_id)
-    with plain_as(InvalidState):
+    with plain_errors_as(InvalidState):
         run = await action(full)
     return run_json(state.engine, run, branched_from=full)
 
@@ -463,7 +463,7 @@ async def check_models(names: set[str]) -> None:
         for name in sorted(names):
             check_model(name)
 
-    with plain_as(Unprocessable):
+    with plain_errors_as(Unprocessable):
         await asyncio.to_thread(check)
 
 
@@ -476,7 +476,7 @@ async def feedback_on_previous(state: ServerState, run: PipelineRun, text: str) 
             "feedback on a step goes with its selection: POST /api/runs/{id}/select",
             code="no_previous_step",
         )
-    with plain_as(InvalidState):
+    with plain_errors_as(InvalidState):
         return await state.engine.give_feedback(run.pipeline_run_id, text, step=previous)
 
 
