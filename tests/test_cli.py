@@ -529,7 +529,7 @@ def test_show_completion_prints_the_bash_script():
 
 
 def test_completion_callbacks_are_plain_functions(isolated_env):
-    from writeit import cli
+    from writeit.cli import complete as cli
 
     no_flags = SimpleNamespace(params={}, parent=None)
     assert cli.complete_pipeline(no_flags, "b") == ["blog-post"]
@@ -556,7 +556,7 @@ def test_completion_callbacks_are_plain_functions(isolated_env):
 
 
 async def test_run_completion_lists_recent_runs_with_what_they_are(engine):
-    from writeit import cli
+    from writeit.cli import complete as cli
 
     run = await engine.start_run(
         "tech-article", {"source_material": "notes"}, models=["scripted-a"]
@@ -569,7 +569,7 @@ async def test_run_completion_lists_recent_runs_with_what_they_are(engine):
 
 
 def test_a_failing_completion_offers_nothing(isolated_env):
-    from writeit import cli
+    from writeit.cli import complete as cli
 
     bad = SimpleNamespace(params={"workspace": "Not A Name!"}, parent=None)
     assert cli.complete_run(bad, "") == []
