@@ -168,11 +168,15 @@ def _build(name: str, sizes: Sizes, final: Path) -> None:
 
 
 def _prune(root: Path, name: str, keep: Path) -> None:
-    """Drop this checkout's older builds of the same fixture (not half-built ones)."""
+    """Drop this checkout's older builds of the same fixture (half-built ones only once
+    abandoned: another bench may be copying one now)."""
     if not root.is_dir():
         return
     for old in root.glob(f"{name}-*"):
-        if old != keep and ".building-" not in old.name:
+        if old == keep:
+            continue
+        abandoned = time.time() - old.stat().st_mtime > 3600  # a build that was killed
+        if ".building-" not in old.name or abandoned:
             shutil.rmtree(old, ignore_errors=True)
 
 

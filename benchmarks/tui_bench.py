@@ -34,7 +34,7 @@ os.environ.pop("WRITEIT_WORKSPACE", None)
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 SAMPLE_SECONDS = 0.002
-HISTORY_TIMEOUT = float(os.environ.get("WRITEIT_BENCH_TUI_TIMEOUT", "60"))
+HISTORY_TIMEOUT = float(os.environ.get("WRITEIT_BENCH_TUI_TIMEOUT", "30"))
 
 
 def rss_mb() -> float:
@@ -170,6 +170,44 @@ def _streams_shown(app, engine, run_id: str, sampler: Sampler) -> bool:
     )
 
 
+class Watchdog(threading.Thread):
+    """Ends the process with a report once the app has failed, or is stuck past
+    the timeout. An error in a screen makes Textual render its traceback with every
+    frame's locals before the app stops, which on a deep history takes minutes while
+    the app's loop (and a timeout on it) waits. The error is read from the app's
+    `_exception` (private: Textual keeps the first one there for test runs); without
+    it, the timeout still ends the wait."""
+
+    def __init__(self, app, started: float) -> None:
+        super().__init__(daemon=True)
+        self.app = app
+        self.started = started
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(0.05):
+            elapsed = time.perf_counter() - self.started
+            error = getattr(self.app, "_exception", None)
+            if error is not None:
+                self.report(f"{_describe(error)} after {elapsed:.1f} s")
+            if elapsed > HISTORY_TIMEOUT:
+                self.report(f"no tree after {HISTORY_TIMEOUT:.0f} s")
+
+    @staticmethod
+    def report(message: str) -> None:
+        print(json.dumps({"error": message}), flush=True)
+        os._exit(0)
+
+
+def _describe(error: BaseException) -> str:
+    """The error and the last WriteIt function it went through."""
+    import traceback
+
+    frames = [f for f in traceback.extract_tb(error.__traceback__) if "writeit" in f.filename]
+    where = f" in {Path(frames[-1].filename).name}:{frames[-1].name}" if frames else ""
+    return f"{type(error).__name__}{where}: {str(error)[:80]}"
+
+
 async def history(home: str, run_id: str) -> dict[str, object]:
     """Seconds from pressing H on the run list to the history tree being shown."""
     from textual.widgets import DataTable, Tree
@@ -191,6 +229,8 @@ async def history(home: str, run_id: str) -> dict[str, object]:
             table.move_cursor(row=table.get_row_index(run_id))
             await pilot.pause()
         start = time.perf_counter()
+        watchdog = Watchdog(app, start)
+        watchdog.start()
         await pilot.press("h")
         while True:
             screen = app.screen
@@ -205,6 +245,7 @@ async def history(home: str, run_id: str) -> dict[str, object]:
                 return {"error": f"the tree was not shown within {HISTORY_TIMEOUT:.0f} s"}
             await asyncio.sleep(0.002)
         seconds = time.perf_counter() - start
+        watchdog.done.set()
         return {"seconds": seconds, "runs": len(screen.family.runs)}
 
 
