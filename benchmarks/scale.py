@@ -77,6 +77,7 @@ class Sizes:
 # --- the fixture cache ------------------------------------------------------------------
 
 _TEMPS: list[Path] = []
+_FAILED: set[str] = set()
 
 
 def temp_dir(prefix: str) -> Path:
@@ -104,11 +105,19 @@ def _source_digest() -> str:
     return digest.hexdigest()[:16]
 
 
-def _cache_root() -> Path:
-    """Per user and per checkout, so concurrent checkouts never prune each other's."""
-    checkout = hashlib.sha256(str(HERE.parent).encode()).hexdigest()[:10]
+def _cache_root() -> Path | None:
+    """Per user and per checkout, so concurrent checkouts never prune each other's; None
+    (no cache) unless the folder is ours alone: a store planted in a shared /tmp by
+    someone else must never be measured as ours."""
     uid = os.getuid() if hasattr(os, "getuid") else 0
-    return Path(tempfile.gettempdir()) / f"writeit-bench-cache-{uid}" / checkout
+    mine = Path(tempfile.gettempdir()) / f"writeit-bench-cache-{uid}"
+    with contextlib.suppress(FileExistsError):
+        mine.mkdir(mode=0o700)
+    info = mine.lstat()
+    if mine.is_symlink() or info.st_uid != uid or info.st_mode & 0o077:
+        return None
+    checkout = hashlib.sha256(str(HERE.parent).encode()).hexdigest()[:10]
+    return mine / checkout
 
 
 def _build_dir() -> Path:
@@ -125,13 +134,19 @@ def fixture(name: str, sizes: Sizes) -> tuple[Path, dict]:
     The home returned is the cache itself: copy it (`scratch_copy`) before writing."""
     shape = json.dumps(_shaping(name, sizes), sort_keys=True)
     key = f"{name}-{_source_digest()}-{hashlib.sha256(shape.encode()).hexdigest()[:8]}"
-    root = _cache_root()
-    final = root / key
-    if os.environ.get("WRITEIT_BENCH_CACHE") == "0":
-        final = temp_dir(f"writeit-bench-{name}-") / "home"
+    if name in _FAILED:
+        raise RuntimeError(f"fixture {name} failed to build earlier in this bench")
+    root = _cache_root() if os.environ.get("WRITEIT_BENCH_CACHE") != "0" else None
+    final = root / key if root else temp_dir(f"writeit-bench-{name}-") / "home"
     if not (final / "manifest.json").exists():
-        _build(name, sizes, final)
-        _prune(root, name, keep=final)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            _build(name, sizes, final)
+        except Exception:
+            _FAILED.add(name)
+            raise
+        if root:
+            _prune(root, name, keep=final)
     return final, json.loads((final / "manifest.json").read_text())
 
 
