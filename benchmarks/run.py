@@ -88,6 +88,8 @@ def record(
 def _num(value: float) -> str:
     """A figure as people read it: 212,000 / 38.6 / 4.20 / 0.43."""
     size = abs(value)
+    if value == int(value) and size >= 1:
+        return f"{int(value):,}"
     if size >= 100:
         return f"{value:,.0f}"
     if size >= 10:
