@@ -12,6 +12,7 @@ scale.py for the size knobs). A few minutes on 2 cores.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
 import os
 import shutil
@@ -31,6 +32,8 @@ os.environ["LLM_LOAD_PLUGINS"] = "llm-markov"
 # Never the writer's own: not setdefault, which would honour an exported WRITEIT_HOME.
 os.environ["WRITEIT_HOME"] = tempfile.mkdtemp(prefix="writeit-bench-")
 os.environ["LLM_USER_PATH"] = tempfile.mkdtemp(prefix="writeit-bench-llm-")
+for _own in ("WRITEIT_HOME", "LLM_USER_PATH"):
+    atexit.register(shutil.rmtree, os.environ[_own], ignore_errors=True)
 os.environ.pop("WRITEIT_WORKSPACE", None)
 sys.path.insert(0, str(HERE))
 

@@ -20,6 +20,7 @@ about tenfold for development (the figures then name the sizes they used).
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import gc
 import hashlib
@@ -183,15 +184,18 @@ def _build(name: str, sizes: Sizes, final: Path) -> None:
 
 
 def _prune(root: Path, name: str, keep: Path) -> None:
-    """Drop this checkout's older builds of the same fixture (half-built ones only once
-    abandoned: another bench may be copying one now)."""
+    """Drop this checkout's builds of the same fixture made by other code (builds of
+    other sizes stay: the quick and the full bench take turns); half-built ones only
+    once abandoned, since another bench may be copying one now."""
     if not root.is_dir():
         return
+    code = keep.name.rsplit("-", 1)[0]  # name-digest
     for old in root.glob(f"{name}-*"):
-        if old == keep:
-            continue
         abandoned = time.time() - old.stat().st_mtime > 3600  # a build that was killed
-        if ".building-" not in old.name or abandoned:
+        if ".building-" in old.name:
+            if abandoned:
+                shutil.rmtree(old, ignore_errors=True)
+        elif not old.name.startswith(code + "-"):
             shutil.rmtree(old, ignore_errors=True)
 
 
@@ -442,7 +446,8 @@ def _child_memory() -> None:
 def main() -> None:
     sys.path.insert(0, str(HERE))
     os.environ["LLM_LOAD_PLUGINS"] = "llm-markov"
-    os.environ["LLM_USER_PATH"] = tempfile.mkdtemp(prefix="writeit-bench-llm-")  # never the user's
+    os.environ["LLM_USER_PATH"] = str(temp_dir("writeit-bench-llm-"))  # never the user's
+    atexit.register(cleanup)
     args = sys.argv[1:]
     if args[:1] == ["build"] and len(args) == 3:
         _child_build(args[1], Path(args[2]))

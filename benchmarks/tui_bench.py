@@ -17,9 +17,11 @@ highlight RUN in the run list, press H, and time until the history tree is shown
 from __future__ import annotations
 
 import asyncio
+import atexit
 import bisect
 import json
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -28,8 +30,10 @@ from pathlib import Path
 
 os.environ["LLM_LOAD_PLUGINS"] = "llm-markov"
 os.environ["LLM_USER_PATH"] = tempfile.mkdtemp(prefix="writeit-bench-tui-llm-")
+atexit.register(shutil.rmtree, os.environ["LLM_USER_PATH"], ignore_errors=True)
 if sys.argv[1:2] != ["history"]:  # history opens the fixture's home; nothing else is ever
     os.environ["WRITEIT_HOME"] = tempfile.mkdtemp(prefix="writeit-bench-tui-")  # the user's
+    atexit.register(shutil.rmtree, os.environ["WRITEIT_HOME"], ignore_errors=True)
 os.environ.pop("WRITEIT_WORKSPACE", None)
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -196,6 +200,7 @@ class Watchdog(threading.Thread):
     @staticmethod
     def report(message: str) -> None:
         print(json.dumps({"error": message}), flush=True)
+        shutil.rmtree(os.environ["LLM_USER_PATH"], ignore_errors=True)  # atexit will not run
         os._exit(0)
 
 
