@@ -362,9 +362,9 @@ def bench_history_tui() -> None:
     home, chain = scale.fixture("chain", SIZES)
     scratch = scale.scratch_copy(home)  # the app may write (drafts, sessions)
     name = f"TUI: History screen on a {chain['depth']:,}-deep fork chain"
-    timeout = float(os.environ.get("WRITEIT_BENCH_TUI_TIMEOUT", "60"))
+    timeout = float(os.environ.get("WRITEIT_BENCH_TUI_TIMEOUT", "30"))
     try:
-        result = _child("tui_bench.py", "history", str(scratch), chain["tip"], timeout=timeout * 2)
+        result = _child("tui_bench.py", "history", str(scratch), chain["tip"], timeout=timeout + 60)
     except (RuntimeError, subprocess.TimeoutExpired) as error:
         result = {"error": str(error)[:300]}
     if "error" in result:
