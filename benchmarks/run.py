@@ -1,36 +1,55 @@
-"""`make bench`: WriteIt's speed figures beside their targets and same-run baselines.
+"""`make bench`: WriteIt's speed and scale figures beside their targets and same-run baselines.
 
-Prints a table and writes benchmarks/results.json (a list of {name, value, unit,
-target, baseline, ratio, meets_target}). No network; a few minutes on 2 cores.
+Prints a table (every figure with its target and ok/MISSED, notes below it) and writes
+benchmarks/results.json (a list of {name, value, unit, target, target_text, baseline,
+ratio, meets_target, note}). No network. Everything runs in throwaway folders, never
+the writer's own WRITEIT_HOME or llm settings. Scale fixtures (long runs, a deep fork
+chain, 100,000 runs) come from scale.py and are cached between runs while the code that
+shapes them is unchanged; `WRITEIT_BENCH_QUICK=1` shrinks them for development (see
+scale.py for the size knobs). A few minutes on 2 cores.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
 import os
+import shutil
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 os.environ["LLM_LOAD_PLUGINS"] = "llm-markov"
-os.environ.setdefault("WRITEIT_HOME", tempfile.mkdtemp(prefix="writeit-bench-"))
-os.environ.setdefault("LLM_USER_PATH", tempfile.mkdtemp(prefix="writeit-bench-llm-"))
+# Never the writer's own: not setdefault, which would honour an exported WRITEIT_HOME.
+os.environ["WRITEIT_HOME"] = tempfile.mkdtemp(prefix="writeit-bench-")
+os.environ["LLM_USER_PATH"] = tempfile.mkdtemp(prefix="writeit-bench-llm-")
+for _own in ("WRITEIT_HOME", "LLM_USER_PATH"):
+    atexit.register(shutil.rmtree, os.environ[_own], ignore_errors=True)
+os.environ.pop("WRITEIT_WORKSPACE", None)
 sys.path.insert(0, str(HERE))
+
+import scale  # noqa: E402  (after the environment above)
+
+SIZES = scale.Sizes.from_env()
+WRITEIT = Path(sys.executable).parent / "writeit"
 
 
 @dataclass
 class Figure:
     name: str
-    value: float
+    value: float | None  # None: the figure could not be taken (see note)
     unit: str
-    target: float
+    target: float | None
+    target_text: str
     baseline: float | None
     ratio: float | None
     meets_target: bool
@@ -49,23 +68,99 @@ def record(
     *,
     higher_is_better: bool = False,
     note: str = "",
+    target_text: str = "",
 ) -> None:
     ratio = round(value / baseline, 2) if baseline else None
     meets = value >= target if higher_is_better else value <= target
+    text = target_text or f"{'≥' if higher_is_better else '≤'} {_num(target)} {unit}"
     FIGURES.append(
         Figure(
-            name, round(value, 4), unit, target, baseline and round(baseline, 4), ratio, meets, note
+            name,
+            round(value, 4),
+            unit,
+            round(target, 4),
+            text,
+            None if baseline is None else round(baseline, 4),
+            ratio,
+            meets,
+            note,
         )
     )
 
 
-def timed(fn: Callable[[], object], repeat: int = 5) -> float:
-    samples = []
+def _num(value: float) -> str:
+    """A figure as people read it: 212,000 / 38.6 / 4.20 / 0.43."""
+    size = abs(value)
+    if value == int(value) and size >= 1:
+        return f"{int(value):,}"
+    if size >= 100:
+        return f"{value:,.0f}"
+    if size >= 10:
+        return f"{value:.1f}"
+    if size >= 1:
+        return f"{value:.2f}"
+    return f"{value:.2g}"
+
+
+def missed(name: str, unit: str, target_text: str, note: str) -> None:
+    """A figure that could not be taken (a crash, a timeout): MISSED, and why."""
+    FIGURES.append(Figure(name, None, unit, None, target_text, None, None, False, note))
+
+
+def timed(fn: Callable[[], object], repeat: int = 5, budget: float | None = None) -> float:
+    """Median wall time of `fn`; with `budget` (seconds), fewer runs when each is slow."""
+    samples: list[float] = []
     for _ in range(repeat):
         start = time.perf_counter()
         fn()
         samples.append(time.perf_counter() - start)
+        if budget is not None and sum(samples) > budget:
+            break
     return statistics.median(samples)
+
+
+# --- a real server ------------------------------------------------------------------------
+
+
+class Server:
+    """`writeit serve` (with the instant models) in its own process, on a free port."""
+
+    def __init__(self, home: Path | None = None, workspace: str | None = None) -> None:
+        import httpx
+
+        from writeit.workspaces import ensure_token
+
+        env = dict(os.environ)
+        if home is not None:
+            env["WRITEIT_HOME"] = str(home)
+        with scale.writeit_home(Path(env["WRITEIT_HOME"])):
+            self.token = ensure_token()
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        args = ["serve", "--port", str(self.port), *(["-w", workspace] if workspace else [])]
+        self.process = subprocess.Popen(
+            [sys.executable, str(HERE / "instant_model.py"), *args],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.headers = {"Authorization": f"Bearer {self.token}"}
+        for _ in range(400):  # wait for it to listen
+            try:
+                httpx.get(f"{self.base}/health", timeout=1)
+                return
+            except httpx.TransportError:
+                time.sleep(0.05)
+        raise RuntimeError("the server did not start")
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.process.terminate()
+        self.process.wait(10)
 
 
 # --- start-up ---------------------------------------------------------------------------
@@ -119,7 +214,8 @@ def bench_engine() -> None:
         "s",
         direct * 1.2,
         direct,
-        note="target: at most 1.2x the same calls made directly through llm",
+        note="baseline: the same 8 calls made directly through llm",
+        target_text="≤ 1.2x baseline",
     )
     record("engine: overhead per step transition", (full - direct) / 4 * 1000, "ms", 50)
 
@@ -159,41 +255,21 @@ def bench_streaming() -> None:
 
 def bench_websocket() -> None:
     """Deltas that reach a WebSocket client from `writeit serve` in its own process."""
-    import socket
-
     import httpx
     import websockets
     from instant_model import FIREHOSE_DELTAS
 
-    from writeit.workspaces import ensure_token
-
-    token = ensure_token()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = subprocess.Popen(
-        [sys.executable, str(HERE / "instant_model.py"), "serve", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    headers = {"Authorization": f"Bearer {token}"}
-    for _ in range(200):  # wait for the server to listen
-        try:
-            httpx.get(f"{base}/health", timeout=1)
-            break
-        except httpx.TransportError:
-            time.sleep(0.05)
-
-    async def client() -> tuple[float, int]:
-        async with httpx.AsyncClient(base_url=base, headers=headers, timeout=60) as http:
+    async def client(server: Server) -> tuple[float, int]:
+        async with httpx.AsyncClient(
+            base_url=server.base, headers=server.headers, timeout=60
+        ) as http:
             body = {
                 "pipeline": "tech-article",
                 "inputs": {"source_material": "x"},
                 "models": ["firehose"],
             }
             run_id = (await http.post("/api/runs", json=body)).json()["pipeline_run_id"]
-            url = f"ws://127.0.0.1:{port}/api/runs/{run_id}/stream?token={token}"
+            url = f"ws://127.0.0.1:{server.port}/api/runs/{run_id}/stream?token={server.token}"
             async with websockets.connect(url, max_size=None) as ws:
                 await ws.recv()  # the state comes first
                 start = time.perf_counter()
@@ -211,11 +287,8 @@ def bench_websocket() -> None:
                         break
                 return received / (time.perf_counter() - start), messages
 
-    try:
-        rate, messages = asyncio.run(client())
-    finally:
-        server.terminate()
-        server.wait(10)
+    with Server() as server:
+        rate, messages = asyncio.run(client(server))
     raw = asyncio.run(_raw_stream())
     record(
         "streaming: deltas/s to a WebSocket client",
@@ -228,166 +301,424 @@ def bench_websocket() -> None:
     )
 
 
+# --- the TUI ------------------------------------------------------------------------------
+
+
+def _child(script: str, *args: str, timeout: float = 600) -> dict:
+    """Run a bench script in its own process; its last stdout line is JSON."""
+    out = subprocess.run(
+        [sys.executable, str(HERE / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ},
+    )
+    lines = out.stdout.strip().splitlines()
+    if out.returncode or not lines:
+        tail = (out.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"{script} {' '.join(args)} failed: {tail}")
+    return json.loads(lines[-1])
+
+
 def bench_tui() -> None:
-    """Three panes on three 20,000-token streams, and RSS over a 4-step run (own process)."""
-
-    def child(*args: str) -> dict:
-        out = subprocess.run(
-            [sys.executable, str(HERE / "tui_bench.py"), *args],
-            capture_output=True,
-            text=True,
-            timeout=600,
-            env={**os.environ},
-        )
-        return json.loads(out.stdout.strip().splitlines()[-1])
-
-    runs = [child() for _ in range(3)]  # a GC pass or a busy core moves one run a lot
-    baseline = child("baseline")["rss_mb"]
+    """Three panes on three 20,000-token streams, then the rest of a 4-step run, each in
+    a process of its own, sampled from a thread outside the app's loop (tui_bench.py)."""
+    runs = [_child("tui_bench.py") for _ in range(3)]  # a GC pass or a busy core moves one
+    baseline = _child("tui_bench.py", "baseline")["rss_mb"]
     lags = sorted(r["lag_ms"] for r in runs)
     record(
         "TUI: worst lag of 3 panes behind 3 x 20,000-token streams (median of 3 runs)",
         statistics.median(lags),
         "ms",
         100,
-        note="the 3 runs: " + ", ".join(f"{lag:.0f}" for lag in lags) + " ms",
+        note="sampled every 2 ms from a thread: model output vs pane text; the 3 runs: "
+        + ", ".join(f"{lag:.0f}" for lag in lags)
+        + " ms",
+    )
+    stalls = sorted(max(r["stall_ms"], r["stall_rest_ms"]) for r in runs)
+    record(
+        "TUI: worst event-loop stall during a 4-step run (median of 3 runs)",
+        statistics.median(stalls),
+        "ms",
+        100,
+        note="how late a callback posted from a thread every 2 ms ran (a key press waits "
+        "as long); while the 3 streams are shown: "
+        + ", ".join(f"{r['stall_ms']:.0f}" for r in runs)
+        + " ms; over the other 3 steps: "
+        + ", ".join(f"{r['stall_rest_ms']:.0f}" for r in runs)
+        + " ms",
     )
     record(
         "TUI: RSS above Python + Textual during a 4-step run (largest of 3 runs)",
         max(r["rss_mb"] for r in runs) - baseline,
         "MB",
         100,
-        note=f"baseline process with textual imported: {baseline:.0f} MB",
+        note=f"polled every 2 ms through the run; process with textual imported: {baseline:.0f} MB",
     )
 
 
-# --- store scale ------------------------------------------------------------------------
+def bench_history_tui() -> None:
+    """The History screen (H on the run list) on the tip of the deep fork chain."""
+    home, chain = scale.fixture("chain", SIZES)
+    scratch = scale.scratch_copy(home)  # the app may write (drafts, sessions)
+    name = f"TUI: History screen on a {chain['depth']:,}-deep fork chain"
+    timeout = float(os.environ.get("WRITEIT_BENCH_TUI_TIMEOUT", "30"))
+    try:
+        result = _child("tui_bench.py", "history", str(scratch), chain["tip"], timeout=timeout + 60)
+    except (RuntimeError, subprocess.TimeoutExpired) as error:
+        result = {"error": str(error)[:300]}
+    if "error" in result:
+        missed(name, "s", "< 0.5 s", result["error"])
+        return
+    record(
+        name,
+        result["seconds"],
+        "s",
+        0.5,
+        note=f"pilot: H pressed on the run list until the tree of {result['runs']:,} runs is drawn",
+    )
+
+
+# --- the CLI --------------------------------------------------------------------------------
+
+
+def bench_tree_cli() -> None:
+    """`writeit tree` on the chain's tip: it must work at any depth."""
+    home, chain = scale.fixture("chain", SIZES)
+    name = f"`writeit tree` on a {chain['depth']:,}-deep fork chain"
+    env = {**os.environ, "WRITEIT_HOME": str(home), "COLUMNS": "120"}
+    start = time.perf_counter()
+    try:
+        out = subprocess.run(
+            [str(WRITEIT), "tree", chain["tip"], "-w", "chain"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+        )
+    except subprocess.TimeoutExpired:
+        missed(name, "s", "works at any depth", "no answer within 120 s")
+        return
+    seconds = time.perf_counter() - start
+    lines = out.stdout.splitlines()
+    if out.returncode or len(lines) < chain["depth"] + 1:
+        if out.returncode:
+            tail = (out.stderr.strip().splitlines() or ["no message"])[-1]
+            why = f"exit {out.returncode} after {seconds:.1f} s: {tail}"
+        else:
+            why = (
+                f"exit 0 in {seconds:.1f} s, but only {len(lines)} of {chain['depth'] + 1} "
+                "runs printed (at 120 columns)"
+            )
+        missed(name, "s", "works at any depth", why[:300])
+        return
+    visible = "yes" if chain["tip"][:8] in out.stdout else "no (cut at 120 columns)"
+    record(
+        name,
+        seconds,
+        "s",
+        2.0,
+        target_text="works (≤ 2 s)",
+        note=f"a fresh process; {len(lines):,} lines printed; the tip's id visible: {visible}",
+    )
+
+
+def bench_runs_cli() -> None:
+    """`writeit runs --status X`, `--pipeline X` and `workspace info` as runs pile up.
+
+    The filters ask for values only RARE runs have at every size, so the answer is the
+    same at 1,000 and 100,000 runs and only the work to find it can grow. Timed in
+    process through the CLI's own Typer app (warm: imports and the store's environment
+    paid once), so start-up (`writeit --help`, above) is not counted twice."""
+    from typer.testing import CliRunner
+
+    from writeit.cli import app
+
+    home, runs = scale.fixture("runs", SIZES)
+    runner = CliRunner()
+    env = {"WRITEIT_HOME": str(home)}
+    sizes = sorted(int(n) for n in runs["workspaces"])
+    commands = {
+        f"runs --status {runs['status']}": lambda ws: (
+            ["runs", "--status", runs["status"]] + ["-w", ws]
+        ),
+        f"runs --pipeline {runs['pipeline']}": lambda ws: (
+            ["runs", "--pipeline", runs["pipeline"]] + ["-w", ws]
+        ),
+        "workspace info": lambda ws: ["workspace", "info", ws],
+    }
+    for label, args in commands.items():
+        times: dict[int, float] = {}
+        for size in sizes:
+            argv = args(runs["workspaces"][str(size)])
+
+            def invoke(argv: list[str] = argv) -> None:
+                result = runner.invoke(app, argv, env=env)
+                if result.exit_code:
+                    raise RuntimeError(f"writeit {' '.join(argv)}: {result.output[-200:]}")
+
+            invoke()  # warm
+            times[size] = timed(invoke, 5, budget=3.0)
+        small, large = sizes[0], sizes[-1]
+        argv = args(runs["workspaces"][str(large)])
+        wall = timed(
+            lambda argv=argv: subprocess.run(
+                [str(WRITEIT), *argv], capture_output=True, env={**os.environ, **env}
+            ),
+            1,
+        )
+        record(
+            f"`writeit {label}` at {large:,} runs (warm, in process)",
+            times[large] * 1000,
+            "ms",
+            50,
+            times[small] * 1000,
+            note=f"baseline: the same at {small:,} runs (flat: ratio ~1x); as a fresh "
+            f"process at {large:,} runs: {wall:.2f} s",
+            target_text="< 50 ms, flat",
+        )
+
+
+# --- runs that grow -------------------------------------------------------------------------
+
+
+def _fresh_engine(workspace):
+    from writeit.engine import Engine
+    from writeit.models import UserPreferences
+
+    return Engine(workspace, preferences=UserPreferences(max_concurrent_pipelines=64))
+
+
+def bench_open_cycles() -> None:
+    """Opening a run (a fresh engine's `load`: what the TUI and the server do on first
+    sight) after 10, 100 and 1,000 feedback + regenerate cycles."""
+    from writeit.workspaces import get_workspace
+
+    home, cycles = scale.fixture("cycles", SIZES)
+    with scale.writeit_home(home):
+        workspace = get_workspace(cycles["workspace"])
+
+        def open_once(run_id: str) -> float:
+            engine = _fresh_engine(workspace)
+            start = time.perf_counter()
+            engine.load(run_id)
+            return time.perf_counter() - start
+
+        times = {}
+        for n in SIZES.cycles:
+            run = cycles["runs"][str(n)]
+            open_once(run["id"])  # warm: pages in, imports
+            samples = []
+            for _ in range(7):
+                samples.append(open_once(run["id"]))
+                if sum(samples) > 3:
+                    break
+            times[n] = statistics.median(samples)
+            record(
+                f"open a run with {n:,} feedback + regenerate cycles ({run['events']:,} events)",
+                times[n] * 1000,
+                "ms",
+                20,
+                note="a fresh Engine's load(run), median",
+            )
+    small, large = min(SIZES.cycles), max(SIZES.cycles)
+    record(
+        f"open: {large:,} cycles vs {small:,} cycles (about the same)",
+        times[large] / times[small],
+        "x",
+        2.0,
+        note="measured in this run; 'about the same' taken as within 2x",
+    )
+
+
+async def _engine_feedback(workspace, long_id: str) -> tuple[float, float]:
+    """give_feedback on a warm engine: on the long run and on a new run, alternately."""
+    from instant_model import prose
+
+    engine = _fresh_engine(workspace)
+    inputs = {"source_material": prose("feedback-new", 600)}
+    new = await engine.start_run("tech-article", inputs, models=scale.PROSE_MODELS)
+    new_id = (await engine.execute_step(new.pipeline_run_id)).pipeline_run_id
+    for run_id in (long_id, new_id):
+        await engine.give_feedback(run_id, "warm-up")
+    samples: dict[str, list[float]] = {long_id: [], new_id: []}
+    for i in range(7):
+        for run_id, bucket in samples.items():
+            start = time.perf_counter()
+            await engine.give_feedback(run_id, scale.feedback_text(900_000 + i))
+            bucket.append(time.perf_counter() - start)
+    return statistics.median(samples[long_id]), statistics.median(samples[new_id])
+
+
+def _server_feedback(server: Server, long_id: str) -> tuple[float, float, int]:
+    """POST /feedback through a real server: on the long run and on a new run."""
+    import httpx
+    from instant_model import prose
+
+    with httpx.Client(base_url=server.base, headers=server.headers, timeout=300) as http:
+        body = {
+            "pipeline": "tech-article",
+            "inputs": {"source_material": prose("server-new", 600)},
+            "models": scale.PROSE_MODELS,
+        }
+        new_id = http.post("/api/runs", json=body).raise_for_status().json()["pipeline_run_id"]
+        http.post(f"/api/runs/{new_id}/steps/angles/execute", json={}).raise_for_status()
+        while http.get(f"/api/runs/{new_id}").json()["streaming"]:
+            time.sleep(0.02)
+        for run_id in (long_id, new_id):  # warm: the server reads each run once
+            http.post(f"/api/runs/{run_id}/feedback", json={"feedback": "warm-up"})
+        samples: dict[str, list[float]] = {long_id: [], new_id: []}
+        size = 0
+        for i in range(7):
+            for run_id, bucket in samples.items():
+                text = scale.feedback_text(800_000 + i)
+                start = time.perf_counter()
+                answer = http.post(f"/api/runs/{run_id}/feedback", json={"feedback": text})
+                bucket.append(time.perf_counter() - start)
+                answer.raise_for_status()
+                size = max(size, len(answer.content))
+    return statistics.median(samples[long_id]), statistics.median(samples[new_id]), size
+
+
+def bench_feedback() -> None:
+    """One feedback on a run with 600 cycles vs on a new run, on a warm server."""
+    from writeit.workspaces import get_workspace
+
+    home, cycles = scale.fixture("cycles", SIZES)
+    scratch = scale.scratch_copy(home)
+    n = SIZES.feedback_cycles
+    long_id = cycles["runs"][str(n)]["id"]
+    with scale.writeit_home(scratch):
+        workspace = get_workspace(cycles["workspace"])
+    engine_long, engine_new = asyncio.run(_engine_feedback(workspace, long_id))
+    with Server(scratch, cycles["workspace"]) as server:
+        server_long, server_new, size = _server_feedback(server, long_id)
+    record(
+        f"server: one feedback on a run with {n:,} cycles vs a new run (warm)",
+        server_long * 1000,
+        "ms",
+        server_new * 1000 * 1.5,
+        server_new * 1000,
+        target_text="≤ 1.5x baseline",
+        note=f"baseline: the same POST on a new run, alternated, medians of 7; the answer "
+        f"is the run as JSON ({size / 1e6:.1f} MB); the engine alone (in process, warm): "
+        f"{engine_long * 1000:.1f} vs {engine_new * 1000:.1f} ms = "
+        f"{engine_long / engine_new:.1f}x",
+    )
+
+
+def bench_memory() -> None:
+    """RSS of one engine as runs accumulate (scale.py memory, a process of its own)."""
+    result = _child("scale.py", "memory")
+    record(
+        f"memory growth per run over {result['runs']} runs (one engine)",
+        result["per_run_kb"],
+        "KB",
+        30,
+        note=f"RSS {result['start_kb'] / 1024:.0f} MB after {SIZES.memory_warmup} warm-up "
+        f"runs, {result['end_kb'] / 1024:.0f} MB after {result['runs']} more (peak "
+        f"{result['peak_kb'] / 1024:.0f} MB, polled after every run); each run made by "
+        "autopilot with 2 prose models, read back, the run list asked",
+    )
+
+
+# --- the store ------------------------------------------------------------------------------
 
 
 def bench_store() -> None:
-    from writeit.config import get_pipeline
-    from writeit.events import Event, EventType, apply, new_run
-    from writeit.store import Store
+    """Listing and fork-chain reads on the scale fixtures (read only: used in place)."""
+    from writeit.workspaces import get_workspace
 
-    path = Path(tempfile.mkdtemp(prefix="writeit-bench-store-")) / "store"
-    store = Store(path)
-    pipeline = get_pipeline("tech-article").model_dump(mode="json")
-
-    def create(run_id: str):
-        event = Event(
-            seq=1,
-            type=EventType.RUN_CREATED,
-            run_id=run_id,
-            data={"pipeline": pipeline, "inputs": {"source_material": "notes"}},
-        )
-        run = new_run(event)
-        store.append(run, [event], 0)
-        return run
-
-    def extend(run, specs):
-        expected, events = run.last_seq, []
-        for kind, data in specs:
-            event = Event(seq=run.last_seq + 1, type=kind, run_id=run.pipeline_run_id, data=data)
-            apply(run, event)
-            events.append(event)
-        store.append(run, events, expected, index=True)
-
-    for i in range(10_000):
-        create(f"bulk-{i:05d}")
+    home, runs = scale.fixture("runs", SIZES)
+    largest = max(int(n) for n in runs["workspaces"])
+    with scale.writeit_home(home):
+        store = get_workspace(runs["workspaces"][str(largest)]).open_store()
+    store.recent(limit=50)
     list_time = timed(lambda: store.recent(limit=50), 9)
-    record("store: list 50 recent of 10,000 runs", list_time * 1000, "ms", 50)
+    record(f"store: list 50 recent of {largest:,} runs", list_time * 1000, "ms", 50)
 
-    big = create("big")
-    extend(
-        big,
-        [
-            (EventType.RUN_STARTED, {}),
-            (EventType.STEP_STARTED, {"step": "angles", "prompt": "p"}),
-            (EventType.RESPONSE_STARTED, {"step": "angles", "response_id": "r", "model": "m"}),
-        ],
+    home, chain = scale.fixture("chain", SIZES)
+    with scale.writeit_home(home):
+        store = get_workspace(chain["workspace"]).open_store()
+    tip, depth = chain["walk_tip"], chain["walk_depth"]
+    walk = timed(lambda: [store.summary(r) for r in store.ancestors(tip)], 9)
+    record(f"store: history walk of a {depth}-deep fork chain", walk * 1000, "ms", 20)
+    deep_open = timed(lambda: store.load(tip), 9)
+    record(
+        f"store: open the deepest of {depth} forks (folds its ancestors' events)",
+        deep_open * 1000,
+        "ms",
+        20,
+        note="the chain's links were made by Engine.fork, each with its own feedback",
     )
-    for _ in range(996):
-        extend(big, [(EventType.RESPONSE_PROGRESS, {"response_id": "r", "delta": "word " * 20})])
-    open_time = timed(lambda: store.load("big"), 9)
-    record("store: open a run of 1,000 events", open_time * 1000, "ms", 20)
 
-    # a 100-deep fork chain, each fork adding a little of its own
-    parent = create("chain-0")
-    extend(
-        parent,
-        [
-            (EventType.RUN_STARTED, {}),
-            (EventType.FEEDBACK_GIVEN, {"step": "angles", "feedback": "f"}),
-        ],
+
+def _text_bytes(run) -> tuple[int, list[str]]:
+    """What the writer and the models wrote: inputs, each step's prompt and feedback
+    (once), every response's text."""
+    texts = [*run.user_inputs.values()]
+    for step in run.steps.values():
+        texts += [step.prompt or "", step.user_feedback or ""]
+        texts += [r.raw_output for r in step.ai_responses]
+    texts = [t for t in texts if t]
+    return sum(len(t.encode()) for t in texts), texts
+
+
+def bench_disk() -> None:
+    """Bytes on disk per short 4-step run, and per byte of text, with prose models.
+
+    Used pages (LMDB's last page number times the page size, from `Store.env`) grow as
+    runs are stored; one run first, so the measured ones find a store in use."""
+    import zlib
+
+    from instant_model import prose
+
+    from writeit.workspaces import create_workspace
+
+    home = Path(tempfile.mkdtemp(prefix="writeit-bench-disk-"))
+    with scale.writeit_home(home):
+        engine = _fresh_engine(create_workspace("disk"))
+
+    def used() -> int:
+        info, stat = engine.store.env.info(), engine.store.env.stat()
+        return (info["last_pgno"] + 1) * stat["psize"]
+
+    async def one(i: int):
+        inputs = {"source_material": prose(f"disk-{i}", 600)}
+        run = await engine.start_run("tech-article", inputs, models=scale.PROSE_MODELS)
+        return await engine.autopilot(run.pipeline_run_id, "first")
+
+    asyncio.run(one(-1))
+    before = used()
+    text, texts = 0, []
+    for i in range(SIZES.disk_runs):
+        size, parts = _text_bytes(asyncio.run(one(i)))
+        text, texts = text + size, texts + parts
+    grown = used() - before
+    zlib_alone = sum(len(zlib.compress(t.encode(), 6)) for t in texts) / text
+    runs = SIZES.disk_runs
+    record(
+        f"disk per short 4-step run, 2 prose models ({runs} runs)",
+        grown / runs / 1024,
+        "KB",
+        30,
+        note=f"{text / runs / 1024:.0f} KB of text a run; used LMDB pages grown over {runs} runs",
     )
-    for depth in range(1, 101):
-        child = store.state_at(parent.pipeline_run_id, parent.last_seq)
-        fork = Event(
-            seq=parent.last_seq + 1,
-            type=EventType.RUN_FORKED,
-            run_id=f"chain-{depth}",
-            data={
-                "parent": parent.pipeline_run_id,
-                "branch_point": "angles",
-                "branch_seq": parent.last_seq,
-                "current_step": "angles",
-            },
-        )
-        apply(child, fork)
-        store.append(child, [fork], 0)
-        extend(child, [(EventType.FEEDBACK_GIVEN, {"step": "angles", "feedback": f"f{depth}"})])
-        parent = child
-    walk = timed(lambda: [store.summary(r) for r in store.ancestors("chain-100")], 9)
-    record("store: history walk of a 100-deep fork chain", walk * 1000, "ms", 20)
-    deep_open = timed(lambda: store.load("chain-100"), 9)
-    record("store: open the deepest fork (folds 100 ancestors' events)", deep_open * 1000, "ms", 20)
+    record(
+        f"store: bytes stored per text byte, prose ({runs} runs)",
+        grown / text,
+        "x",
+        1.5,
+        note=f"text: inputs, prompts, feedback, responses; zlib alone on each text: "
+        f"{zlib_alone:.2f}x",
+    )
+    shutil.rmtree(home, ignore_errors=True)
 
 
-def bench_bytes() -> None:
-    from writeit.store import Store
-
-    engine = _engine()
-    path = Path(tempfile.mkdtemp(prefix="writeit-bench-bytes-")) / "store"
-    engine.store = Store(path)
-
-    async def runs() -> int:
-        text = 0
-        for _ in range(20):
-            run = await engine.start_run(
-                "tech-article",
-                {"source_material": "notes " * 200},
-                models=["instant-a", "instant-b"],
-            )
-            run = await engine.autopilot(run.pipeline_run_id, "first")
-            text += sum(
-                len(r.raw_output.encode()) + len(r.prompt_used.encode())
-                for s in run.steps.values()
-                for r in s.ai_responses
-            )
-        return text
-
-    text_bytes = asyncio.run(runs())
-    stat = engine.store.env.stat()
-    info = engine.store.env.info()
-    used = (info["last_pgno"] + 1) * stat["psize"]
-    record("store: bytes stored per text byte (20 runs)", used / text_bytes, "x", 1.5)
+# --- the table ------------------------------------------------------------------------------
 
 
-def main() -> None:
-    import instant_model
-
-    instant_model.install()
-    for bench in (
-        bench_help,
-        bench_engine,
-        bench_streaming,
-        bench_websocket,
-        bench_tui,
-        bench_store,
-        bench_bytes,
-    ):
-        started = time.perf_counter()
-        bench()
-        print(f"  {bench.__name__} done in {time.perf_counter() - started:.1f}s", file=sys.stderr)
+def _print_table() -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -395,14 +726,56 @@ def main() -> None:
     for f in FIGURES:
         table.add_row(
             f.name,
-            f"{f.value:,.4g} {f.unit}",
-            f"{f.target:,.4g}",
-            "" if f.baseline is None else f"{f.baseline:,.4g}",
+            "failed" if f.value is None else f"{_num(f.value)} {f.unit}",
+            f.target_text,
+            "" if f.baseline is None else _num(f.baseline),
             "" if f.ratio is None else f"{f.ratio}x",
-            "[green]yes[/]" if f.meets_target else "[red]no[/]",
+            "[green]ok[/]" if f.meets_target else "[red]MISSED[/]",
         )
-    Console(width=max(Console().width, 150)).print(table)
+    console = Console(width=max(Console().width, 150))
+    console.print(table)
+    for f in FIGURES:
+        if f.note:
+            console.print(f"[dim]- {f.name}:[/] {f.note}", highlight=False)
+
+
+BENCHES = (
+    bench_help,
+    bench_engine,
+    bench_streaming,
+    bench_websocket,
+    bench_tui,
+    bench_store,
+    bench_open_cycles,
+    bench_feedback,
+    bench_history_tui,
+    bench_tree_cli,
+    bench_memory,
+    bench_runs_cli,
+    bench_disk,
+)
+
+
+def main() -> None:
+    import instant_model
+
+    instant_model.install()
+    only = set(os.environ.get("WRITEIT_BENCH_ONLY", "").split(",")) - {""}
+    began = time.perf_counter()
+    for bench in BENCHES:
+        if only and bench.__name__.removeprefix("bench_") not in only:
+            continue
+        started = time.perf_counter()
+        try:
+            bench()
+        except Exception as error:  # one broken figure must not hide the others
+            traceback.print_exc()
+            missed(bench.__name__, "", "", f"{type(error).__name__}: {error}"[:300])
+        print(f"  {bench.__name__} done in {time.perf_counter() - started:.1f}s", file=sys.stderr)
+    _print_table()
+    print(f"make bench: {time.perf_counter() - began:.0f} s", file=sys.stderr)
     (HERE / "results.json").write_text(json.dumps([asdict(f) for f in FIGURES], indent=2) + "\n")
+    scale.cleanup()
 
 
 if __name__ == "__main__":
