@@ -188,7 +188,9 @@ async def _full_run(engine) -> None:
     run = await engine.start_run(
         "tech-article", {"source_material": "notes " * 200}, models=["instant-a", "instant-b"]
     )
-    await engine.autopilot(run.pipeline_run_id, "first")
+    from writeit import autopilot
+
+    await autopilot.drive(engine, run.pipeline_run_id, "first")
 
 
 async def _direct_calls() -> None:
@@ -686,7 +688,9 @@ def bench_disk() -> None:
     async def one(i: int):
         inputs = {"source_material": prose(f"disk-{i}", 600)}
         run = await engine.start_run("tech-article", inputs, models=scale.PROSE_MODELS)
-        return await engine.autopilot(run.pipeline_run_id, "first")
+        from writeit import autopilot
+
+        return await autopilot.drive(engine, run.pipeline_run_id, "first")
 
     asyncio.run(one(-1))
     before = used()

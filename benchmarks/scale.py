@@ -405,7 +405,9 @@ async def _memory(sizes: Sizes) -> dict:
     async def one(i: int) -> None:
         inputs = {"source_material": prose(f"memory-{i}", 600)}
         run = await engine.start_run("tech-article", inputs, models=PROSE_MODELS)
-        run = await engine.autopilot(run.pipeline_run_id, "first")
+        from writeit import autopilot
+
+        run = await autopilot.drive(engine, run.pipeline_run_id, "first")
         engine.load(run.pipeline_run_id)
         engine.store.recent(limit=50)
 
