@@ -617,10 +617,12 @@ def bench_memory() -> None:
         result["per_run_kb"],
         "KB",
         30,
-        note=f"RSS {result['start_kb'] / 1024:.0f} MB after {SIZES.memory_warmup} warm-up "
-        f"runs, {result['end_kb'] / 1024:.0f} MB after {result['runs']} more (peak "
-        f"{result['peak_kb'] / 1024:.0f} MB, polled after every run); each run made by "
-        "autopilot with 2 prose models, read back, the run list asked",
+        note=f"anonymous RSS (the engine's own memory) {result['start_kb'] / 1024:.0f} MB "
+        f"after {SIZES.memory_warmup} warm-up runs, {result['end_kb'] / 1024:.0f} MB after "
+        f"{result['runs']} more (peak {result['peak_kb'] / 1024:.0f} MB, polled after every "
+        f"run); whole RSS grows {result['rss_per_run_kb']:.0f} KB a run, the rest being the "
+        "store's memory-mapped pages (page cache, growing with the store on disk); each run "
+        "made by autopilot with 2 prose models, read back, the run list asked",
     )
 
 

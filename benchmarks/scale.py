@@ -394,6 +394,16 @@ def rss_kb() -> float:
     return pages * os.sysconf("SC_PAGE_SIZE") / 1024
 
 
+def anon_kb() -> float:
+    """The process's own memory (RssAnon): RSS without the store's memory-mapped file
+    pages, which are the kernel's page cache (shared, dropped under pressure) and grow
+    with the store on disk, not with what the engine keeps."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("RssAnon:"):
+            return float(line.split()[1])
+    return rss_kb()
+
+
 async def _memory(sizes: Sizes) -> dict:
     """Runs made and completed one after another through one engine, each read back and
     the run list asked for, as a server does; RSS after a warm-up, then polled after
@@ -414,19 +424,20 @@ async def _memory(sizes: Sizes) -> dict:
     for i in range(sizes.memory_warmup):
         await one(i)
     gc.collect()
-    start = rss_kb()
+    start, start_rss = anon_kb(), rss_kb()
     samples = [start]
     began = time.perf_counter()
     for i in range(sizes.memory_runs):
         await one(sizes.memory_warmup + i)
-        samples.append(rss_kb())
+        samples.append(anon_kb())
     gc.collect()
-    end = rss_kb()
+    end, end_rss = anon_kb(), rss_kb()
     return {
         "runs": sizes.memory_runs,
         "start_kb": start,
         "end_kb": end,
         "peak_kb": max(samples),
+        "rss_per_run_kb": (end_rss - start_rss) / sizes.memory_runs,
         "per_run_kb": (end - start) / sizes.memory_runs,
         "seconds": time.perf_counter() - began,
     }

@@ -141,6 +141,7 @@ def _asked(summary: dict[str, Any] | None, events: list[Event], run: PipelineRun
     return sorted(known)
 
 
+_SNAPSHOT_RAW_OVER = 1 << 20  # a snapshot larger than this is stored uncompressed
 _SHARED_FIELDS = ("pipeline", "primer", "style_prompt")  # the same in most runs
 
 
@@ -198,12 +199,14 @@ def _pack(run: PipelineRun) -> bytes:
         for r in step.ai_responses
     ]
     head = json.dumps({"prompts": list(prompts), "order": order}).encode()
-    body = run.model_dump_json(exclude=_SHARED).encode()
-    return b"s" + zlib.compress(len(head).to_bytes(4, "big") + head + body, 1)
+    body = len(head).to_bytes(4, "big") + head + run.model_dump_json(exclude=_SHARED).encode()
+    if len(body) > _SNAPSHOT_RAW_OVER:
+        return b"S" + body  # inflating megabytes would cost more than parsing them
+    return b"s" + zlib.compress(body, 1)
 
 
 def _unpack(blob: bytes) -> PipelineRun:
-    raw = zlib.decompress(blob[1:])
+    raw = blob[1:] if blob[:1] == b"S" else zlib.decompress(blob[1:])
     size = int.from_bytes(raw[:4], "big")
     head = json.loads(raw[4 : 4 + size])
     run = PipelineRun.model_validate_json(raw[4 + size :])
