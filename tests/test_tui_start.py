@@ -14,6 +14,8 @@ import pytest
 from textual import events
 
 from writeit.tui.app import WriteItApp
+from writeit.tui.screens.export import ExportDialog
+from writeit.tui.screens.history import HistoryScreen
 from writeit.tui.screens.input_form import InputFormScreen
 from writeit.tui.screens.step_view import StepScreen
 
@@ -134,3 +136,148 @@ async def test_no_offline_banner_when_configured_models_are_usable(engine, opena
         note = form.query_one("#models-note")
         await until(pilot, lambda: "oai-ok" in str(note.render()), "the model list")
         assert not form.query_one("#offline-note").display
+
+
+# --- the export dialog, keyboard first --------------------------------------------------------
+
+
+async def open_export_from_the_list(pilot) -> ExportDialog:
+    """A run with a chosen candidate, its export dialog opened with E from the run list."""
+    app, engine = pilot.app, pilot.app.engine
+    run = await engine.start_run("tech-article", {"source_material": SNAP_SOURCE}, models=TWO)
+    await engine.execute_step(run.pipeline_run_id)
+    await engine.select(run.pipeline_run_id, 0)
+    await app.screen.reload()
+    await pilot.press("e")
+    await until(pilot, lambda: isinstance(app.screen, ExportDialog), "the export dialog")
+    dialog = app.screen
+    await until(pilot, lambda: dialog.run is not None, "the dialog to load")
+    return dialog
+
+
+def format_line(dialog: ExportDialog) -> str:
+    return str(dialog.query_one("#format").render())
+
+
+async def test_the_export_dialog_is_driven_by_keys(engine, scripted):
+    app = WriteItApp(engine=engine)
+    async with app.run_test(size=SIZE) as pilot:
+        dialog = await open_export_from_the_list(pilot)
+        assert dialog.focused is dialog.query_one("#format")
+        assert "(•) Markdown" in format_line(dialog) and "( ) JSON" in format_line(dialog)
+        await pilot.press("y")
+        assert dialog.format == "yaml" and "(•) YAML" in format_line(dialog)
+        assert "( ) Markdown" in format_line(dialog)
+        await pilot.press("left")
+        assert dialog.format == "md"
+        await pilot.press("3")
+        assert dialog.format == "json" and "(•) JSON" in format_line(dialog)
+        assert dialog.query_one("#path").value.endswith(".json")
+        await pilot.press("enter")
+        await until(pilot, lambda: dialog.saved is not None, "the export")
+        saved = json.loads(dialog.saved.read_text())
+        assert dialog.saved.parent == engine.workspace.exports
+        assert saved["metadata"]["run_id"] == dialog.run_id
+
+
+async def test_the_export_dialog_starts_from_the_preferred_format(engine, scripted):
+    engine.preferences.export_format = "json"
+    app = WriteItApp(engine=engine)
+    async with app.run_test(size=SIZE) as pilot:
+        dialog = await open_export_from_the_list(pilot)
+        assert dialog.format == "json"
+        assert "(•) JSON" in format_line(dialog) and "( ) Markdown" in format_line(dialog)
+        assert dialog.query_one("#path").value.endswith(".json")
+
+
+# --- 80x24 -----------------------------------------------------------------------------------
+
+SMALL = (80, 24)
+SNAP_SOURCE = "Our team moved 140 nightly cron jobs to Temporal in six weeks."
+
+
+async def quiet(pilot) -> None:
+    """No toasts and no blinking cursors in the picture."""
+    await pilot.pause()
+    pilot.app.clear_notifications()
+    for widget in pilot.app.screen.query("TextArea, Input"):
+        widget.cursor_blink = False
+    await pilot.pause()
+
+
+def still(app: WriteItApp) -> WriteItApp:
+    """No animations, so every capture is the same."""
+    app.animation_level = "none"
+    return app
+
+
+async def a_run_with_a_branch(engine) -> str:
+    """A run at its outline with a branch forked from its angles; returns the root id."""
+    run = await engine.start_run("tech-article", {"source_material": SNAP_SOURCE}, models=TWO)
+    root = run.pipeline_run_id
+    await engine.execute_step(root)
+    await engine.select(root, 0)
+    await engine.accept(root)
+    await engine.execute_step(root)
+    await engine.fork(root, "angles")
+    return root
+
+
+def footer_keys(app: WriteItApp) -> list[str]:
+    return [str(key.render()) for key in app.screen.query("FooterKey")]
+
+
+def test_snapshot_run_list_80x24(snap_compare, engine, scripted, tui_stable):
+    async def before(pilot):
+        await a_run_with_a_branch(engine)
+        await pilot.app.screen.reload()
+        pilot.app.screen.query_one("DataTable").move_cursor(row=0)
+        await quiet(pilot)
+        shown = " ".join(footer_keys(pilot.app))
+        assert "Quit" in shown and "palette" in shown
+
+    assert snap_compare(still(WriteItApp(engine=engine)), terminal_size=SMALL, run_before=before)
+
+
+def test_snapshot_input_form_80x24(snap_compare, engine, scripted, tui_stable):
+    app = WriteItApp(
+        engine=engine,
+        pipeline="tech-article",
+        inputs={"source_material": SNAP_SOURCE},
+        models=TWO,
+    )
+
+    async def before(pilot):
+        form = pilot.app.screen
+        await until(pilot, lambda: str(form.query_one("#models-note").render()).strip(), "note")
+        await quiet(pilot)
+        start = form.query_one("#start")
+        assert start.region.height and form.screen.region.contains_region(start.region)
+        shown = " ".join(footer_keys(pilot.app))
+        assert "Quit" in shown and "palette" in shown
+
+    assert snap_compare(still(app), terminal_size=SMALL, run_before=before)
+
+
+def test_snapshot_history_80x24(snap_compare, engine, scripted, tui_stable):
+    async def before(pilot):
+        app = pilot.app
+        root = await a_run_with_a_branch(engine)
+        await app.screen.reload()
+        app.screen.query_one("DataTable").move_cursor(
+            row=app.screen.query_one("DataTable").get_row_index(root)
+        )
+        await pilot.press("h")
+        await until(pilot, lambda: isinstance(app.screen, HistoryScreen), "history")
+        await until(pilot, lambda: app.screen.family is not None, "the tree")
+        await quiet(pilot)
+
+    assert snap_compare(still(WriteItApp(engine=engine)), terminal_size=SMALL, run_before=before)
+
+
+def test_snapshot_export_dialog_80x24(snap_compare, engine, scripted, tui_stable):
+    async def before(pilot):
+        await open_export_from_the_list(pilot)
+        await quiet(pilot)
+
+    assert snap_compare(still(WriteItApp(engine=engine)), terminal_size=SMALL, run_before=before)

@@ -58,6 +58,7 @@ class InputFormScreen(Screen[None]):
         # Q types a q here, so the footer names the key that quits from a text box too.
         Binding("ctrl+q", "app.quit", "Quit", priority=True),
     ]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (32, "-tall")]  # -short: smaller text boxes
 
     def __init__(
         self,
@@ -158,7 +159,8 @@ class InputFormScreen(Screen[None]):
             f"steps: {' → '.join(self.pipeline.step_names)}"
         )
         self.query_one("#offline-note").display = False
-        self.set_focus(self.query(".long-input, Input").first())
+        # Not scrolled to: the top of the form (and the offline note, if any) stays in view.
+        self.set_focus(self.query(".long-input, Input").first(), scroll_visible=False)
         self._release_keys()
         self.run_worker(self._fill_styles(), group="form", exit_on_error=False)
         self.run_worker(self._provider_note(), group="form", exit_on_error=False)
