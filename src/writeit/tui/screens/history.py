@@ -22,6 +22,7 @@ from writeit.models import PipelineRun, StepStatus
 from writeit.store import RunSummary
 from writeit.tui import format as fmt
 from writeit.tui import keys
+from writeit.tui.screens.run_list import STATUS_STYLE
 
 STEP_STYLE = {
     StepStatus.COMPLETED: "green",
@@ -29,9 +30,6 @@ STEP_STYLE = {
     StepStatus.RUNNING: "yellow",
     StepStatus.PENDING: "dim",
 }
-
-
-STATUS_COLOUR = {"completed": "green", "error": "red", "paused": "magenta"}
 
 
 @dataclass
@@ -70,7 +68,7 @@ def run_label(run: PipelineRun, *, here: bool, deleted: bool) -> Text:
     columns, a deep branch) cuts the end of a line, never the status."""
     status = run.status.value
     label = Text()
-    label.append(f"{fmt.STATUS_MARK.get(status, '')} {status}", STATUS_COLOUR.get(status, ""))
+    label.append(f"{fmt.STATUS_MARK.get(status, '')} {status}", STATUS_STYLE.get(status, ""))
     if run.parent_pipeline_run_id:
         label.append(f"  ↳ {fmt.short(run.pipeline_run_id)}", "bold")
         label.append(f" from {run.branch_point}", "italic")

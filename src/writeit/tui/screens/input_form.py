@@ -275,32 +275,37 @@ class InputFormScreen(Screen[None]):
         self.app.to_run_list()
 
     def action_start(self) -> None:
-        """Check the inputs now; the rest (models, then the engine) runs in a worker, since
-        a key binding's action is awaited by the app and would hold every other key."""
+        """Read and check the form now; the models and the engine are waited for in a
+        worker, since a key binding's action is awaited by the app and would hold every
+        other key meanwhile."""
         if self.pipeline is None or self._starting:
             return
         self._clear_errors()
         values = self._values()
         if not self._inputs_given(values):
             return
+        style_value = self.query_one("#style", Select).value
+        style = "" if style_value == Select.NULL else str(style_value)
         self._starting = True
-        self.run_worker(self._start(values), group="start", exit_on_error=False)
+        work = self._start(values, style, self._models())
+        self.run_worker(work, group="start", exit_on_error=False)
+
+    def _models(self) -> list[str]:
+        """The models typed in; none when they are the pipeline's own, so a run keeps
+        per-step models if the pipeline changes."""
+        assert self.pipeline is not None
+        models = parse_models(self.query_one("#models", Input).value)
+        return [] if models == uniform_models(self.pipeline) else models
 
     def _label_start(self, label: str) -> None:
         for button in self.query("#start").results(Button):  # gone once the run opened
             button.label = label
 
-    async def _start(self, values: dict[str, str]) -> None:
+    async def _start(self, values: dict[str, str], style: str, models: list[str]) -> None:
         assert self.pipeline is not None
+        steps = self.pipeline.steps
+        check = models or [m for s in steps for m in self.pipeline.models_for(s)]
         try:
-            models = parse_models(self.query_one("#models", Input).value)
-            style_value = self.query_one("#style", Select).value
-            style = "" if style_value == Select.NULL else str(style_value)
-            uniform = uniform_models(self.pipeline)
-            if uniform is not None and models == uniform:
-                models = []  # the pipeline's own: keeps per-step models if it changes
-            steps = self.pipeline.steps
-            check = models or [m for s in steps for m in self.pipeline.models_for(s)]
             if await self._models_usable(check):
                 await self._begin(values, style, models)
         finally:
