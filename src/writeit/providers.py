@@ -155,9 +155,20 @@ def key_hint(needs_key: str | None) -> str:
     return f"{hint} (or set {variable})" if variable else hint
 
 
-def has_real_provider() -> bool:
-    """Whether any model that needs a key has one, i.e. a real provider is configured."""
-    return any(m.needs_key and m.has_key for m in list_models())
+def reaches_real_provider(model: ModelInfo) -> bool:
+    """Whether a model writes with a real provider: one whose key is set, or one the writer
+    pointed at an endpoint of their own (extra-openai-models.yaml: a local server or a
+    proxy, with or without `api_key_name`) that is usable as configured. `llm` clears
+    `needs_key` for such models, so a key check alone would call them offline."""
+    if model.provider == "openai-compatible":
+        return model.usable
+    return bool(model.needs_key) and model.has_key
+
+
+def has_real_provider(models: list[ModelInfo] | None = None) -> bool:
+    """Whether a real provider is configured (among `models`, default: all of llm's), so
+    the offline model is not what runs fall back to."""
+    return any(reaches_real_provider(m) for m in (list_models() if models is None else models))
 
 
 @dataclass

@@ -1,6 +1,10 @@
 """The export dialog: format, history or not, a path (default in the workspace's exports
 folder), then a confirmation with the saved path and size.
 
+Keyboard first: focus starts on the format (the writer's `export_format` preference, else
+Markdown), M/Y/J or 1/2/3 (or ←/→) choose it, Enter exports. The chosen format is marked
+with "(•)" and bold type, so it reads without colour.
+
 When the path names an existing file the dialog says so: saving then picks a new name
 (name-2…) unless the writer ticks "Overwrite it", so an export is never lost by accident.
 """
@@ -12,12 +16,17 @@ import contextlib
 import os
 from pathlib import Path
 
+from rich.style import Style
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.reactive import reactive
 from textual.screen import ModalScreen
-from textual.widgets import Button, Checkbox, Input, Label, RadioButton, RadioSet, Static
+from textual.widget import Widget
+from textual.widgets import Button, Checkbox, Input, Label, Static
 
 from writeit import export
 from writeit.models import PipelineRun, PipelineStatus
@@ -25,6 +34,7 @@ from writeit.tui import format as fmt
 from writeit.tui import keys
 
 FORMATS = {"md": "Markdown", "yaml": "YAML", "json": "JSON"}
+FORMAT_KEYS = {"md": ("m", "1"), "yaml": ("y", "2"), "json": ("j", "3")}
 
 
 def _write(
@@ -39,9 +49,69 @@ def _write(
     return export.save(text, path, if_exists="overwrite" if overwrite else "rename")
 
 
+class FormatChoice(Widget, can_focus=True):
+    """The formats on one line, "(•) Markdown   ( ) YAML   ( ) JSON": the choice is marked
+    by the dot and bold type (reversed while focused), not by colour alone. ←/→ move it,
+    Enter asks to export, a click picks a format."""
+
+    BINDINGS = [
+        Binding("left", "step(-1)", "Previous format", show=False),
+        Binding("right", "step(1)", "Next format", show=False),
+        Binding("enter", "submit", "Export", show=False),
+    ]
+    value: reactive[str] = reactive("md")
+
+    class Changed(Message):
+        def __init__(self, value: str) -> None:
+            super().__init__()
+            self.value = value
+
+    class Submitted(Message):
+        """Enter on the format: export with it."""
+
+    def render(self) -> Text:
+        text = Text()
+        for key, name in FORMATS.items():
+            click = Style(meta={"@click": f"choose({key!r})"})
+            if key == self.value:
+                look = Style(bold=True, reverse=self.has_focus) + click
+                text.append(f"(•) {name}", look)
+            else:
+                text.append(f"( ) {name}", click)
+            text.append("   ")
+        return text
+
+    def watch_value(self, value: str) -> None:
+        self.post_message(self.Changed(value))
+
+    def on_focus(self) -> None:
+        self.refresh()
+
+    def on_blur(self) -> None:
+        self.refresh()
+
+    def action_choose(self, value: str) -> None:
+        self.value = value
+
+    def action_step(self, delta: int) -> None:
+        names = list(FORMATS)
+        self.value = names[(names.index(self.value) + delta) % len(names)]
+
+    def action_submit(self) -> None:
+        self.post_message(self.Submitted())
+
+
 class ExportDialog(ModalScreen[Path | None]):
     ACTION_IDS = ("save_export", "close")
-    BINDINGS = keys.bindings(*ACTION_IDS)
+    BINDINGS = [
+        *keys.bindings(*ACTION_IDS),
+        # Format keys: a focused path field types these letters instead.
+        *(
+            Binding(key, f"choose_format({name!r})", FORMATS[name], show=False)
+            for name, pair in FORMAT_KEYS.items()
+            for key in pair
+        ),
+    ]
 
     def __init__(self, run_id: str) -> None:
         super().__init__()
@@ -57,9 +127,7 @@ class ExportDialog(ModalScreen[Path | None]):
             yield Static("", id="export-note", classes="hint")
             with Horizontal(classes="row"):
                 yield Label("Format ", classes="row-label")
-                with RadioSet(id="format", compact=True):
-                    for key, name in FORMATS.items():
-                        yield RadioButton(name, id=f"fmt-{key}", compact=True)
+                yield FormatChoice(id="format")
             yield Checkbox("Include the history of every step", True, id="history", compact=True)
             yield Label("Save to", classes="field-label")
             yield Input("", id="path", compact=True)
@@ -72,6 +140,11 @@ class ExportDialog(ModalScreen[Path | None]):
             with Horizontal(classes="buttons"):
                 yield Button("Export (Ctrl+S)", variant="primary", id="save", compact=True)
                 yield Button("Close (Esc)", id="close", compact=True)
+            yield Static(
+                "M, Y, J or ←/→: format · Enter: export · Tab: next field · Esc: close",
+                id="export-keys",
+                classes="hint",
+            )
 
     async def on_mount(self) -> None:
         engine = self.app.engine
@@ -81,7 +154,7 @@ class ExportDialog(ModalScreen[Path | None]):
         # The writer's saved preference wins; otherwise the article as Markdown.
         if "export_format" in preferences.model_fields_set:
             self.format = preferences.export_format
-        self.query_one(f"#fmt-{self.format}", RadioButton).value = True
+        self.query_one(FormatChoice).value = self.format
         self.query_one("#export-title", Label).update(
             f"Export run {fmt.short(run.pipeline_run_id)} · {run.pipeline.name} · {run.status.value}"
         )
@@ -94,7 +167,7 @@ class ExportDialog(ModalScreen[Path | None]):
         self.query_one("#export-note", Static).update(note)
         self._set_default_path()
         self._show_existing()
-        self.query_one("#save", Button).focus()
+        self.query_one(FormatChoice).focus()
 
     def _set_default_path(self) -> None:
         assert self.run is not None
@@ -106,11 +179,19 @@ class ExportDialog(ModalScreen[Path | None]):
             path_input.value = default
         self._auto_path = default
 
-    @on(RadioSet.Changed, "#format")
-    def _format_changed(self, event: RadioSet.Changed) -> None:
-        self.format = (event.pressed.id or "fmt-md").removeprefix("fmt-")
+    @on(FormatChoice.Changed)
+    def _format_changed(self, event: FormatChoice.Changed) -> None:
+        self.format = event.value
         if self.run is not None:
             self._set_default_path()
+            self._show_existing()
+
+    def action_choose_format(self, name: str) -> None:
+        self.query_one(FormatChoice).value = name
+
+    @on(FormatChoice.Submitted)
+    def _format_submitted(self) -> None:
+        self.action_save_export()
 
     def _target(self) -> Path | None:
         raw = self.query_one("#path", Input).value.strip()

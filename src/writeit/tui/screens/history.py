@@ -22,6 +22,7 @@ from writeit.models import PipelineRun, StepStatus
 from writeit.store import RunSummary
 from writeit.tui import format as fmt
 from writeit.tui import keys
+from writeit.tui.screens.run_list import STATUS_STYLE
 
 STEP_STYLE = {
     StepStatus.COMPLETED: "green",
@@ -62,9 +63,29 @@ def read_family(store, run_id: str) -> Family:
     return Family(root, runs, summaries, children)
 
 
+def run_label(run: PipelineRun, *, here: bool, deleted: bool) -> Text:
+    """A run's line in the tree, status first as on the step lines: a narrow tree (80
+    columns, a deep branch) cuts the end of a line, never the status."""
+    status = run.status.value
+    label = Text()
+    label.append(f"{fmt.STATUS_MARK.get(status, '')} {status}", STATUS_STYLE.get(status, ""))
+    if run.parent_pipeline_run_id:
+        label.append(f"  ↳ {fmt.short(run.pipeline_run_id)}", "bold")
+        label.append(f" from {run.branch_point}", "italic")
+    else:
+        label.append(f"  run {fmt.short(run.pipeline_run_id)}", "bold")
+        label.append(f" {run.pipeline.name}")
+    if here:
+        label.append(" ◀ here", "bold reverse")
+    if deleted:
+        label.append(" (deleted)", "red")
+    return label
+
+
 class HistoryScreen(Screen[str | None]):
     ACTION_IDS = ("open_branch", "fork_here", "close")
     BINDINGS = keys.bindings(*ACTION_IDS)
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]  # -narrow: a wider tree
 
     def __init__(self, run_id: str) -> None:
         super().__init__()
@@ -78,7 +99,7 @@ class HistoryScreen(Screen[str | None]):
             with VerticalScroll(id="reader"):
                 yield Static("", id="reader-title")
                 yield Markdown("", id="reader-text")
-        yield Footer(compact=True, show_command_palette=False)
+        yield Footer(compact=True)
 
     async def on_mount(self) -> None:
         await self.reload()
@@ -116,20 +137,8 @@ class HistoryScreen(Screen[str | None]):
     def _add_run(self, parent: TreeNode, run_id: str) -> TreeNode:
         assert self.family is not None
         run = self.family.runs[run_id]
-        summary = self.family.summaries[run_id]
-        label = Text()
-        if run.parent_pipeline_run_id:
-            label.append(f"↳ {fmt.short(run_id)}", "bold")
-            label.append(f" from {run.branch_point}", "italic")
-        else:
-            label.append(f"run {fmt.short(run_id)}", "bold")
-            label.append(f" {run.pipeline.name}")
-        label.append(" · ")
-        label.append(run.status.value, "green" if run.status.value == "completed" else "yellow")
-        if summary.deleted:
-            label.append(" (deleted)", "red")
-        if run_id == self.run_id:
-            label.append(" ◀ here", "bold reverse")
+        deleted = self.family.summaries[run_id].deleted
+        label = run_label(run, here=run_id == self.run_id, deleted=deleted)
         node = parent.add(label, data=Node(run_id), expand=True)
         names = run.pipeline.step_names
         first = names.index(run.branch_point) if run.branch_point in names else 0

@@ -1,12 +1,19 @@
-"""The input form: the pipeline's inputs, a style primer and the models, then Start."""
+"""The input form: the pipeline's inputs, a style primer and the models, then Start.
+
+The form is often the first screen (`writeit run PIPELINE`), so it opens while the
+writer is already typing and while `llm` is still loading its plugins: keys that arrive
+before the form has focus are held and replayed into it, and Start waits for the model
+list rather than judging the models against a half-loaded `llm`.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import re
 
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, Label, Select, Static, TextArea
@@ -33,16 +40,25 @@ def _check_models(models: list[str]) -> None:
 
 
 def _provider_facts() -> tuple[bool, list[str]]:
+    """Whether a real provider is configured, and the usable model ids (one `llm` pass)."""
     from writeit import providers
 
     infos = providers.list_models()
     usable = [m.model_id for m in infos if m.usable]
-    return any(m.needs_key and m.has_key for m in infos), usable
+    return providers.has_real_provider(infos), usable
+
+
+START_LABEL = "Start (Ctrl+S)"
 
 
 class InputFormScreen(Screen[None]):
     ACTION_IDS = ("start", "cancel")
-    BINDINGS = keys.bindings(*ACTION_IDS)
+    BINDINGS = [
+        *keys.bindings(*ACTION_IDS),
+        # Q types a q here, so the footer names the key that quits from a text box too.
+        Binding("ctrl+q", "app.quit", "Quit", priority=True),
+    ]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (32, "-tall")]  # -short: smaller text boxes
 
     def __init__(
         self,
@@ -59,6 +75,8 @@ class InputFormScreen(Screen[None]):
         self.pipeline: PipelineConfiguration | None = None
         self.problem = ""
         self._starting = False
+        self._held_keys: list[events.Key] | None = []  # None once the form has focus
+        self._models_listed = asyncio.Event()  # set when the model list is in (or failed)
 
     def compose(self) -> ComposeResult:
         from writeit import config
@@ -72,7 +90,7 @@ class InputFormScreen(Screen[None]):
         with VerticalScroll(id="form"):
             if self.pipeline is None:
                 yield Static(self.problem, classes="error", markup=False)
-                yield Footer(compact=True, show_command_palette=False)
+                yield Footer(compact=True)
                 return
             yield Static("", id="offline-note", classes="notice")
             for spec in self.pipeline.inputs:
@@ -110,11 +128,12 @@ class InputFormScreen(Screen[None]):
             )
             yield Static("", id="error-models", classes="field-error")
             yield Static("", id="models-note", classes="field-help")
+        # Outside the scroll: Start and what it is doing stay in sight on a short terminal.
+        with Horizontal(classes="buttons", id="form-buttons"):
+            yield Button(START_LABEL, variant="primary", id="start", compact=True)
+            yield Button("Cancel (Esc)", id="cancel", compact=True)
             yield Static("", id="error-form", classes="field-error")
-            with Horizontal(classes="buttons"):
-                yield Button("Start (Ctrl+S)", variant="primary", id="start")
-                yield Button("Cancel (Esc)", id="cancel")
-        yield Footer(compact=True, show_command_palette=False)
+        yield Footer(compact=True)
 
     def _default_models_text(self) -> str:
         if self.given_models:
@@ -133,16 +152,36 @@ class InputFormScreen(Screen[None]):
         title = self.query_one("#form-title", Static)
         if self.pipeline is None:
             title.update(f"Cannot start [b]{self.pipeline_name}[/b]")
+            self._release_keys()
             return
         title.update(
             f"New [b]{self.pipeline.name}[/b] run  ·  {self.pipeline.description}  ·  "
             f"steps: {' → '.join(self.pipeline.step_names)}"
         )
         self.query_one("#offline-note").display = False
-        first = self.query(".long-input, Input").first()
-        first.focus()
+        # Not scrolled to: the top of the form (and the offline note, if any) stays in view.
+        self.set_focus(self.query(".long-input, Input").first(), scroll_visible=False)
+        self._release_keys()
         self.run_worker(self._fill_styles(), group="form", exit_on_error=False)
         self.run_worker(self._provider_note(), group="form", exit_on_error=False)
+
+    # --- keys typed before the form is ready ------------------------------------------------
+
+    def _forward_event(self, event: events.Event) -> None:
+        """The app hands a key to the screen itself only when nothing in it has focus: at
+        start-up, before the form is composed. Hold such keys instead of losing them."""
+        if isinstance(event, events.Key) and self._held_keys is not None:
+            self._held_keys.append(event)
+            return
+        super()._forward_event(event)
+
+    def _release_keys(self) -> None:
+        """Replay the held keys, in order, where the app would have sent them had the form
+        been ready: to the focused field (bindings still apply as the keys bubble up)."""
+        held, self._held_keys = self._held_keys or [], None
+        for key in held:
+            target = self.focused or self
+            target._forward_event(events.Key(key.key, key.character))
 
     async def _fill_styles(self) -> None:
         from writeit import config
@@ -163,6 +202,13 @@ class InputFormScreen(Screen[None]):
             select.value = wanted
 
     async def _provider_note(self) -> None:
+        """List the models once `llm` has loaded its plugins; Start waits for this."""
+        try:
+            await self._show_providers()
+        finally:
+            self._models_listed.set()
+
+    async def _show_providers(self) -> None:
         from writeit.providers import OFFLINE_MODEL
 
         try:
@@ -204,16 +250,22 @@ class InputFormScreen(Screen[None]):
         for error in self.query(".field-error"):
             assert isinstance(error, Static)
             error.update("")
-            error.remove_class("-shown")
+            error.remove_class("-shown", "-busy")
 
     def _error(self, where: str, message: str) -> None:
         error = self.query_one(f"#error-{where}", Static)
         error.update(message)
         error.set_class(bool(message), "-shown")
+        error.remove_class("-busy")
+
+    def _busy(self, message: str) -> None:
+        """What Start is doing now, next to the button (not styled as an error)."""
+        self._error("form", message)
+        self.query_one("#error-form").add_class("-busy")
 
     @on(Button.Pressed, "#start")
     def _start_pressed(self) -> None:
-        self.run_worker(self.action_start(), group="start", exit_on_error=False)
+        self.action_start()
 
     @on(Button.Pressed, "#cancel")
     def _cancel_pressed(self) -> None:
@@ -222,46 +274,80 @@ class InputFormScreen(Screen[None]):
     def action_cancel(self) -> None:
         self.app.to_run_list()
 
-    async def action_start(self) -> None:
+    def action_start(self) -> None:
+        """Read and check the form now; the models and the engine are waited for in a
+        worker, since a key binding's action is awaited by the app and would hold every
+        other key meanwhile."""
         if self.pipeline is None or self._starting:
             return
-        self._starting = True
-        try:
-            await self._start()
-        finally:
-            self._starting = False
-
-    async def _start(self) -> None:
-        assert self.pipeline is not None
         self._clear_errors()
         values = self._values()
-        missing = [
-            spec for spec in self.pipeline.inputs if spec.required and not values[spec.name].strip()
-        ]
+        if not self._inputs_given(values):
+            return
+        style_value = self.query_one("#style", Select).value
+        style = "" if style_value == Select.NULL else str(style_value)
+        self._starting = True
+        work = self._start(values, style, self._models())
+        self.run_worker(work, group="start", exit_on_error=False)
+
+    def _models(self) -> list[str]:
+        """The models typed in; none when they are the pipeline's own, so a run keeps
+        per-step models if the pipeline changes."""
+        assert self.pipeline is not None
+        models = parse_models(self.query_one("#models", Input).value)
+        return [] if models == uniform_models(self.pipeline) else models
+
+    def _label_start(self, label: str) -> None:
+        for button in self.query("#start").results(Button):  # gone once the run opened
+            button.label = label
+
+    async def _start(self, values: dict[str, str], style: str, models: list[str]) -> None:
+        assert self.pipeline is not None
+        steps = self.pipeline.steps
+        check = models or [m for s in steps for m in self.pipeline.models_for(s)]
+        try:
+            if await self._models_usable(check):
+                await self._begin(values, style, models)
+        finally:
+            self._starting = False
+            self._label_start(START_LABEL)
+
+    def _inputs_given(self, values: dict[str, str]) -> bool:
+        """Mark every required input left empty; focus the first."""
+        assert self.pipeline is not None
+        missing = [s for s in self.pipeline.inputs if s.required and not values[s.name].strip()]
         for spec in missing:
             self._error(spec.name, f"{spec.display_label} is required.")
         if missing:
             self.query_one(f"#input-{missing[0].name}").focus()
-            return
-        models = parse_models(self.query_one("#models", Input).value)
-        style_value = self.query_one("#style", Select).value
-        style = "" if style_value == Select.NULL else str(style_value)
-        uniform = uniform_models(self.pipeline)
-        if uniform is not None and models == uniform:
-            models = []  # the pipeline's own: keeps per-step models if the pipeline changes
-        check = models or [m for s in self.pipeline.steps for m in self.pipeline.models_for(s)]
-        self._error("form", "Checking the models…")
+        return not missing
+
+    async def _models_usable(self, models: list[str]) -> bool:
+        """Check the models once the model list is in. Until then `llm` may still be
+        registering its plugins' models (it loads them in another thread at start-up),
+        and a model the writer configured would be called unknown."""
+        self._label_start("Checking models…")
+        if not self._models_listed.is_set():
+            self._busy("Checking models… (waiting for the list of installed models)")
+            await self._models_listed.wait()
+        self._busy("Checking models…")
         try:
-            await asyncio.to_thread(_check_models, check)
+            await asyncio.to_thread(_check_models, models)
         except WriteItError as error:
             self._error("form", "")
             self._error("models", str(error))
             self.query_one("#models", Input).focus()
-            return
-        self._error("form", "Starting…")
-        engine = self.app.engine
+            return False
+        return True
+
+    async def _begin(self, values: dict[str, str], style: str, models: list[str]) -> None:
+        assert self.pipeline is not None
+        self._label_start("Starting…")
+        self._busy("Starting…")
         try:
-            run = await engine.start_run(self.pipeline_name, values, style=style, models=models)
+            run = await self.app.engine.start_run(
+                self.pipeline_name, values, style=style, models=models
+            )
         except WriteItError as error:
             message = str(error)
             self._error("form", message)

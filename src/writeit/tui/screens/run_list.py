@@ -44,7 +44,7 @@ class RunListScreen(Screen[None]):
             id="empty",
             classes="hint",
         )
-        yield Footer(compact=True, show_command_palette=False)
+        yield Footer(compact=True)
 
     COLUMNS = (
         ("Run", 10),
