@@ -2,6 +2,12 @@
 step it branched at, and every step; highlight a node to read it (read-only), O to
 switch to that run, F to fork a new branch from a step.
 
+A family is read from the runs' summaries, walked without recursion: thousands of
+forks deep costs what it shows. Runs' steps are shown at once for a small family, else
+for this run and its nearest ancestors, and for any other run when it is opened; a
+fork that is its parent's only branch is listed below it rather than indented, so a
+long chain reads as a list.
+
 Dismisses with the id of the run to show, or None.
 """
 
@@ -38,48 +44,75 @@ class Node:
     step: str | None = None
 
 
+EAGER = 64  # a family this small shows every run's steps at once
+
+
 @dataclass
 class Family:
-    """Everything the tree shows, read off the store in a thread."""
+    """Everything the tree shows, read off the store in a thread: every run's summary,
+    and the folded runs whose steps are shown (more are read as they are opened)."""
 
     root: str
     runs: dict[str, PipelineRun]
     summaries: dict[str, RunSummary]
     children: dict[str, list[str]]
 
+    @property
+    def deep(self) -> bool:
+        return len(self.summaries) > EAGER
+
 
 def read_family(store, run_id: str) -> Family:
-    root = store.ancestors(run_id)[0]
-    runs: dict[str, PipelineRun] = {}
+    lineage = store.ancestors(run_id)
+    root = lineage[0]
     summaries: dict[str, RunSummary] = {}
     children: dict[str, list[str]] = {}
     todo = [root]
     while todo:
         current = todo.pop()
-        runs[current] = store.load(current)
         summaries[current] = store.summary(current)
         children[current] = store.children(current)
         todo.extend(children[current])
+    shown = summaries if len(summaries) <= EAGER else lineage[-EAGER:]
+    runs = {rid: store.load(rid) for rid in shown}
     return Family(root, runs, summaries, children)
 
 
-def run_label(run: PipelineRun, *, here: bool, deleted: bool) -> Text:
+def run_label(summary: RunSummary, *, here: bool, deleted: bool) -> Text:
     """A run's line in the tree, status first as on the step lines: a narrow tree (80
     columns, a deep branch) cuts the end of a line, never the status."""
-    status = run.status.value
+    status = summary.status
     label = Text()
     label.append(f"{fmt.STATUS_MARK.get(status, '')} {status}", STATUS_STYLE.get(status, ""))
-    if run.parent_pipeline_run_id:
-        label.append(f"  ↳ {fmt.short(run.pipeline_run_id)}", "bold")
-        label.append(f" from {run.branch_point}", "italic")
+    if summary.parent:
+        label.append(f"  ↳ {fmt.short(summary.run_id)}", "bold")
+        label.append(f" from {summary.branch_point}", "italic")
     else:
-        label.append(f"  run {fmt.short(run.pipeline_run_id)}", "bold")
-        label.append(f" {run.pipeline.name}")
+        label.append(f"  run {fmt.short(summary.run_id)}", "bold")
+        label.append(f" {summary.pipeline}")
     if here:
         label.append(" ◀ here", "bold reverse")
     if deleted:
         label.append(" (deleted)", "red")
     return label
+
+
+def step_label(run: PipelineRun, name: str) -> Text:
+    step = run.steps[name]
+    text = Text()
+    text.append(f"{fmt.STATUS_MARK[step.status.value]} {name}", STEP_STYLE[step.status])
+    if step.user_selection is not None:
+        text.append(f"  {step.ai_responses[step.user_selection].model_name}", "")
+    elif step.merged_content is not None:
+        text.append("  merged", "")
+    elif step.candidates:
+        count = len(step.candidates)
+        text.append(f"  {count} candidate{'s' if count != 1 else ''}", "dim")
+    if step.user_feedback:
+        text.append("  ✎ feedback", "dim")
+    if name == run.current_step and run.status.value != "completed":
+        text.append("  ◀ at", "italic")
+    return text
 
 
 class HistoryScreen(Screen[str | None]):
@@ -91,6 +124,7 @@ class HistoryScreen(Screen[str | None]):
         super().__init__()
         self.run_id = run_id
         self.family: Family | None = None
+        self._run_nodes: dict[str, TreeNode] = {}  # run id -> its node
 
     def compose(self) -> ComposeResult:
         yield Static("", id="history-title", classes="screen-title")
@@ -110,65 +144,86 @@ class HistoryScreen(Screen[str | None]):
         tree = self.query_one(Tree)
         tree.clear()
         tree.show_root = False
-        current_node = self._add_run(tree.root, family.root)
+        self._run_nodes = {}
+        self._add_family(tree.root, family)
         tree.root.expand()
-        branches = len(family.runs)
+        branches = len(family.summaries)
         self.query_one("#history-title", Static).update(
             f"[b]History[/b]  ·  {branches} run{'s' if branches != 1 else ''} "
             "(the first and its branches)  ·  highlight a node to read it"
         )
         tree.focus()
-        target = self._find(tree.root, self.run_id) or current_node
+        target = self._target()
         if target is not None:
             self.call_after_refresh(tree.move_cursor, target)
 
-    def _find(self, node: TreeNode, run_id: str) -> TreeNode | None:
-        data = node.data
-        if isinstance(data, Node) and data.run_id == run_id and data.step is not None:
-            run = self.family.runs[run_id] if self.family else None
-            if run is not None and data.step == run.current_step:
-                return node
+    def _target(self) -> TreeNode | None:
+        """This run's current step, else this run's node."""
+        node = self._run_nodes.get(self.run_id)
+        run = self.family.runs.get(self.run_id) if self.family else None
+        if node is None or run is None:
+            return node
         for child in node.children:
-            found = self._find(child, run_id)
-            if found is not None:
-                return found
-        return None
+            data = child.data
+            if isinstance(data, Node) and data.step == run.current_step:
+                return child
+        return node
 
-    def _add_run(self, parent: TreeNode, run_id: str) -> TreeNode:
+    def _add_family(self, top: TreeNode, family: Family) -> None:
+        """Every run, parents before children, with a stack: no recursion limit."""
+        stack: list[tuple[TreeNode, str]] = [(top, family.root)]
+        while stack:
+            parent, run_id = stack.pop()
+            node, step_nodes = self._add_run(parent, run_id)
+            kids = family.children.get(run_id, [])
+            for child_id in reversed(kids):
+                if family.deep and len(kids) == 1:
+                    anchor = parent  # an only branch of a deep family: listed, not indented
+                else:
+                    anchor = step_nodes.get(family.summaries[child_id].branch_point or "", node)
+                stack.append((anchor, child_id))
+
+    def _add_run(self, parent: TreeNode, run_id: str) -> tuple[TreeNode, dict[str, TreeNode]]:
         assert self.family is not None
-        run = self.family.runs[run_id]
-        deleted = self.family.summaries[run_id].deleted
-        label = run_label(run, here=run_id == self.run_id, deleted=deleted)
-        node = parent.add(label, data=Node(run_id), expand=True)
+        summary = self.family.summaries[run_id]
+        label = run_label(summary, here=run_id == self.run_id, deleted=summary.deleted)
+        run = self.family.runs.get(run_id)
+        node = parent.add(label, data=Node(run_id), expand=run is not None)
+        self._run_nodes[run_id] = node
+        return node, self._add_steps(node, run) if run is not None else {}
+
+    def _add_steps(self, node: TreeNode, run: PipelineRun) -> dict[str, TreeNode]:
+        assert self.family is not None
+        run_id = run.pipeline_run_id
         names = run.pipeline.step_names
         first = names.index(run.branch_point) if run.branch_point in names else 0
-        step_nodes: dict[str, TreeNode] = {}
         children = self.family.children.get(run_id, [])
-        branch_points = {self.family.runs[c].branch_point for c in children}
-        for name in names[first:]:
-            step = run.steps[name]
-            text = Text()
-            text.append(f"{fmt.STATUS_MARK[step.status.value]} {name}", STEP_STYLE[step.status])
-            if step.user_selection is not None:
-                text.append(f"  {step.ai_responses[step.user_selection].model_name}", "")
-            elif step.merged_content is not None:
-                text.append("  merged", "")
-            elif step.candidates:
-                count = len(step.candidates)
-                text.append(f"  {count} candidate{'s' if count != 1 else ''}", "dim")
-            if step.user_feedback:
-                text.append("  ✎ feedback", "dim")
-            if name == run.current_step and run.status.value != "completed":
-                text.append("  ◀ at", "italic")
-            if name in branch_points:
-                step_nodes[name] = node.add(text, data=Node(run_id, name), expand=True)
+        branch_points = {self.family.summaries[c].branch_point for c in children}
+        step_nodes: dict[str, TreeNode] = {}
+        for position, name in enumerate(names[first:]):
+            text = step_label(run, name)
+            if name in branch_points and not self.family.deep:
+                step_nodes[name] = node.add(
+                    text, data=Node(run_id, name), expand=True, before=position
+                )
             else:
-                step_nodes[name] = node.add_leaf(text, data=Node(run_id, name))
-        for child_id in children:
-            child = self.family.runs[child_id]
-            anchor = step_nodes.get(child.branch_point or "", node)
-            self._add_run(anchor, child_id)
-        return node
+                step_nodes[name] = node.add_leaf(text, data=Node(run_id, name), before=position)
+        return step_nodes
+
+    @on(Tree.NodeExpanded)
+    async def _expanded(self, event: Tree.NodeExpanded) -> None:
+        """A run read only now: its steps come first under its node."""
+        data = event.node.data
+        if not isinstance(data, Node) or data.step is not None or self.family is None:
+            return
+        if data.run_id not in self.family.runs:
+            self._add_steps(event.node, await self._run(data.run_id))
+
+    async def _run(self, run_id: str) -> PipelineRun:
+        assert self.family is not None
+        if run_id not in self.family.runs:
+            self.family.runs[run_id] = await self.app.engine.fetch(run_id)
+        return self.family.runs[run_id]
 
     # --- reading -----------------------------------------------------------------------------
 
@@ -177,7 +232,7 @@ class HistoryScreen(Screen[str | None]):
         data = event.node.data
         if not isinstance(data, Node) or self.family is None:
             return
-        run = self.family.runs[data.run_id]
+        run = await self._run(data.run_id)
         title = self.query_one("#reader-title", Static)
         text = self.query_one("#reader-text", Markdown)
         if data.step is None:
