@@ -287,12 +287,19 @@ async def open_new_run(pilot, engine, models=TWO, source="Notes about Temporal")
     return run.pipeline_run_id
 
 
-async def test_selecting_while_streaming_is_a_notification_not_a_crash(engine, scripted):
+def notice(app) -> str:
+    """The step view's notice: what the writer can do now ("" while it mounts)."""
+    found = step_screen(app).query("#notice")
+    return str(found.first().render()) if found else ""
+
+
+async def test_a_finished_candidate_is_chosen_while_another_streams(engine, scripted):
     gate = scripted.Gate(after_chunks=2)
     scripted.script("scripted-a", gate=gate, chunk_size=8)
+    scripted.script("scripted-c", fail="quota exceeded")
     app = WriteItApp(engine=engine)
     async with app.run_test(size=SIZE) as pilot:
-        run_id = await open_new_run(pilot, engine)
+        run_id = await open_new_run(pilot, engine, models=[*TWO, "scripted-c"])
         await gate.wait_reached()
         screen = step_screen(app)
         await until(
@@ -303,23 +310,38 @@ async def test_selecting_while_streaming_is_a_notification_not_a_crash(engine, s
         streaming = next(p for p in screen.panes.values() if "-streaming" in p.classes)
         assert streaming.border_subtitle == "streaming…"
         assert streaming.shown == app.live_text[streaming.response_id]
+        # b done and c failed: one model writes, not three
+        await until(pilot, lambda: "1 of 3 writing (scripted-a)" in notice(app), "the notice")
+        assert "Choose a finished one now (2; the others stop)" in notice(app)
         await pilot.press("1")
-        await until(pilot, lambda: notified(app, "still generating"), "the Busy notification")
-        assert engine.store.load(run_id).steps["angles"].user_selection is None
-        await pilot.press("a")
+        await until(pilot, lambda: notified(app, "scripted-a response is streaming"), "refusal")
+        await pilot.press("2")
         await until(
             pilot,
-            lambda: sum("still generating" in n.message for n in app._notifications) == 2,
-            "the accept refusal",
-        )
-        gate.release()
-        await until(pilot, lambda: candidates_shown(app), "the candidates")
-        await pilot.press("1")
-        await until(
-            pilot,
-            lambda: engine.store.load(run_id).steps["angles"].user_selection == 0,
+            lambda: engine.store.load(run_id).steps["angles"].user_selection is not None,
             "the selection",
         )
+        step = engine.store.load(run_id).steps["angles"]
+        assert step.ai_responses[step.user_selection].model_name == "scripted-b"
+        stopped = step.candidates[0]
+        assert stopped.status == ResponseStatus.INTERRUPTED and len(stopped.raw_output) == 16
+        assert not engine.streaming(run_id)
+        await until(pilot, lambda: "✓ Chosen: candidate 2 scripted-b" in notice(app), "chosen")
+        assert "writing" not in notice(app)
+
+
+async def test_accept_goes_on_with_the_only_finished_candidate(engine, scripted):
+    scripted.script("scripted-b", fail="quota exceeded")
+    app = WriteItApp(engine=engine)
+    async with app.run_test(size=SIZE) as pilot:
+        run_id = await open_new_run(pilot, engine)
+        await until(pilot, lambda: "Only candidate 1 (scripted-a) finished" in notice(app), "hint")
+        assert "A goes on with it" in notice(app)
+        await pilot.press("a")
+        await until(pilot, lambda: engine.store.load(run_id).current_step == "outline", "outline")
+        angles = engine.store.load(run_id).steps["angles"]
+        assert angles.decision.how == "selected"
+        assert angles.decision.response_ids == [angles.candidates[0].response_id]
 
 
 async def test_dropped_updates_are_recovered_from_the_engine(engine, scripted):
@@ -362,6 +384,8 @@ async def test_quit_mid_stream_saves_the_text_and_reopening_resumes(engine, scri
     assert paused.status == PipelineStatus.PAUSED
     first = paused.steps["angles"].candidates[0]
     assert first.status == ResponseStatus.INTERRUPTED and len(first.raw_output) == 30
+    assert f"WriteIt run {run_id} (tech-article, paused at angles)" in app.farewell
+    assert f"writeit resume {run_id[:8]}" in app.farewell
 
     scripted.reset()
     again = WriteItApp(engine=engine, run_id=run_id)  # as `writeit resume RUN` opens it
@@ -370,17 +394,18 @@ async def test_quit_mid_stream_saves_the_text_and_reopening_resumes(engine, scri
         await until(
             pilot,
             lambda: (
-                len(candidates := engine.store.load(run_id).steps["angles"].candidates) == 3
-                and candidates[2].status == ResponseStatus.COMPLETED
+                engine.store.load(run_id).steps["angles"].candidates[0].status
+                == ResponseStatus.COMPLETED
             ),
             "the resumed run",
         )
         run = engine.store.load(run_id)
-        models = [r.model_name for r in run.steps["angles"].candidates]
-        assert models == ["scripted-a", "scripted-b", "scripted-a"]
-        assert run.steps["angles"].candidates[2].status == ResponseStatus.COMPLETED
-        await until(pilot, lambda: candidates_shown(again, 3), "three panes")
-        await pilot.press("3")
+        resumed = run.steps["angles"].candidates
+        assert [r.model_name for r in resumed] == ["scripted-a", "scripted-b"]  # in place
+        assert resumed[0].replaces == first.response_id
+        await until(pilot, lambda: candidates_shown(again, 2), "still two panes")
+        assert list(step_screen(again).panes) == [r.response_id for r in resumed]
+        await pilot.press("1")
         await until(
             pilot,
             lambda: engine.store.load(run_id).steps["angles"].status == StepStatus.COMPLETED,
@@ -398,26 +423,37 @@ async def test_a_failed_candidate_shows_the_provider_message_and_retries(engine,
         failed = list(screen.panes.values())[1]
         assert "-failed" in failed.classes
         status = str(failed.query_one(".candidate-status").render())
-        assert "quota exceeded for this key" in status and "Press T" in status
+        assert "quota exceeded for this key" in status and "T asks this model again" in status
         assert failed.query_one(".retry").display
         await pilot.press("2")
         await until(pilot, lambda: notified(app, "failed"), "the refusal")
-        scripted.reset()
-        await pilot.press("t")
-        await until(pilot, lambda: candidates_shown(app, 3), "the retried candidate")
-        run = engine.store.load(run_id)
-        assert [r.status for r in run.steps["angles"].candidates] == [
-            ResponseStatus.COMPLETED,
-            ResponseStatus.FAILED,
-            ResponseStatus.COMPLETED,
-        ]
+        first_failure = engine.load(run_id).steps["angles"].candidates[1]
+        await pilot.press("t")  # fails again: the new failure takes the old one's column
+        await until(
+            pilot,
+            lambda: (
+                engine.load(run_id).steps["angles"].candidates[1].replaces
+                == first_failure.response_id
+            ),
+            "the retried candidate",
+        )
+        await until(pilot, lambda: candidates_shown(app, 2), "still two panes")
+        retried = engine.load(run_id).steps["angles"].candidates[1]
+        assert retried.status == ResponseStatus.FAILED
+        assert list(screen.panes)[1] == retried.response_id
         # or ask another model in its place
+        scripted.reset()
         await pilot.click(".-failed #retry-other")
         await until(pilot, lambda: app.screen.query("#answer"), "the model question")
         await pilot.press(*"scripted-c", "enter")
-        await until(pilot, lambda: candidates_shown(app, 4), "the other model's candidate")
+        await until(
+            pilot,
+            lambda: engine.load(run_id).steps["angles"].candidates[1].model_name == "scripted-c",
+            "the other model's candidate",
+        )
+        await until(pilot, lambda: candidates_shown(app, 2), "two panes")
         run = engine.store.load(run_id)
-        assert run.steps["angles"].candidates[3].model_name == "scripted-c"
+        assert [r.status for r in run.steps["angles"].candidates] == [ResponseStatus.COMPLETED] * 2
 
 
 async def test_every_model_failing_is_shown_and_regenerate_recovers(engine, scripted):

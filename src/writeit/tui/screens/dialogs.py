@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -40,16 +43,23 @@ class ConfirmDialog(ModalScreen[bool]):
 
 
 class AskDialog(ModalScreen[str | None]):
-    """One line of text, e.g. the instruction for a guided regeneration."""
+    """One line of text, e.g. the instruction for a guided regeneration. `on_change`
+    hears the text as it is typed, so the caller can keep it as a draft."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
     def __init__(
-        self, title: str, detail: str = "", placeholder: str = "", value: str = ""
+        self,
+        title: str,
+        detail: str = "",
+        placeholder: str = "",
+        value: str = "",
+        on_change: Callable[[str], None] | None = None,
     ) -> None:
         super().__init__()
         self.title_text, self.detail = title, detail
         self.placeholder, self.value = placeholder, value
+        self.on_change = on_change
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
@@ -63,6 +73,11 @@ class AskDialog(ModalScreen[str | None]):
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self._done()
+
+    @on(Input.Changed, "#answer")
+    def _typed(self, event: Input.Changed) -> None:
+        if self.on_change is not None:
+            self.on_change(event.value)
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "ok":
