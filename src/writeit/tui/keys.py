@@ -310,11 +310,16 @@ def numbers(count: int, keymap: Mapping[str, str]) -> str:
     return "/".join(_Keys(keymap)[i] for i in ids)
 
 
+def parse(action: str) -> tuple[str, tuple]:
+    """ "select(3)" -> ("select", (3,)), as `check_action` receives it."""
+    name, _, rest = action.partition("(")
+    inside = rest.rstrip(")")
+    return name, ast.literal_eval(f"({inside},)") if inside else ()
+
+
 def action_for(key: str, ids: Iterable[str], keymap: Mapping[str, str]) -> tuple[str, tuple]:
     """The action (name, parameters) that `key` runs among `ids`, or ("", ())."""
     for action_id in ids:
         if key in keys_of(keymap.get(action_id, ACTIONS[action_id].key)):
-            name, _, rest = ACTIONS[action_id].action.partition("(")
-            params = ast.literal_eval(f"({rest.rstrip(')')},)") if rest.rstrip(")") else ()
-            return name, params
+            return parse(ACTIONS[action_id].action)
     return "", ()

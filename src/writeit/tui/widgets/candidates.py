@@ -110,10 +110,11 @@ class CandidateBoard(Container):
         pane = self.merged_pane
         assert pane is not None
         how = fmt.provenance(step)
-        title, _, sources = how.partition(" from ")
-        pane.selected = True
-        pane.label = title.replace(" (edited by hand)", ", edited")
         decision = step.decision
+        pane.selected = True
+        pane.label = how.partition(" from ")[0] + (
+            ", edited" if decision and decision.edited else ""
+        )
         instruction = decision.instruction if decision else None
         lines = [f"✓ chosen: {how}"]
         if instruction:
