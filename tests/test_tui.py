@@ -846,11 +846,7 @@ async def test_the_step_view_says_how_a_merged_text_came_about(engine, scripted)
 
 
 async def test_a_long_failure_in_a_third_of_120_columns_is_wrapped_whole(engine, scripted):
-    message = (
-        "the provider refused the request because the organisation has used its whole "
-        "monthly quota; raise the limit in the billing settings or wait for the next cycle"
-    )
-    scripted.script("scripted-b", fail=message)
+    scripted.script("scripted-b", fail=LONG_FAILURE)
     app = WriteItApp(engine=engine)
     async with app.run_test(size=SIZE) as pilot:
         await open_new_run(pilot, engine, models=[*TWO, "scripted-c"])
@@ -1238,6 +1234,10 @@ async def quiet(pilot) -> None:
 
 
 SNAP_SOURCE = "Our team moved 140 nightly cron jobs to Temporal in six weeks."
+LONG_FAILURE = (
+    "the provider refused the request because the organisation has used its whole "
+    "monthly quota; raise the limit in the billing settings or wait for the next cycle"
+)
 
 
 def underline_settled(app) -> bool:
@@ -1328,6 +1328,19 @@ def test_snapshot_step_view_80x24_in_tabs(snap_compare, engine, scripted, tui_st
         await quiet(pilot)
 
     assert snap_compare(still(WriteItApp(engine=engine)), terminal_size=(80, 24), run_before=before)
+
+
+def test_snapshot_step_view_a_failure_in_three_columns(snap_compare, engine, scripted, tui_stable):
+    script_replies(scripted, [ANGLES_A], [ANGLES_B])
+    scripted.script("scripted-c", fail=LONG_FAILURE)
+    three = ["scripted-a", "scripted-b", "scripted-c"]
+
+    async def before(pilot):
+        await settle_on_candidates(pilot, 3, models=three)
+        assert pilot.app.screen.mode == "side"
+        await quiet(pilot)
+
+    assert snap_compare(still(WriteItApp(engine=engine)), terminal_size=SIZE, run_before=before)
 
 
 def test_snapshot_merge_view(snap_compare, engine, scripted, tui_stable):

@@ -302,12 +302,15 @@ def hint(text: str, keymap: Mapping[str, str]) -> str:
     return _PLACE.sub(lambda m: found[m[1]] if m[1] in ACTIONS else m[0], text)
 
 
-def numbers(count: int, keymap: Mapping[str, str]) -> str:
-    """The keys that choose among `count` candidates: "1-3", or each remapped key."""
-    ids = [f"select_{n}" for n in range(1, min(count, 9) + 1)]
-    if not any(i in keymap for i in ids):
-        return "1" if count == 1 else f"1-{min(count, 9)}"
-    return "/".join(_Keys(keymap)[i] for i in ids)
+def numbers(chosen: list[int], keymap: Mapping[str, str]) -> str:
+    """The keys that choose these candidates: "1-3" for a run of defaults, else each
+    one's key ("1, 3", or the writer's remaps)."""
+    found = _Keys(keymap)
+    shown = [found[f"select_{n}"] for n in chosen if n <= 9]
+    run = chosen == list(range(1, len(chosen) + 1))
+    if run and len(chosen) > 1 and shown == [str(n) for n in chosen]:
+        return f"1-{len(chosen)}"
+    return ", ".join(shown)
 
 
 def parse(action: str) -> tuple[str, tuple]:

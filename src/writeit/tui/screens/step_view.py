@@ -267,7 +267,7 @@ class StepScreen(Screen[None]):
         text = f"● {len(writing)} of {len(candidates)} writing ({models})…  "
         finished = [n for n, r in enumerate(candidates, 1) if r.status == ResponseStatus.COMPLETED]
         if finished:
-            pick = ", ".join(keys.hint(f"{{select_{n}}}", self.app.keymap) for n in finished)
+            pick = keys.numbers(finished, self.app.keymap)
             return text + self._hint(
                 f"Choose a finished one now ({pick}; the others stop), or {{pause}} pauses "
                 "them with their text kept."
@@ -300,7 +300,7 @@ class StepScreen(Screen[None]):
                 f"Only candidate {number} ({response.model_name}) finished: {{accept}} goes on "
                 "with it. {feedback} leaves feedback first; {retry} asks the others again."
             )
-        numbers = keys.numbers(len(candidates), self.app.keymap)
+        numbers = keys.numbers([n for n, _ in finished], self.app.keymap)
         return self._hint(
             f"Choose a candidate with {numbers} or merge with {{merge}}, leave feedback with "
             "{feedback}, then {accept} to go on."
@@ -309,7 +309,9 @@ class StepScreen(Screen[None]):
     def _chosen_notice(self, run: PipelineRun) -> str:
         nxt = run.pipeline.next_step(run.current_step)
         goes = f"{{accept}} goes on to {nxt}" if nxt else "{accept} completes the article"
-        numbers = keys.numbers(len(run.current.candidates), self.app.keymap)
+        candidates = run.current.candidates
+        done = [n for n, r in enumerate(candidates, 1) if r.status == ResponseStatus.COMPLETED]
+        numbers = keys.numbers(done, self.app.keymap)
         how = fmt.provenance(run.current) or "a text"
         return self._hint(
             f"✓ Chosen: {how}. {goes}. Choosing again ({numbers}, {{merge}}) is safe: "
@@ -468,7 +470,8 @@ class StepScreen(Screen[None]):
             if run.parent_pipeline_run_id == old:
                 self.app.say(
                     f"New branch {fmt.short(run.pipeline_run_id)} from step {run.branch_point}: "
-                    f"run {fmt.short(old)} keeps the earlier choices (H shows both).",
+                    f"run {fmt.short(old)} keeps the earlier choices "
+                    + self._hint("({history} shows both)."),
                     title="Branched",
                 )
         self._stale = True
