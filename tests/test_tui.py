@@ -954,6 +954,27 @@ async def test_feedback_being_typed_is_kept_through_ctrl_q_and_comes_back(engine
     assert "Unsent" not in again.farewell
 
 
+async def test_feedback_left_with_esc_just_before_q_reaches_the_run(engine, scripted):
+    app = WriteItApp(engine=engine)
+    async with app.run_test(size=SIZE) as pilot:
+        run_id = await open_new_run(pilot, engine)
+        await until(pilot, lambda: candidates_shown(app), "candidates")
+        await pilot.press("c", *"Shorter, please", "escape", "q")
+    assert engine.store.load(run_id).steps["angles"].user_feedback == "Shorter, please"
+    assert engine.drafts(run_id) == {} and "Unsent" not in app.farewell
+
+
+async def test_merge_keys_that_cannot_act_yet_say_why(engine, scripted):
+    app = WriteItApp(engine=engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_new_run(pilot, engine)
+        await until(pilot, lambda: candidates_shown(app), "candidates")
+        await pilot.press("m")
+        await until(pilot, lambda: isinstance(app.screen, MergeScreen), "merge view")
+        await pilot.press("ctrl+f")
+        await until(pilot, lambda: notified(app, "Nothing to use yet: Ctrl+S merges"), "why")
+
+
 async def test_a_guide_instruction_left_unsent_comes_back_and_goes_once_used(engine, scripted):
     app = WriteItApp(engine=engine)
     async with app.run_test(size=SIZE) as pilot:

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from rich.text import Text
 from textual.app import App
 from textual.binding import Binding
+from textual.worker import Worker
 
 from writeit.engine import Busy, Engine
 from writeit.models import ResponseStatus, WriteItError
@@ -154,7 +155,7 @@ class WriteItApp(App[None]):
 
     def watch_theme(self, theme: str) -> None:
         """A theme chosen in the palette (Ctrl+P, "Change theme") is the writer's from now on."""
-        engine = self._engine
+        engine = getattr(self, "_engine", None)  # Textual sets a theme before __init__ ends
         if engine is None or engine.preferences.theme == theme:
             return
         engine.preferences.theme = theme
@@ -261,9 +262,9 @@ class WriteItApp(App[None]):
             )
         return None
 
-    def call(self, work: Awaitable[Any]) -> None:
+    def call(self, work: Awaitable[Any]) -> Worker[Any]:
         """Run an engine call in an app worker: it outlives the screen that asked for it."""
-        self.run_worker(work, group="engine", exit_on_error=False)
+        return self.run_worker(work, group="engine", exit_on_error=False)
 
     def say(self, message: str, **kwargs: Any) -> None:
         self.notify(message, markup=False, **kwargs)
@@ -293,9 +294,9 @@ class WriteItApp(App[None]):
         """Whatever is typed in any input is kept as a draft before the app goes."""
         try:
             for screen in self.screen_stack:
-                keep = getattr(screen, "keep_typing", None)
-                if keep is not None:
-                    await keep()
+                before_quit = getattr(screen, "before_quit", None)
+                if before_quit is not None:
+                    await before_quit()
             await self.drafts.flush()
         except Exception:  # quitting must always work
             log.exception("keeping the drafts failed")

@@ -74,6 +74,8 @@ class Drafts:
         key = (run_id, draft_name)
         if key in self._pending:
             return self._pending[key]
+        if key in self._stored:  # read or written already: the view asks on every refresh
+            return self._stored[key]
         try:
             text = self.app.engine.drafts(run_id).get(draft_name, "")
         except WriteItError:

@@ -10,9 +10,12 @@ import ast
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
+from textual import events
 from textual.binding import Binding
 from textual.keys import _character_to_key  # Textual's own normalisation ("?" -> question_mark)
+from textual.widgets import Input, TextArea
 
 
 @dataclass(frozen=True)
@@ -326,3 +329,24 @@ def action_for(key: str, ids: Iterable[str], keymap: Mapping[str, str]) -> tuple
         if key in keys_of(keymap.get(action_id, ACTIONS[action_id].key)):
             return parse(ACTIONS[action_id].action)
     return "", ()
+
+
+class SaysWhy:
+    """A screen mixin: a key whose action cannot act now says why (a notification)
+    instead of doing nothing. The screen's `why_not(action, parameters)` gives the
+    reason, or None when the action can act; `check_action` keeps the footer right."""
+
+    ACTION_IDS: tuple[str, ...] = ()
+
+    def why_not(self, action: str, parameters: tuple[object, ...] = ()) -> str | None:
+        return None
+
+    def on_key(self, event: events.Key) -> None:
+        screen: Any = self
+        if isinstance(screen.focused, (TextArea, Input)):
+            return  # the key types text there
+        name, params = action_for(event.key, self.ACTION_IDS, getattr(screen.app, "keymap", {}))
+        reason = self.why_not(name, params) if name else None
+        if reason:
+            event.stop()
+            screen.app.notify(reason, severity="warning", markup=False)

@@ -35,7 +35,7 @@ text, then **{merge_use}** uses it for this step.
 """
 
 
-class MergeScreen(Screen[str | None]):
+class MergeScreen(keys.SaysWhy, Screen[str | None]):
     ACTION_IDS = ("merge_ai", "merge_edit", "merge_use", "close")
     BINDINGS = keys.bindings(*ACTION_IDS)
 
@@ -152,11 +152,17 @@ class MergeScreen(Screen[str | None]):
         self.refresh_bindings()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("merge_ai", "merge_edit"):
-            return self.phase != "merging" or None
-        if action == "merge_use":
-            return self.phase == "edit" or None
-        return True
+        """Shown dimmed while it cannot act (the key then says why: `why_not`)."""
+        return None if self.why_not(action, parameters) else True
+
+    def why_not(self, action: str, parameters: tuple[object, ...] = ()) -> str | None:
+        if action in ("merge_ai", "merge_edit") and self.phase == "merging":
+            return "The AI merge is still writing; its text comes here."
+        if action == "merge_use" and self.phase != "edit":
+            return self._hint(
+                "Nothing to use yet: {merge_ai} merges with a model, {merge_edit} by hand."
+            )
+        return None
 
     def _ticked(self) -> list[str]:
         return list(self.query_one("#sources", SelectionList).selected)
@@ -327,7 +333,7 @@ class MergeScreen(Screen[str | None]):
             self.app.call(self.app.drafts.keep(*self._draft()))
         self.dismiss(self.result_run_id)
 
-    async def keep_typing(self) -> None:
+    async def before_quit(self) -> None:
         """Quitting: the editor's text is kept now."""
         if self.run is not None:
             await self.app.drafts.keep(*self._draft())

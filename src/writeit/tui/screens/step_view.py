@@ -16,7 +16,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable
 
-from textual import events, on
+from textual import on
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
 from textual.events import DescendantBlur
@@ -24,12 +24,12 @@ from textual.screen import Screen
 from textual.widgets import (
     Collapsible,
     Footer,
-    Input,
     Label,
     Static,
     TabbedContent,
     TextArea,
 )
+from textual.worker import Worker
 
 from writeit import providers
 from writeit.engine import check_model as engine_check_model
@@ -57,7 +57,7 @@ FOLLOW_SECONDS = 0.5  # how often the view looks for changes made by another pro
 STUCK = (ResponseStatus.FAILED, ResponseStatus.INTERRUPTED)
 
 
-class StepScreen(Screen[None]):
+class StepScreen(keys.SaysWhy, Screen[None]):
     # In footer order: what fits in 80 columns comes first.
     ACTION_IDS = (
         *(f"select_{n}" for n in range(1, 10)),
@@ -101,6 +101,7 @@ class StepScreen(Screen[None]):
         self._box_filled = ""  # what the box was filled with (given feedback or a draft)
         self._focused_once = False
         self._told_elsewhere = False
+        self._giving: Worker | None = None  # feedback on its way to the run (Esc, a blur)
 
     # --- layout ----------------------------------------------------------------------------
 
@@ -406,6 +407,14 @@ class StepScreen(Screen[None]):
         if self._box is not None:
             await self.app.drafts.keep(self._box[0], self._draft_name(self._box[1]))
 
+    async def before_quit(self) -> None:
+        """Feedback left with Esc just before Q reaches the run (one commit), rather than
+        staying a draft; then whatever is still typed is kept."""
+        giving = self._giving
+        if giving is not None and giving.is_running:
+            await giving.wait()
+        await self.keep_typing()
+
     async def save_feedback(self) -> None:
         """Give the box's text as feedback on the step it was typed for; its draft goes."""
         text = self._area.text.strip()
@@ -425,7 +434,7 @@ class StepScreen(Screen[None]):
 
     @on(DescendantBlur, "#feedback")
     def _feedback_blurred(self) -> None:
-        self._call(self.save_feedback())
+        self._giving = self.app.call(self.save_feedback())
 
     @on(FeedbackArea.Done)
     def _feedback_done(self) -> None:
@@ -555,16 +564,6 @@ class StepScreen(Screen[None]):
         if engine.streaming(run.pipeline_run_id) or engine.generating_elsewhere(run) is not None:
             return None
         return "Nothing is generating: there is nothing to pause."
-
-    def on_key(self, event: events.Key) -> None:
-        """A key bound here whose action cannot act now: say why rather than nothing."""
-        if isinstance(self.focused, (TextArea, Input)):
-            return
-        name, params = keys.action_for(event.key, self.ACTION_IDS, self.app.keymap)
-        reason = self.why_not(name, params) if name else None
-        if reason:
-            event.stop()
-            self.app.say(reason, severity="warning")
 
     # --- actions ---------------------------------------------------------------------------
 

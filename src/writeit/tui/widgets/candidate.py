@@ -107,7 +107,8 @@ class CandidatePane(Vertical):
             return "streaming…"
         parts = [fmt.tokens(response.tokens)] if response.tokens else []
         parts.append(fmt.seconds(response.processing_time))
-        parts.append(fmt.cost(response.cost) if self.priced else "price unknown")
+        if response.usage_stats is not None:  # a failure used nothing it was billed for
+            parts.append(fmt.cost(response.cost) if self.priced else "price unknown")
         if response.quality_score is not None:
             parts.append(f"q {response.quality_score:.2f}")
         return " · ".join(parts)
