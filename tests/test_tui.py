@@ -980,29 +980,39 @@ async def test_a_guide_instruction_left_unsent_comes_back_and_goes_once_used(eng
     async with app.run_test(size=SIZE) as pilot:
         run_id = await open_new_run(pilot, engine)
         await until(pilot, lambda: candidates_shown(app), "candidates")
-        await pilot.press("g", *"Make every title a question", "escape")
+        await pilot.press("g", *"Make every title a question", "ctrl+q")  # the dialog open
+    assert engine.drafts(run_id) == {"guide:angles": "Make every title a question"}
+    assert "Unsent a guide instruction for angles" in app.farewell
+
+    again = WriteItApp(engine=engine, run_id=run_id)
+    async with again.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: candidates_shown(again), "candidates")
+        await pilot.press("g")
+        await until(pilot, lambda: again.screen.query("#answer"), "the dialog")
+        assert again.screen.query_one("#answer").value == "Make every title a question"
+        await pilot.press(*", short", "escape")  # added to the restored text; kept on leaving
         await until(
             pilot,
-            lambda: engine.drafts(run_id) == {"guide:angles": "Make every title a question"},
+            lambda: engine.drafts(run_id) == {"guide:angles": "Make every title a question, short"},
             "the draft kept on leaving the dialog",
         )
         await pilot.press("g")
-        await until(pilot, lambda: app.screen.query("#answer"), "the dialog")
-        assert app.screen.query_one("#answer").value == "Make every title a question"
+        await until(pilot, lambda: again.screen.query("#answer"), "the dialog again")
         await pilot.press("enter")
         await until(
             pilot,
             lambda: (
-                engine.store.load(run_id).steps["angles"].guidance == "Make every title a question"
+                engine.store.load(run_id).steps["angles"].guidance
+                == "Make every title a question, short"
             ),
             "the guided attempt",
         )
         await until(pilot, lambda: engine.drafts(run_id) == {}, "the draft dropped")
         # the candidates show the instruction they were asked with
-        await until(pilot, lambda: candidates_shown(app), "the new candidates")
-        for pane in step_screen(app).panes.values():
+        await until(pilot, lambda: candidates_shown(again), "the new candidates")
+        for pane in step_screen(again).panes.values():
             status = str(pane.query_one(".candidate-status").render())
-            assert "Guide: Make every title a question" in status
+            assert "Guide: Make every title a question, short" in status
 
 
 async def test_a_hand_merge_being_typed_survives_quitting_and_is_dropped_once_used(

@@ -139,10 +139,10 @@ class MergeScreen(keys.SaysWhy, Screen[str | None]):
         )
 
     @on(TextArea.Changed, "#merge-editor")
-    def _typed(self, event: TextArea.Changed) -> None:
+    def _typed(self) -> None:
         if self.run is None or self.phase != "edit":
             return
-        text = event.text_area.text
+        text = self.query_one("#merge-editor", TextArea).text
         self.app.drafts.typed(*self._draft(), "" if text == self._seeded else text)
 
     def _update_buttons(self) -> None:
@@ -334,6 +334,7 @@ class MergeScreen(keys.SaysWhy, Screen[str | None]):
         self.dismiss(self.result_run_id)
 
     async def before_quit(self) -> None:
-        """Quitting: the editor's text is kept now."""
+        """Quitting: the editor's text, as it is now, is kept."""
         if self.run is not None:
+            self._typed()
             await self.app.drafts.keep(*self._draft())

@@ -394,17 +394,19 @@ class StepScreen(keys.SaysWhy, Screen[None]):
         return drafts.name("feedback", step)
 
     @on(TextArea.Changed, "#feedback")
-    def _feedback_typed(self, event: TextArea.Changed) -> None:
+    def _feedback_typed(self) -> None:
         if self._box is None or self.run is None:
             return
         run_id, step = self._box
         given = (self.run.steps[step].user_feedback or "") if run_id == self.run_id else ""
-        text = event.text_area.text
+        text = self._area.text
         self.app.drafts.typed(run_id, self._draft_name(step), "" if text.strip() == given else text)
 
     async def keep_typing(self) -> None:
-        """Write the box's draft now (leaving the box or the step, quitting)."""
+        """Write the box's draft now (leaving the box or the step, quitting): the box as it
+        is, whatever `Changed` messages are still on their way."""
         if self._box is not None:
+            self._feedback_typed()
             await self.app.drafts.keep(self._box[0], self._draft_name(self._box[1]))
 
     async def before_quit(self) -> None:
