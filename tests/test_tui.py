@@ -614,7 +614,7 @@ async def test_keys_are_remapped_from_preferences_and_the_help_lists_them(engine
         console = Console(width=100, record=True, file=io.StringIO())
         console.print(help_renderable(app.keymap, "Step view"))
         lines = console.export_text().splitlines()
-        accept = next(line for line in lines if "Accept the choice" in line)
+        accept = next(line for line in lines if "Go on to the next step with the choice" in line)
         assert accept.split()[0] == "X"
         assert any("keyboard_shortcuts" in line for line in lines)
         await pilot.press("escape")
@@ -631,11 +631,12 @@ async def test_the_command_palette_offers_the_step_actions(engine, scripted):
             pilot, lambda: engine.store.load(run_id).steps["angles"].user_selection == 0, "pick"
         )
         await pilot.press("ctrl+p")
-        await pilot.press(*"Accept the choice")
+        await pilot.press(*"Go on to the next step")
         await until(
             pilot,
             lambda: (
-                "Accept" in str(app.screen.query_one("CommandList").get_option_at_index(0).prompt)
+                "Go on to the next step"
+                in str(app.screen.query_one("CommandList").get_option_at_index(0).prompt)
             ),
             "the command",
         )

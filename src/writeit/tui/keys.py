@@ -57,7 +57,13 @@ _ALL = [
         )
         for n in range(1, 10)
     ),
-    Action("accept", "a", "accept", "Accept", "Accept the choice and go on to the next step"),
+    Action(
+        "accept",
+        "a",
+        "accept",
+        "Accept",
+        "Go on to the next step with the choice (or the only finished candidate)",
+    ),
     Action("feedback", "c", "feedback", "Feedback", "Write feedback for the next step"),
     Action(
         "leave",
