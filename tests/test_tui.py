@@ -1051,6 +1051,39 @@ async def test_a_hand_merge_being_typed_survives_quitting_and_is_dropped_once_us
         await until(pilot, lambda: engine.drafts(run_id) == {}, "the draft dropped")
 
 
+async def test_an_unsent_edit_of_an_ai_merge_is_recorded_as_such_once_used(engine, scripted):
+    scripted.script("scripted-a", replies=["angle A", "merged AB"])
+    scripted.script("scripted-b", replies=["angle B"])
+    app = WriteItApp(engine=engine)
+    async with app.run_test(size=SIZE) as pilot:
+        run_id = await open_new_run(pilot, engine)
+        await until(pilot, lambda: candidates_shown(app), "candidates")
+        await pilot.press("m")
+        await until(pilot, lambda: isinstance(app.screen, MergeScreen), "merge view")
+        merge = app.screen
+        await until(pilot, lambda: len(merge.query_one("#sources").selected) == 2, "sources")
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: merge.phase == "edit", "the AI merge")
+        await pilot.press("end", *", tightened")
+        await pilot.press("ctrl+q")
+    assert engine.drafts(run_id) == {"merge:angles": "merged AB, tightened"}
+
+    again = WriteItApp(engine=engine, run_id=run_id)
+    async with again.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(again.screen, StepScreen), "the step view")
+        await until(pilot, lambda: step_screen(again).merged_pane is not None, "the merge")
+        await pilot.press("m")
+        await until(pilot, lambda: isinstance(again.screen, MergeScreen), "merge view")
+        merge = again.screen
+        await until(pilot, lambda: merge.phase == "edit", "the editor, restored")
+        await pilot.press("ctrl+f")
+        await until(pilot, lambda: isinstance(again.screen, StepScreen), "the step view")
+        step = engine.store.load(run_id).steps["angles"]
+        assert step.output == "merged AB, tightened"
+        assert step.decision.how == "merged" and step.decision.edited
+        await until(pilot, lambda: engine.drafts(run_id) == {}, "the draft dropped")
+
+
 async def test_no_drafts_when_auto_save_is_off(engine, scripted):
     engine.preferences.auto_save_enabled = False
     app = WriteItApp(engine=engine)

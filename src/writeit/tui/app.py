@@ -286,9 +286,8 @@ class WriteItApp(App[None]):
             self.farewell = self._farewell()
         if self._subscription is not None:
             self._subscription.close()
-        self.exit(
-            message=Text(self.farewell) if self.farewell else None
-        )  # after the app: no markup
+        message = Text(self.farewell) if self.farewell else None  # printed as it is: no markup
+        self.exit(message=message)
 
     async def _keep_typing(self) -> None:
         """Whatever is typed in any input is kept as a draft before the app goes."""

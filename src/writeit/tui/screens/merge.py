@@ -130,8 +130,13 @@ class MergeScreen(keys.SaysWhy, Screen[str | None]):
             return
         decision = step.decision
         if decision is not None and decision.how == "merged" and decision.merge_response_id:
-            self.merged_text = step.merged_content
+            self.merged_text = step.merged_content or ""
             self.merge_response_id = decision.merge_response_id
+            pane = self.query_one(CandidatePane)
+            pane.show_text(self.merged_text)
+            pane.label = f"{fmt.provenance(step)}: chosen for this step"
+            pane.selected = True
+            pane.update_meta()
         self._edit(text, seeded=False)
         self.app.say(
             f"Your unsent merge text for {run.current_step} is back in the editor. "
