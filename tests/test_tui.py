@@ -384,7 +384,7 @@ async def test_quit_mid_stream_saves_the_text_and_reopening_resumes(engine, scri
     assert paused.status == PipelineStatus.PAUSED
     first = paused.steps["angles"].candidates[0]
     assert first.status == ResponseStatus.INTERRUPTED and len(first.raw_output) == 30
-    assert f"WriteIt run {run_id} (tech-article, paused at angles)" in app.farewell
+    assert f"WriteIt run {run_id} (tech-article) is at step angles (paused)" in app.farewell
     assert f"writeit resume {run_id[:8]}" in app.farewell
 
     scripted.reset()
@@ -974,6 +974,27 @@ async def test_merge_keys_that_cannot_act_yet_say_why(engine, scripted):
         await until(pilot, lambda: isinstance(app.screen, MergeScreen), "merge view")
         await pilot.press("ctrl+f")
         await until(pilot, lambda: notified(app, "Nothing to use yet: Ctrl+S merges"), "why")
+
+
+async def test_feedback_that_makes_a_branch_leaves_no_draft_behind(
+    engine, scripted, built_on_angles
+):
+    run = await engine.start_run("tech-article", {"source_material": "notes"}, models=TWO)
+    root = run.pipeline_run_id
+    await engine.execute_step(root)
+    await built_on_angles(root)  # angles chosen and built on: a change here branches
+    app = WriteItApp(engine=engine)
+    async with app.run_test(size=SIZE) as pilot:
+        app.open_run(root)
+        await until(pilot, lambda: candidates_shown(app), "the angles")
+        await pilot.press("c", *"Lead with the numbers", "escape")
+        await until(pilot, lambda: engine.store.children(root), "the branch")
+        (branch,) = engine.store.children(root)
+        await until(pilot, lambda: step_screen(app)._box == (branch, "angles"), "the box moved")
+        await pilot.press("q")
+    assert engine.load(branch).steps["angles"].user_feedback == "Lead with the numbers"
+    assert engine.drafts(root) == {} and engine.drafts(branch) == {}
+    assert "Unsent" not in app.farewell and f"writeit resume {branch[:8]}" in app.farewell
 
 
 async def test_a_guide_instruction_left_unsent_comes_back_and_goes_once_used(engine, scripted):

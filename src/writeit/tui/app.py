@@ -327,8 +327,8 @@ class WriteItApp(App[None]):
         except WriteItError:
             return []
         where = f" --workspace {self.workspace_name}" if self.workspace_name else ""
-        state = f"{run.status.value} at {run.current_step}"
         return [
-            f"WriteIt run {run_id} ({run.pipeline.name}, {state}).",
+            f"WriteIt run {run_id} ({run.pipeline.name}) is at step {run.current_step} "
+            f"({run.status.value}).",
             f"Continue it with: writeit resume {short(run_id)}{where}",
         ]

@@ -99,6 +99,7 @@ class StepScreen(keys.SaysWhy, Screen[None]):
         self._refreshing = False
         self._box: tuple[str, str] | None = None  # (run id, step) whose feedback the box holds
         self._box_filled = ""  # what the box was filled with (given feedback or a draft)
+        self._box_given = ""  # the feedback given from the box: its text is no draft
         self._focused_once = False
         self._told_elsewhere = False
         self._giving: Worker | None = None  # feedback on its way to the run (Esc, a blur)
@@ -380,7 +381,7 @@ class StepScreen(keys.SaysWhy, Screen[None]):
         given = run.current.user_feedback or ""
         draft = self.app.drafts.get(run.pipeline_run_id, self._draft_name(run.current_step))
         text = draft if draft.strip() and draft.strip() != given.strip() else given
-        self._box_filled = text
+        self._box_filled, self._box_given = text, given
         if area.text != text:
             area.text = text
         if restore_note and text != given:
@@ -395,12 +396,12 @@ class StepScreen(keys.SaysWhy, Screen[None]):
 
     @on(TextArea.Changed, "#feedback")
     def _feedback_typed(self) -> None:
-        if self._box is None or self.run is None:
+        if self._box is None:
             return
         run_id, step = self._box
-        given = (self.run.steps[step].user_feedback or "") if run_id == self.run_id else ""
         text = self._area.text
-        self.app.drafts.typed(run_id, self._draft_name(step), "" if text.strip() == given else text)
+        unsent = "" if text.strip() == self._box_given.strip() else text
+        self.app.drafts.typed(run_id, self._draft_name(step), unsent)
 
     async def keep_typing(self) -> None:
         """Write the box's draft now (leaving the box or the step, quitting): the box as it
@@ -429,8 +430,8 @@ class StepScreen(keys.SaysWhy, Screen[None]):
             return
         await self.keep_typing()  # kept until the feedback is in the run
         result = await self._do(self.app.engine.give_feedback(box[0], text), title="Feedback")
-        if result is not None:
-            self._box_filled = text
+        if result is not None:  # maybe on a new branch: the box follows at the next refresh
+            self._box_filled = self._box_given = text
             await self.app.drafts.given(box[0], name)
             self.app.say("Feedback saved: the next step's prompt receives it.")
 
