@@ -287,12 +287,19 @@ async def open_new_run(pilot, engine, models=TWO, source="Notes about Temporal")
     return run.pipeline_run_id
 
 
-async def test_selecting_while_streaming_is_a_notification_not_a_crash(engine, scripted):
+def notice(app) -> str:
+    """The step view's notice: what the writer can do now ("" while it mounts)."""
+    found = step_screen(app).query("#notice")
+    return str(found.first().render()) if found else ""
+
+
+async def test_a_finished_candidate_is_chosen_while_another_streams(engine, scripted):
     gate = scripted.Gate(after_chunks=2)
     scripted.script("scripted-a", gate=gate, chunk_size=8)
+    scripted.script("scripted-c", fail="quota exceeded")
     app = WriteItApp(engine=engine)
     async with app.run_test(size=SIZE) as pilot:
-        run_id = await open_new_run(pilot, engine)
+        run_id = await open_new_run(pilot, engine, models=[*TWO, "scripted-c"])
         await gate.wait_reached()
         screen = step_screen(app)
         await until(
@@ -303,23 +310,38 @@ async def test_selecting_while_streaming_is_a_notification_not_a_crash(engine, s
         streaming = next(p for p in screen.panes.values() if "-streaming" in p.classes)
         assert streaming.border_subtitle == "streaming…"
         assert streaming.shown == app.live_text[streaming.response_id]
+        # b done and c failed: one model writes, not three
+        await until(pilot, lambda: "1 of 3 writing (scripted-a)" in notice(app), "the notice")
+        assert "Choose a finished one now (2; the others stop)" in notice(app)
         await pilot.press("1")
-        await until(pilot, lambda: notified(app, "still generating"), "the Busy notification")
-        assert engine.store.load(run_id).steps["angles"].user_selection is None
-        await pilot.press("a")
+        await until(pilot, lambda: notified(app, "scripted-a response is streaming"), "refusal")
+        await pilot.press("2")
         await until(
             pilot,
-            lambda: sum("still generating" in n.message for n in app._notifications) == 2,
-            "the accept refusal",
-        )
-        gate.release()
-        await until(pilot, lambda: candidates_shown(app), "the candidates")
-        await pilot.press("1")
-        await until(
-            pilot,
-            lambda: engine.store.load(run_id).steps["angles"].user_selection == 0,
+            lambda: engine.store.load(run_id).steps["angles"].user_selection is not None,
             "the selection",
         )
+        step = engine.store.load(run_id).steps["angles"]
+        assert step.ai_responses[step.user_selection].model_name == "scripted-b"
+        stopped = step.candidates[0]
+        assert stopped.status == ResponseStatus.INTERRUPTED and len(stopped.raw_output) == 16
+        assert not engine.streaming(run_id)
+        await until(pilot, lambda: "✓ Chosen: candidate 2 scripted-b" in notice(app), "chosen")
+        assert "writing" not in notice(app)
+
+
+async def test_accept_goes_on_with_the_only_finished_candidate(engine, scripted):
+    scripted.script("scripted-b", fail="quota exceeded")
+    app = WriteItApp(engine=engine)
+    async with app.run_test(size=SIZE) as pilot:
+        run_id = await open_new_run(pilot, engine)
+        await until(pilot, lambda: "Only candidate 1 (scripted-a) finished" in notice(app), "hint")
+        assert "A goes on with it" in notice(app)
+        await pilot.press("a")
+        await until(pilot, lambda: engine.store.load(run_id).current_step == "outline", "outline")
+        angles = engine.store.load(run_id).steps["angles"]
+        assert angles.decision.how == "selected"
+        assert angles.decision.response_ids == [angles.candidates[0].response_id]
 
 
 async def test_dropped_updates_are_recovered_from_the_engine(engine, scripted):
@@ -362,6 +384,8 @@ async def test_quit_mid_stream_saves_the_text_and_reopening_resumes(engine, scri
     assert paused.status == PipelineStatus.PAUSED
     first = paused.steps["angles"].candidates[0]
     assert first.status == ResponseStatus.INTERRUPTED and len(first.raw_output) == 30
+    assert f"WriteIt run {run_id} (tech-article) is at step angles (paused)" in app.farewell
+    assert f"writeit resume {run_id[:8]}" in app.farewell
 
     scripted.reset()
     again = WriteItApp(engine=engine, run_id=run_id)  # as `writeit resume RUN` opens it
@@ -370,17 +394,18 @@ async def test_quit_mid_stream_saves_the_text_and_reopening_resumes(engine, scri
         await until(
             pilot,
             lambda: (
-                len(candidates := engine.store.load(run_id).steps["angles"].candidates) == 3
-                and candidates[2].status == ResponseStatus.COMPLETED
+                engine.store.load(run_id).steps["angles"].candidates[0].status
+                == ResponseStatus.COMPLETED
             ),
             "the resumed run",
         )
         run = engine.store.load(run_id)
-        models = [r.model_name for r in run.steps["angles"].candidates]
-        assert models == ["scripted-a", "scripted-b", "scripted-a"]
-        assert run.steps["angles"].candidates[2].status == ResponseStatus.COMPLETED
-        await until(pilot, lambda: candidates_shown(again, 3), "three panes")
-        await pilot.press("3")
+        resumed = run.steps["angles"].candidates
+        assert [r.model_name for r in resumed] == ["scripted-a", "scripted-b"]  # in place
+        assert resumed[0].replaces == first.response_id
+        await until(pilot, lambda: candidates_shown(again, 2), "still two panes")
+        assert list(step_screen(again).panes) == [r.response_id for r in resumed]
+        await pilot.press("1")
         await until(
             pilot,
             lambda: engine.store.load(run_id).steps["angles"].status == StepStatus.COMPLETED,
@@ -398,26 +423,37 @@ async def test_a_failed_candidate_shows_the_provider_message_and_retries(engine,
         failed = list(screen.panes.values())[1]
         assert "-failed" in failed.classes
         status = str(failed.query_one(".candidate-status").render())
-        assert "quota exceeded for this key" in status and "Press T" in status
+        assert "quota exceeded for this key" in status and "T asks this model again" in status
         assert failed.query_one(".retry").display
         await pilot.press("2")
         await until(pilot, lambda: notified(app, "failed"), "the refusal")
-        scripted.reset()
-        await pilot.press("t")
-        await until(pilot, lambda: candidates_shown(app, 3), "the retried candidate")
-        run = engine.store.load(run_id)
-        assert [r.status for r in run.steps["angles"].candidates] == [
-            ResponseStatus.COMPLETED,
-            ResponseStatus.FAILED,
-            ResponseStatus.COMPLETED,
-        ]
+        first_failure = engine.load(run_id).steps["angles"].candidates[1]
+        await pilot.press("t")  # fails again: the new failure takes the old one's column
+        await until(
+            pilot,
+            lambda: (
+                engine.load(run_id).steps["angles"].candidates[1].replaces
+                == first_failure.response_id
+            ),
+            "the retried candidate",
+        )
+        await until(pilot, lambda: candidates_shown(app, 2), "still two panes")
+        retried = engine.load(run_id).steps["angles"].candidates[1]
+        assert retried.status == ResponseStatus.FAILED
+        assert list(screen.panes)[1] == retried.response_id
         # or ask another model in its place
+        scripted.reset()
         await pilot.click(".-failed #retry-other")
         await until(pilot, lambda: app.screen.query("#answer"), "the model question")
         await pilot.press(*"scripted-c", "enter")
-        await until(pilot, lambda: candidates_shown(app, 4), "the other model's candidate")
+        await until(
+            pilot,
+            lambda: engine.load(run_id).steps["angles"].candidates[1].model_name == "scripted-c",
+            "the other model's candidate",
+        )
+        await until(pilot, lambda: candidates_shown(app, 2), "two panes")
         run = engine.store.load(run_id)
-        assert run.steps["angles"].candidates[3].model_name == "scripted-c"
+        assert [r.status for r in run.steps["angles"].candidates] == [ResponseStatus.COMPLETED] * 2
 
 
 async def test_every_model_failing_is_shown_and_regenerate_recovers(engine, scripted):
@@ -578,7 +614,7 @@ async def test_keys_are_remapped_from_preferences_and_the_help_lists_them(engine
         console = Console(width=100, record=True, file=io.StringIO())
         console.print(help_renderable(app.keymap, "Step view"))
         lines = console.export_text().splitlines()
-        accept = next(line for line in lines if "Accept the choice" in line)
+        accept = next(line for line in lines if "Go on to the next step with the choice" in line)
         assert accept.split()[0] == "X"
         assert any("keyboard_shortcuts" in line for line in lines)
         await pilot.press("escape")
@@ -595,11 +631,12 @@ async def test_the_command_palette_offers_the_step_actions(engine, scripted):
             pilot, lambda: engine.store.load(run_id).steps["angles"].user_selection == 0, "pick"
         )
         await pilot.press("ctrl+p")
-        await pilot.press(*"Accept the choice")
+        await pilot.press(*"Go on to the next step")
         await until(
             pilot,
             lambda: (
-                "Accept" in str(app.screen.query_one("CommandList").get_option_at_index(0).prompt)
+                "Go on to the next step"
+                in str(app.screen.query_one("CommandList").get_option_at_index(0).prompt)
             ),
             "the command",
         )
@@ -632,6 +669,452 @@ async def test_six_candidates_go_into_tabs(engine, scripted):
             chosen.ai_responses[chosen.user_selection].response_id
             == chosen.candidates[5].response_id
         )
+
+
+async def test_pause_stops_the_streams_and_resume_keeps_the_columns(engine, scripted):
+    def gated():
+        gate = scripted.Gate(after_chunks=2)
+        scripted.script("scripted-a", gate=gate, chunk_size=8)
+        return gate
+
+    gate = gated()
+    app = WriteItApp(engine=engine)
+    async with app.run_test(size=SIZE) as pilot:
+        run_id = await open_new_run(pilot, engine)
+        screen = step_screen(app)
+        for attempt in range(2):  # a pause, a resume, a pause again
+            if attempt:
+                gate = gated()
+                await pilot.press("u")
+            await gate.wait_reached()
+            await until(pilot, lambda: "1 of 2 writing" in notice(app), "writing")
+            assert "s" in screen.active_bindings  # in the footer while something streams
+            await pilot.press("s")
+            await until(
+                pilot, lambda: engine.store.load(run_id).status == PipelineStatus.PAUSED, "paused"
+            )
+            stopped = engine.store.load(run_id).steps["angles"].candidates[0]
+            assert stopped.status == ResponseStatus.INTERRUPTED and stopped.raw_output
+            await until(pilot, lambda: notice(app).startswith("‖ Paused"), "the paused notice")
+            assert "s" not in screen.active_bindings
+            assert len(screen.panes) == 2
+        await pilot.press("s")  # nothing to pause now: says so
+        await until(pilot, lambda: notified(app, "Nothing is generating"), "the reason")
+        scripted.reset()
+        await pilot.press("u")
+        await until(
+            pilot,
+            lambda: (
+                engine.store.load(run_id).steps["angles"].candidates[0].status
+                == ResponseStatus.COMPLETED
+            ),
+            "the resumed candidate",
+        )
+        await until(pilot, lambda: candidates_shown(app, 2), "still two panes")
+        step = engine.store.load(run_id).steps["angles"]
+        assert len(step.ai_responses) == 4 and len(screen.panes) == 2  # three asks of a, one b
+
+
+async def test_keys_that_cannot_act_say_why_and_the_palette_offers_real_candidates(
+    engine, scripted
+):
+    app = WriteItApp(engine=engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_new_run(pilot, engine)
+        await until(pilot, lambda: candidates_shown(app), "candidates")
+        for key, reason in (
+            ("right_square_bracket", "Every candidate fits side by side"),
+            ("t", "No failed or stopped candidate to retry"),
+            ("u", "Nothing to resume"),
+            ("5", "There is no candidate 5: this step has 2"),
+            ("s", "Nothing is generating"),
+        ):
+            await pilot.press(key)
+            await until(pilot, lambda r=reason: notified(app, r), reason)
+        await pilot.press("ctrl+p")
+        await pilot.press(*"Select candidate")
+        palette = app.screen.query_one("CommandList")
+        await until(pilot, lambda: palette.option_count >= 2, "the commands")
+        await pilot.pause()
+        offered = [str(palette.get_option_at_index(i).prompt) for i in range(palette.option_count)]
+        assert any("Select candidate 2" in o for o in offered)
+        assert not any(f"Select candidate {n}" in o for o in offered for n in range(3, 10))
+
+
+async def test_a_remap_onto_a_key_in_use_is_refused_and_hints_follow_remaps(engine, scripted):
+    engine.preferences.keyboard_shortcuts = {"merge": "r", "accept": "x", "feedback": "w"}
+    app = WriteItApp(engine=engine)
+    async with app.run_test(size=SIZE) as pilot:
+        assert notified(app, "keyboard_shortcuts.merge = r is not used")
+        assert notified(app, "R is already Regen (regenerate) in the step view")
+        assert app.keymap == {"accept": "x", "feedback": "w"}
+        run_id = await open_new_run(pilot, engine)
+        await until(pilot, lambda: candidates_shown(app), "candidates")
+        assert "merge with M, leave feedback with W, then X to go on" in notice(app)
+        label = str(step_screen(app).query_one("#feedback-label").render())
+        assert "W to write" in label
+        await pilot.press("r")  # still Regenerate, not Merge
+        await until(
+            pilot, lambda: engine.store.load(run_id).steps["angles"].attempt == 2, "attempt 2"
+        )
+        assert not isinstance(app.screen, MergeScreen)
+
+
+async def test_a_theme_chosen_in_the_palette_is_saved(engine, scripted):
+    from writeit.workspaces import load_preferences
+
+    app = WriteItApp(engine=engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+p", *"theme")
+        palette = app.screen.query_one("CommandList")
+        await until(pilot, lambda: palette.option_count >= 1, "the theme command")
+        await pilot.press("enter")
+        await until(
+            pilot, lambda: "themes" in str(app.screen.query_one("Input").placeholder), "list"
+        )
+        await pilot.press(*"nord")
+        await until(pilot, lambda: app.screen.query_one("CommandList").option_count >= 1, "nord")
+        await pilot.press("enter")
+        await until(pilot, lambda: app.theme == "nord", "the theme")
+        await until(pilot, lambda: load_preferences().theme == "nord", "the saved preference")
+        assert engine.preferences.theme == "nord"
+
+
+async def test_copy_a_candidate_or_the_article_and_maximise_one(engine, scripted):
+    app = WriteItApp(engine=engine)
+    async with app.run_test(size=SIZE) as pilot:
+        run_id = await open_new_run(pilot, engine)
+        await until(pilot, lambda: candidates_shown(app), "candidates")
+        screen = step_screen(app)
+        first, second = engine.load(run_id).steps["angles"].candidates
+        await pilot.press("y")
+        assert app.clipboard == first.raw_output
+        await pilot.press("tab")  # the second pane
+        await pilot.press("y")
+        assert app.clipboard == second.raw_output
+        await pilot.press("ctrl+y")
+        await until(pilot, lambda: notified(app, "No article yet"), "nothing to copy")
+        await pilot.press("2")
+        await until(pilot, lambda: engine.load(run_id).current.output is not None, "the choice")
+        await pilot.press("1")  # the clipboard keeps the chosen text, not the focused one
+        await until(pilot, lambda: engine.load(run_id).current.user_selection == 0, "again")
+        await pilot.press("ctrl+y")
+        assert app.clipboard == engine.load(run_id).final_text == first.processed_content
+        await pilot.press("z")
+        assert screen.maximized is screen.panes[second.response_id]
+        await pilot.press("z")
+        assert screen.maximized is None
+
+
+async def test_a_model_with_no_price_shows_price_unknown_not_zero(engine, scripted):
+    engine.preferences.pricing = {"scripted-a": {"input": 0.001, "output": 0.002}}
+    app = WriteItApp(engine=engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_new_run(pilot, engine)
+        await until(pilot, lambda: candidates_shown(app), "candidates")
+        a, b = step_screen(app).panes.values()
+        assert "$0.00" in a.border_subtitle and "price unknown" not in a.border_subtitle
+        assert "price unknown" in b.border_subtitle and "$" not in b.border_subtitle
+        header = str(step_screen(app).query_one("#step-header").render())
+        assert "+ unknown" in header
+
+
+async def test_the_step_view_says_how_a_merged_text_came_about(engine, scripted):
+    scripted.script("scripted-a", replies=["angle A", "merged AB"])
+    scripted.script("scripted-b", replies=["angle B"])
+    app = WriteItApp(engine=engine)
+    async with app.run_test(size=SIZE) as pilot:
+        run_id = await open_new_run(pilot, engine)
+        await until(pilot, lambda: candidates_shown(app), "candidates")
+        await pilot.press("m")
+        await until(pilot, lambda: isinstance(app.screen, MergeScreen), "merge view")
+        merge = app.screen
+        await until(pilot, lambda: len(merge.query_one("#sources").selected) == 2, "sources")
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: merge.phase == "edit", "the AI merge")
+        editor = merge.query_one("#merge-editor")
+        editor.text = "merged AB, tightened by hand"
+        await pilot.press("ctrl+f")
+        await until(pilot, lambda: isinstance(app.screen, StepScreen), "the step view")
+        decision = engine.load(run_id).steps["angles"].decision
+        assert decision.how == "merged" and decision.edited
+        how = "merged by scripted-a from 1 scripted-a, 2 scripted-b (edited by hand)"
+        await until(pilot, lambda: how in notice(app), "the notice")
+        screen = step_screen(app)
+        await until(pilot, lambda: screen.merged_pane is not None, "the merged pane")
+        assert screen.merged_pane.border_title == "merged by scripted-a, edited"
+        assert how in str(screen.merged_pane.query_one(".candidate-status").render())
+
+
+async def test_a_long_failure_in_a_third_of_120_columns_is_wrapped_whole(engine, scripted):
+    scripted.script("scripted-b", fail=LONG_FAILURE)
+    app = WriteItApp(engine=engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_new_run(pilot, engine, models=[*TWO, "scripted-c"])
+        await until(pilot, lambda: candidates_shown(app, 3), "candidates")
+        failed = list(step_screen(app).panes.values())[1]
+        status = failed.query_one(".candidate-status")
+        await pilot.pause()
+        width = status.content_region.width
+        needed = status.get_content_height(status.container_size, app.size, width)
+        assert width < 40 and needed > 4
+        assert status.content_region.height >= needed  # every line on screen
+
+
+async def test_after_back_and_a_branch_switch_the_header_bar_and_panes_agree(engine, scripted):
+    app = WriteItApp(engine=engine)
+
+    def agree(run_id: str, step: str) -> bool:
+        screen = step_screen(app)
+        if screen.run is None or screen.run.pipeline_run_id != run_id or screen._stale:
+            return False
+        header = screen.query_one("#step-header").render()
+        current = [
+            header.plain[s.start : s.end] for s in header.spans if "underline" in str(s.style)
+        ]
+        later = [
+            header.plain[s.start : s.end] for s in header.spans if str(s.style).startswith("yellow")
+        ]
+        ids = [r.response_id for r in engine.load(run_id).steps[step].candidates]
+        return (
+            f"Step {screen.run.step_index + 1}/4: {step}" in header.plain
+            and current == [f"▸ ✓ {step}"]
+            and not later  # no later step looks like the one being worked on
+            and list(screen.panes) == ids
+        )
+
+    async with app.run_test(size=SIZE) as pilot:
+        root = await open_new_run(pilot, engine)
+        await until(pilot, lambda: candidates_shown(app), "angles")
+        await pilot.press("1", "a")
+        await until(pilot, lambda: engine.load(root).current_step == "outline", "outline")
+        await until(pilot, lambda: candidates_shown(app), "outline candidates")
+        await pilot.press("b")
+        await until(pilot, lambda: agree(root, "angles"), "the view back at angles")
+        await pilot.press("2")
+        await until(pilot, lambda: engine.store.children(root), "a branch")
+        (branch,) = engine.store.children(root)
+        await until(pilot, lambda: agree(branch, "angles"), "the view on the branch")
+        await pilot.press("h")
+        await until(pilot, lambda: isinstance(app.screen, HistoryScreen), "history")
+        history = app.screen
+        await until(pilot, lambda: history.family is not None, "the tree")
+        tree = history.query_one("#family")
+        node = next(n for n in tree_nodes(tree.root) if n.data and n.data.run_id == root)
+        tree.move_cursor(node)
+        await pilot.press("o")
+        await until(pilot, lambda: agree(root, "angles"), "the view on the first run")
+
+
+# --- typed text survives: drafts ------------------------------------------------------------
+
+
+def feedback_box(app):
+    return step_screen(app).query_one("#feedback")
+
+
+async def test_feedback_being_typed_is_kept_through_ctrl_q_and_comes_back(engine, scripted):
+    app = WriteItApp(engine=engine)
+    async with app.run_test(size=SIZE) as pilot:
+        run_id = await open_new_run(pilot, engine)
+        await until(pilot, lambda: candidates_shown(app), "candidates")
+        await pilot.press("c", *"Lead with the numbers")
+        # kept a moment after the typing stops, while the box still has the focus (a
+        # crash or a closed terminal now loses nothing)
+        await until(
+            pilot,
+            lambda: engine.drafts(run_id) == {"feedback:angles": "Lead with the numbers"},
+            "the draft",
+        )
+        assert feedback_box(app).has_focus
+        assert engine.store.load(run_id).steps["angles"].user_feedback is None  # not given
+        await pilot.press(*", please")
+        await pilot.press("ctrl+q")  # at once, before the idle delay
+    assert engine.drafts(run_id) == {"feedback:angles": "Lead with the numbers, please"}
+    assert f"writeit resume {run_id[:8]}" in app.farewell
+    assert "Unsent feedback for angles in run" in app.farewell and "kept as a draft" in app.farewell
+
+    again = WriteItApp(engine=engine, run_id=run_id)
+    async with again.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(again.screen, StepScreen), "the step view")
+        await until(
+            pilot, lambda: feedback_box(again).text == "Lead with the numbers, please", "restored"
+        )
+        assert notified(again, "unsent feedback for angles is back in the box")
+        await pilot.press("c", "escape")  # given: the draft goes
+        await until(
+            pilot,
+            lambda: (
+                engine.store.load(run_id).steps["angles"].user_feedback
+                == "Lead with the numbers, please"
+                and engine.drafts(run_id) == {}
+            ),
+            "the feedback given and its draft dropped",
+        )
+        await pilot.press("q")
+    assert "Unsent" not in again.farewell
+
+
+async def test_feedback_left_with_esc_just_before_q_reaches_the_run(engine, scripted):
+    app = WriteItApp(engine=engine)
+    async with app.run_test(size=SIZE) as pilot:
+        run_id = await open_new_run(pilot, engine)
+        await until(pilot, lambda: candidates_shown(app), "candidates")
+        await pilot.press("c", *"Shorter, please", "escape", "q")
+    assert engine.store.load(run_id).steps["angles"].user_feedback == "Shorter, please"
+    assert engine.drafts(run_id) == {} and "Unsent" not in app.farewell
+
+
+async def test_merge_keys_that_cannot_act_yet_say_why(engine, scripted):
+    app = WriteItApp(engine=engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_new_run(pilot, engine)
+        await until(pilot, lambda: candidates_shown(app), "candidates")
+        await pilot.press("m")
+        await until(pilot, lambda: isinstance(app.screen, MergeScreen), "merge view")
+        await pilot.press("ctrl+f")
+        await until(pilot, lambda: notified(app, "Nothing to use yet: Ctrl+S merges"), "why")
+
+
+async def test_feedback_that_makes_a_branch_leaves_no_draft_behind(
+    engine, scripted, built_on_angles
+):
+    run = await engine.start_run("tech-article", {"source_material": "notes"}, models=TWO)
+    root = run.pipeline_run_id
+    await engine.execute_step(root)
+    await built_on_angles(root)  # angles chosen and built on: a change here branches
+    app = WriteItApp(engine=engine)
+    async with app.run_test(size=SIZE) as pilot:
+        app.open_run(root)
+        await until(pilot, lambda: candidates_shown(app), "the angles")
+        await pilot.press("c", *"Lead with the numbers", "escape")
+        await until(pilot, lambda: engine.store.children(root), "the branch")
+        (branch,) = engine.store.children(root)
+        await until(pilot, lambda: step_screen(app)._box == (branch, "angles"), "the box moved")
+        await pilot.press("q")
+    assert engine.load(branch).steps["angles"].user_feedback == "Lead with the numbers"
+    assert engine.drafts(root) == {} and engine.drafts(branch) == {}
+    assert "Unsent" not in app.farewell and f"writeit resume {branch[:8]}" in app.farewell
+
+
+async def test_a_guide_instruction_left_unsent_comes_back_and_goes_once_used(engine, scripted):
+    app = WriteItApp(engine=engine)
+    async with app.run_test(size=SIZE) as pilot:
+        run_id = await open_new_run(pilot, engine)
+        await until(pilot, lambda: candidates_shown(app), "candidates")
+        await pilot.press("g", *"Make every title a question", "ctrl+q")  # the dialog open
+    assert engine.drafts(run_id) == {"guide:angles": "Make every title a question"}
+    assert "Unsent a guide instruction for angles" in app.farewell
+
+    again = WriteItApp(engine=engine, run_id=run_id)
+    async with again.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: candidates_shown(again), "candidates")
+        await pilot.press("g")
+        await until(pilot, lambda: again.screen.query("#answer"), "the dialog")
+        assert again.screen.query_one("#answer").value == "Make every title a question"
+        await pilot.press(*", short", "escape")  # added to the restored text; kept on leaving
+        await until(
+            pilot,
+            lambda: engine.drafts(run_id) == {"guide:angles": "Make every title a question, short"},
+            "the draft kept on leaving the dialog",
+        )
+        await pilot.press("g")
+        await until(pilot, lambda: again.screen.query("#answer"), "the dialog again")
+        await pilot.press("enter")
+        await until(
+            pilot,
+            lambda: (
+                engine.store.load(run_id).steps["angles"].guidance
+                == "Make every title a question, short"
+            ),
+            "the guided attempt",
+        )
+        await until(pilot, lambda: engine.drafts(run_id) == {}, "the draft dropped")
+        # the candidates show the instruction they were asked with
+        await until(pilot, lambda: candidates_shown(again), "the new candidates")
+        for pane in step_screen(again).panes.values():
+            status = str(pane.query_one(".candidate-status").render())
+            assert "Guide: Make every title a question, short" in status
+
+
+async def test_a_hand_merge_being_typed_survives_quitting_and_is_dropped_once_used(
+    engine, scripted
+):
+    app = WriteItApp(engine=engine)
+    async with app.run_test(size=SIZE) as pilot:
+        run_id = await open_new_run(pilot, engine)
+        await until(pilot, lambda: candidates_shown(app), "candidates")
+        await pilot.press("m")
+        await until(pilot, lambda: isinstance(app.screen, MergeScreen), "merge view")
+        merge = app.screen
+        await until(pilot, lambda: len(merge.query_one("#sources").selected) == 2, "sources")
+        await pilot.press("ctrl+o")
+        editor = merge.query_one("#merge-editor")
+        editor.text = "My own angles"
+        await pilot.press("end", *", by hand.")  # typed into the focused editor
+        await pilot.press("ctrl+q")
+    text = "My own angles, by hand."
+    assert engine.drafts(run_id) == {"merge:angles": text}
+    assert "Unsent a merge text for angles" in app.farewell
+
+    again = WriteItApp(engine=engine, run_id=run_id)
+    async with again.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: candidates_shown(again), "candidates")
+        await pilot.press("m")
+        await until(pilot, lambda: isinstance(again.screen, MergeScreen), "merge view")
+        merge = again.screen
+        await until(pilot, lambda: merge.phase == "edit", "the editor, restored")
+        assert merge.query_one("#merge-editor").text == text
+        await pilot.press("ctrl+f")
+        await until(pilot, lambda: isinstance(again.screen, StepScreen), "the step view")
+        step = engine.store.load(run_id).steps["angles"]
+        assert step.output == text and step.decision.how == "written"
+        await until(pilot, lambda: engine.drafts(run_id) == {}, "the draft dropped")
+
+
+async def test_an_unsent_edit_of_an_ai_merge_is_recorded_as_such_once_used(engine, scripted):
+    scripted.script("scripted-a", replies=["angle A", "merged AB"])
+    scripted.script("scripted-b", replies=["angle B"])
+    app = WriteItApp(engine=engine)
+    async with app.run_test(size=SIZE) as pilot:
+        run_id = await open_new_run(pilot, engine)
+        await until(pilot, lambda: candidates_shown(app), "candidates")
+        await pilot.press("m")
+        await until(pilot, lambda: isinstance(app.screen, MergeScreen), "merge view")
+        merge = app.screen
+        await until(pilot, lambda: len(merge.query_one("#sources").selected) == 2, "sources")
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: merge.phase == "edit", "the AI merge")
+        await pilot.press("end", *", tightened")
+        await pilot.press("ctrl+q")
+    assert engine.drafts(run_id) == {"merge:angles": "merged AB, tightened"}
+
+    again = WriteItApp(engine=engine, run_id=run_id)
+    async with again.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(again.screen, StepScreen), "the step view")
+        await until(pilot, lambda: step_screen(again).merged_pane is not None, "the merge")
+        await pilot.press("m")
+        await until(pilot, lambda: isinstance(again.screen, MergeScreen), "merge view")
+        merge = again.screen
+        await until(pilot, lambda: merge.phase == "edit", "the editor, restored")
+        await pilot.press("ctrl+f")
+        await until(pilot, lambda: isinstance(again.screen, StepScreen), "the step view")
+        step = engine.store.load(run_id).steps["angles"]
+        assert step.output == "merged AB, tightened"
+        assert step.decision.how == "merged" and step.decision.edited
+        await until(pilot, lambda: engine.drafts(run_id) == {}, "the draft dropped")
+
+
+async def test_no_drafts_when_auto_save_is_off(engine, scripted):
+    engine.preferences.auto_save_enabled = False
+    app = WriteItApp(engine=engine)
+    async with app.run_test(size=SIZE) as pilot:
+        run_id = await open_new_run(pilot, engine)
+        await until(pilot, lambda: candidates_shown(app), "candidates")
+        await pilot.press("c", *"Not kept")
+        await pilot.press("ctrl+q")
+    assert engine.drafts(run_id) == {}
+    assert "Unsent" not in app.farewell and f"writeit resume {run_id[:8]}" in app.farewell
 
 
 # --- the run list and the input form ---------------------------------------------------------
@@ -837,6 +1320,10 @@ async def quiet(pilot) -> None:
 
 
 SNAP_SOURCE = "Our team moved 140 nightly cron jobs to Temporal in six weeks."
+LONG_FAILURE = (
+    "the provider refused the request because the organisation has used its whole "
+    "monthly quota; raise the limit in the billing settings or wait for the next cycle"
+)
 
 
 def underline_settled(app) -> bool:
@@ -927,6 +1414,19 @@ def test_snapshot_step_view_80x24_in_tabs(snap_compare, engine, scripted, tui_st
         await quiet(pilot)
 
     assert snap_compare(still(WriteItApp(engine=engine)), terminal_size=(80, 24), run_before=before)
+
+
+def test_snapshot_step_view_a_failure_in_three_columns(snap_compare, engine, scripted, tui_stable):
+    script_replies(scripted, [ANGLES_A], [ANGLES_B])
+    scripted.script("scripted-c", fail=LONG_FAILURE)
+    three = ["scripted-a", "scripted-b", "scripted-c"]
+
+    async def before(pilot):
+        await settle_on_candidates(pilot, 3, models=three)
+        assert pilot.app.screen.mode == "side"
+        await quiet(pilot)
+
+    assert snap_compare(still(WriteItApp(engine=engine)), terminal_size=SIZE, run_before=before)
 
 
 def test_snapshot_merge_view(snap_compare, engine, scripted, tui_stable):

@@ -8,6 +8,7 @@ engine through `attempt()`, which turns errors into notifications.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import gc
 import logging
@@ -15,18 +16,25 @@ from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from rich.text import Text
 from textual.app import App
 from textual.binding import Binding
+from textual.worker import Worker
 
 from writeit.engine import Busy, Engine
 from writeit.models import ResponseStatus, WriteItError
 from writeit.tui import keys
 from writeit.tui.commands import ActionsProvider
+from writeit.tui.drafts import Drafts, describe
+from writeit.tui.format import short
 from writeit.tui.live import LiveText
 from writeit.tui.messages import EngineUpdated
 from writeit.tui.screens.dialogs import FatalScreen
-from writeit.tui.screens.help import HelpScreen
+from writeit.tui.screens.export import ExportDialog
+from writeit.tui.screens.help import SCREEN_SECTION, HelpScreen
+from writeit.tui.screens.history import HistoryScreen
 from writeit.tui.screens.input_form import InputFormScreen
+from writeit.tui.screens.merge import MergeScreen
 from writeit.tui.screens.new_run import NewRunDialog
 from writeit.tui.screens.run_list import RunListScreen
 from writeit.tui.screens.step_view import StepScreen
@@ -34,6 +42,16 @@ from writeit.updates import Update
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
+
+# Every screen with keys of its own, for refusing a remap onto a key already in use there.
+KEYED_SCREENS = (
+    RunListScreen,
+    InputFormScreen,
+    StepScreen,
+    MergeScreen,
+    HistoryScreen,
+    ExportDialog,
+)
 
 
 @functools.cache  # once a process: later apps (the tests start many) add nothing to it
@@ -83,6 +101,8 @@ class WriteItApp(App[None]):
         self._engine = engine
         self.keymap: dict[str, str] = {}
         self.live_text = LiveText()
+        self.drafts = Drafts(self)
+        self.farewell = ""  # printed once the app has exited: the run and how to go on
         self._subscription = None
         self._quitting = False
 
@@ -103,17 +123,7 @@ class WriteItApp(App[None]):
                 self.push_screen(FatalScreen(str(error)))
                 return
         preferences = self.engine.preferences
-        self.keymap, unknown = keys.check_keymap(dict(preferences.keyboard_shortcuts))
-        if self.keymap:
-            self.set_keymap(self.keymap)
-        if unknown:
-            self.notify(
-                f"keyboard_shortcuts names unknown actions: {', '.join(unknown)}. "
-                f"Known: {', '.join(sorted(keys.ACTIONS))}",
-                title="Preferences",
-                severity="warning",
-                markup=False,
-            )
+        self._apply_keymap(dict(preferences.keyboard_shortcuts))
         if preferences.theme in self.available_themes:
             self.theme = preferences.theme
         settle_heap()
@@ -125,6 +135,39 @@ class WriteItApp(App[None]):
             self.open_form(start["pipeline"], start["inputs"], start["style"], start["models"])
         elif start["run_id"]:
             self.open_run(start["run_id"], resume="auto")
+
+    def _apply_keymap(self, shortcuts: dict[str, str]) -> None:
+        """The writer's remaps, less unknown actions and keys another action holds."""
+        known, unknown = keys.check_keymap(shortcuts)
+        screens = {SCREEN_SECTION[s.__name__]: s.ACTION_IDS for s in KEYED_SCREENS}
+        self.keymap, refused = keys.refuse_clashes(known, screens)
+        if self.keymap:
+            self.set_keymap(self.keymap)
+        if unknown:
+            self.say(
+                f"keyboard_shortcuts names unknown actions: {', '.join(unknown)}. "
+                f"Known: {', '.join(sorted(keys.ACTIONS))}",
+                title="Preferences",
+                severity="warning",
+            )
+        for sentence in refused:
+            self.say(sentence, title="Preferences", severity="warning", timeout=10)
+
+    def watch_theme(self, theme: str) -> None:
+        """A theme chosen in the palette (Ctrl+P, "Change theme") is the writer's from now on."""
+        engine = getattr(self, "_engine", None)  # Textual sets a theme before __init__ ends
+        if engine is None or engine.preferences.theme == theme:
+            return
+        engine.preferences.theme = theme
+        self.run_worker(self._save_theme(theme), group="preferences", exit_on_error=False)
+
+    async def _save_theme(self, theme: str) -> None:
+        from writeit.workspaces import set_preference
+
+        try:
+            await asyncio.to_thread(set_preference, "theme", theme)
+        except WriteItError as error:
+            self.say(f"The theme was not saved: {error}", severity="warning")
 
     async def _watch(self) -> None:
         subscription = self._subscription
@@ -219,9 +262,9 @@ class WriteItApp(App[None]):
             )
         return None
 
-    def call(self, work: Awaitable[Any]) -> None:
+    def call(self, work: Awaitable[Any]) -> Worker[Any]:
         """Run an engine call in an app worker: it outlives the screen that asked for it."""
-        self.run_worker(work, group="engine", exit_on_error=False)
+        return self.run_worker(work, group="engine", exit_on_error=False)
 
     def say(self, message: str, **kwargs: Any) -> None:
         self.notify(message, markup=False, **kwargs)
@@ -233,12 +276,59 @@ class WriteItApp(App[None]):
             return
         self._quitting = True
         if self._engine is not None:
+            await self._keep_typing()
             if self._engine.streaming():
                 self.say("Stopping the streams and saving their text…")
             try:
                 await self._engine.close()
             except Exception:  # quitting must always work
                 log.exception("closing the engine failed")
+            self.farewell = self._farewell()
         if self._subscription is not None:
             self._subscription.close()
-        self.exit()
+        message = Text(self.farewell) if self.farewell else None  # printed as it is: no markup
+        self.exit(message=message)
+
+    async def _keep_typing(self) -> None:
+        """Whatever is typed in any input is kept as a draft before the app goes."""
+        try:
+            for screen in self.screen_stack:
+                before_quit = getattr(screen, "before_quit", None)
+                if before_quit is not None:
+                    await before_quit()
+            await self.drafts.flush()
+        except Exception:  # quitting must always work
+            log.exception("keeping the drafts failed")
+
+    def _viewed_run(self) -> str | None:
+        """The run on view (the topmost step view), for the words printed at exit."""
+        for screen in reversed(self.screen_stack):
+            if isinstance(screen, StepScreen):
+                return screen.run_id
+        return None
+
+    def _farewell(self) -> str:
+        """What the terminal says after the app: the run, how to go on, kept drafts."""
+        run_id = self._viewed_run()
+        lines = []
+        if run_id is not None:
+            lines += self._run_lines(run_id)
+        kept = self.drafts.kept(self.drafts.touched | ({run_id} if run_id else set()))
+        for rid, name in kept:
+            lines.append(
+                f"Unsent {describe(name)} in run {short(rid)} was kept as a draft; "
+                "it comes back when you open the run."
+            )
+        return "\n".join(lines)
+
+    def _run_lines(self, run_id: str) -> list[str]:
+        try:
+            run = self.engine.load(run_id)
+        except WriteItError:
+            return []
+        where = f" --workspace {self.workspace_name}" if self.workspace_name else ""
+        return [
+            f"WriteIt run {run_id} ({run.pipeline.name}) is at step {run.current_step} "
+            f"({run.status.value}).",
+            f"Continue it with: writeit resume {short(run_id)}{where}",
+        ]

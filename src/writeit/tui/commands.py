@@ -22,10 +22,10 @@ class ActionsProvider(Provider):
             action = keys.ACTIONS[action_id]
             if not action.palette:
                 continue
-            name, _, _ = action.action.partition("(")
+            name, params = keys.parse(action.action)
             target = app if action.action.startswith("app.") else screen
             method = name.removeprefix("app.")
-            check = target.check_action(method, ())
+            check = target.check_action(method, params)  # select(5) with two candidates: no
             if check is False or check is None:
                 continue
             key = keys.display(keymap.get(action_id, action.key))

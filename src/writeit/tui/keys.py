@@ -6,9 +6,16 @@ Each action has an id; `preferences.keyboard_shortcuts` maps ids to other keys
 
 from __future__ import annotations
 
+import ast
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
+from textual import events
 from textual.binding import Binding
+from textual.keys import _character_to_key  # Textual's own normalisation ("?" -> question_mark)
+from textual.widgets import Input, TextArea
 
 
 @dataclass(frozen=True)
@@ -47,11 +54,16 @@ _ALL = [
             f"Select candidate {n}",
             show=n == 1,
             key_display="1-9" if n == 1 else None,
-            palette=n <= 6,
         )
         for n in range(1, 10)
     ),
-    Action("accept", "a", "accept", "Accept", "Accept the choice and go on to the next step"),
+    Action(
+        "accept",
+        "a",
+        "accept",
+        "Accept",
+        "Go on to the next step with the choice (or the only finished candidate)",
+    ),
     Action("feedback", "c", "feedback", "Feedback", "Write feedback for the next step"),
     Action(
         "leave",
@@ -93,6 +105,17 @@ _ALL = [
     Action("runs", "l", "runs", "Runs", "Back to the run list", show=False),
     Action("skip", "k", "skip", "Skip", "Skip this step, when the pipeline allows it", show=False),
     Action("resume_run", "u", "resume_run", "Resume", "Resume generating after a stop or a crash"),
+    Action("pause", "s", "pause", "Pause", "Pause: stop the models writing (their text is kept)"),
+    Action("zoom", "z", "zoom", "Zoom", "Maximise the focused candidate (again to restore)"),
+    Action("copy", "y", "copy", "Copy", "Copy the focused candidate's text", show=False),
+    Action(
+        "copy_article",
+        "ctrl+y",
+        "copy_article",
+        "Copy article",
+        "Copy the article (or the latest chosen text)",
+        show=False,
+    ),
     # merge view
     Action(
         "merge_ai", "ctrl+s", "merge_ai", "AI merge", "Merge the ticked candidates with a model"
@@ -123,6 +146,7 @@ SECTIONS: dict[str, list[str]] = {
         "guide",
         "merge",
         "retry",
+        "pause",
         "resume_run",
         "skip",
         "back",
@@ -130,6 +154,9 @@ SECTIONS: dict[str, list[str]] = {
         "history",
         "export",
         "prompt",
+        "zoom",
+        "copy",
+        "copy_article",
         "prev_tab",
         "next_tab",
         "runs",
@@ -198,3 +225,134 @@ def check_keymap(shortcuts: dict[str, str]) -> tuple[dict[str, str], list[str]]:
     known = {k: v for k, v in shortcuts.items() if k in ACTIONS}
     unknown = sorted(set(shortcuts) - set(known))
     return known, unknown
+
+
+# Keys Textual or the app hold whatever the screen: a remap onto one would lose it.
+RESERVED = {
+    "ctrl+p": "the command palette",
+    "ctrl+q": "Quit",
+    "ctrl+c": "Copy selected text",
+    "tab": "moving the focus",
+    "shift+tab": "moving the focus",
+}
+EVERYWHERE = ("help", "quit")
+
+
+def keys_of(key_list: str) -> list[str]:
+    """The Textual key names of `a,b` as the keymap would bind them."""
+    return [_character_to_key(k) if len(k) == 1 else k for k in map(str.strip, key_list.split(","))]
+
+
+def refuse_clashes(
+    keymap: dict[str, str], screens: Mapping[str, Iterable[str]]
+) -> tuple[dict[str, str], list[str]]:
+    """The keymap without remaps onto a key another action of the same screen uses, and
+    a sentence for each refused remap naming the action that holds the key.
+
+    Textual would let the remap win silently and drop the other binding: a writer who
+    set `merge: a` would lose Accept without a word."""
+    kept = dict(keymap)
+    refused: list[str] = []
+    for screen, ids in screens.items():
+        # one at a time: a refused remap gives its action back its default key
+        while clashes := _clashes(kept, [*ids, *EVERYWHERE]):
+            action_id, holder = clashes[0]
+            key = kept.pop(action_id)
+            refused.append(
+                f"keyboard_shortcuts.{action_id} = {key} is not used: {display(key)} is "
+                f"already {holder} in the {screen.lower()}; {action_id} keeps "
+                f"{display(ACTIONS[action_id].key)}."
+            )
+    return kept, refused
+
+
+def _clashes(keymap: dict[str, str], ids: list[str]) -> list[tuple[str, str]]:
+    """(remapped action, what holds its key) on one screen; keys not remapped keep theirs."""
+    ids = list(dict.fromkeys(ids))
+    taken: dict[str, str] = {}
+    for action_id in ids:
+        if action_id not in keymap:
+            for key in keys_of(ACTIONS[action_id].key):
+                taken.setdefault(key, action_id)
+    found = []
+    for action_id in sorted(a for a in ids if a in keymap):
+        keys = keys_of(keymap[action_id])
+        holder = next((taken[k] for k in keys if taken.get(k, action_id) != action_id), None)
+        reserved = next((RESERVED[k] for k in keys if k in RESERVED), None)
+        if holder is not None or reserved is not None:
+            found.append((action_id, reserved or f"{ACTIONS[holder].label} ({holder})"))
+            continue
+        for key in keys:
+            taken[key] = action_id
+    return found
+
+
+# --- keys in text: hints follow the writer's remaps --------------------------------------
+
+
+class _Keys(dict):
+    """`{accept}` in a hint becomes the key Accept has now."""
+
+    def __init__(self, keymap: Mapping[str, str]) -> None:
+        super().__init__()
+        self.keymap = keymap
+
+    def __missing__(self, action_id: str) -> str:
+        return display(self.keymap.get(action_id, ACTIONS[action_id].key))
+
+
+_PLACE = re.compile(r"\{([a-z_0-9]+)\}")
+
+
+def hint(text: str, keymap: Mapping[str, str]) -> str:
+    """`text` with `{action_id}` replaced by that action's key: "{accept} goes on" -> "A goes on".
+    Other braces (a model name, an error) stay as they are."""
+    found = _Keys(keymap)
+    return _PLACE.sub(lambda m: found[m[1]] if m[1] in ACTIONS else m[0], text)
+
+
+def numbers(chosen: list[int], keymap: Mapping[str, str]) -> str:
+    """The keys that choose these candidates: "1-3" for a run of defaults, else each
+    one's key ("1, 3", or the writer's remaps)."""
+    found = _Keys(keymap)
+    shown = [found[f"select_{n}"] for n in chosen if n <= 9]
+    run = chosen == list(range(1, len(chosen) + 1))
+    if run and len(chosen) > 1 and shown == [str(n) for n in chosen]:
+        return f"1-{len(chosen)}"
+    return ", ".join(shown)
+
+
+def parse(action: str) -> tuple[str, tuple]:
+    """ "select(3)" -> ("select", (3,)), as `check_action` receives it."""
+    name, _, rest = action.partition("(")
+    inside = rest.rstrip(")")
+    return name, ast.literal_eval(f"({inside},)") if inside else ()
+
+
+def action_for(key: str, ids: Iterable[str], keymap: Mapping[str, str]) -> tuple[str, tuple]:
+    """The action (name, parameters) that `key` runs among `ids`, or ("", ())."""
+    for action_id in ids:
+        if key in keys_of(keymap.get(action_id, ACTIONS[action_id].key)):
+            return parse(ACTIONS[action_id].action)
+    return "", ()
+
+
+class SaysWhy:
+    """A screen mixin: a key whose action cannot act now says why (a notification)
+    instead of doing nothing. The screen's `why_not(action, parameters)` gives the
+    reason, or None when the action can act; `check_action` keeps the footer right."""
+
+    ACTION_IDS: tuple[str, ...] = ()
+
+    def why_not(self, action: str, parameters: tuple[object, ...] = ()) -> str | None:
+        return None
+
+    def on_key(self, event: events.Key) -> None:
+        screen: Any = self
+        if isinstance(screen.focused, (TextArea, Input)):
+            return  # the key types text there
+        name, params = action_for(event.key, self.ACTION_IDS, getattr(screen.app, "keymap", {}))
+        reason = self.why_not(name, params) if name else None
+        if reason:
+            event.stop()
+            screen.app.notify(reason, severity="warning", markup=False)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -40,29 +43,57 @@ class ConfirmDialog(ModalScreen[bool]):
 
 
 class AskDialog(ModalScreen[str | None]):
-    """One line of text, e.g. the instruction for a guided regeneration."""
+    """One line of text, e.g. the instruction for a guided regeneration. `on_change`
+    hears the text as it is typed, so the caller can keep it as a draft."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
     def __init__(
-        self, title: str, detail: str = "", placeholder: str = "", value: str = ""
+        self,
+        title: str,
+        detail: str = "",
+        placeholder: str = "",
+        value: str = "",
+        on_change: Callable[[str], None] | None = None,
     ) -> None:
         super().__init__()
         self.title_text, self.detail = title, detail
         self.placeholder, self.value = placeholder, value
+        self.on_change = on_change
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Label(self.title_text, classes="dialog-title", markup=False)
             if self.detail:
                 yield Static(self.detail, classes="dialog-detail", markup=False)
-            yield Input(self.value, placeholder=self.placeholder, id="answer", compact=True)
+            # a restored draft is added to, not replaced by the first key
+            yield Input(
+                self.value,
+                placeholder=self.placeholder,
+                id="answer",
+                compact=True,
+                select_on_focus=False,
+            )
             with Horizontal(classes="buttons"):
                 yield Button("OK (Enter)", variant="primary", id="ok", compact=True)
                 yield Button("Cancel (Esc)", id="cancel", compact=True)
 
+    def on_mount(self) -> None:
+        answer = self.query_one("#answer", Input)
+        answer.cursor_position = len(answer.value)
+        answer.focus()
+
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self._done()
+
+    @on(Input.Changed, "#answer")
+    def _typed(self) -> None:
+        if self.on_change is not None:
+            self.on_change(self.query_one("#answer", Input).value)
+
+    async def before_quit(self) -> None:
+        """Quitting: the caller hears the text as it is now (a `Changed` may be queued)."""
+        self._typed()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "ok":

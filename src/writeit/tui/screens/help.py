@@ -23,7 +23,8 @@ INTRO = (
 OUTRO = (
     "Ctrl+P opens the command palette with the same actions.\n"
     "Remap a key: writeit config set keyboard_shortcuts.ACTION KEY "
-    "(for example keyboard_shortcuts.merge x); ACTION is the name in the right column."
+    "(for example keyboard_shortcuts.merge x); ACTION is the name in the right column. "
+    "A key another action of the same screen already has is refused, and WriteIt says which."
 )
 
 SCREEN_SECTION = {

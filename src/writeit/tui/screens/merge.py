@@ -3,6 +3,9 @@ with an instruction, or write the merged text by hand; edit it and use it.
 
 Dismisses with the id of the run that holds the merge (a branch when the step had
 already been built on), or None when nothing was merged.
+
+The text in the editor is kept as a draft (`merge:<step>`) while it is typed and comes
+back in the editor when the merge view opens again; it goes once the merge is done.
 """
 
 from __future__ import annotations
@@ -18,21 +21,21 @@ from textual.widgets.selection_list import Selection
 
 from writeit.models import PipelineRun, ResponseStatus
 from writeit.providers import ProviderError
+from writeit.tui import drafts, keys
 from writeit.tui import format as fmt
-from writeit.tui import keys
 from writeit.tui.messages import EngineUpdated
 from writeit.tui.widgets.candidate import CandidatePane
 
 PLACEHOLDER = """\
 **Merge with a model:** tick two or more candidates (Space), write an instruction,
-and press **Ctrl+S**: the merged text streams here, then you can edit it.
+and press **{merge_ai}**: the merged text streams here, then you can edit it.
 
-**Merge by hand:** tick the candidates to start from and press **Ctrl+O**; edit the
-text, then **Ctrl+F** uses it for this step.
+**Merge by hand:** tick the candidates to start from and press **{merge_edit}**; edit the
+text, then **{merge_use}** uses it for this step.
 """
 
 
-class MergeScreen(Screen[str | None]):
+class MergeScreen(keys.SaysWhy, Screen[str | None]):
     ACTION_IDS = ("merge_ai", "merge_edit", "merge_use", "close")
     BINDINGS = keys.bindings(*ACTION_IDS)
 
@@ -45,6 +48,10 @@ class MergeScreen(Screen[str | None]):
         self.merged_text: str | None = None  # what the AI merge produced and the step holds
         self.result_run_id: str | None = None
         self._streaming = False
+        self._seeded: str | None = None  # the text the editor was filled with, not typed
+
+    def _hint(self, text: str) -> str:
+        return keys.hint(text, self.app.keymap)
 
     def compose(self) -> ComposeResult:
         yield Static("", id="merge-title", classes="screen-title")
@@ -62,14 +69,16 @@ class MergeScreen(Screen[str | None]):
                 yield Select([], id="merge-model", prompt="model", compact=True)
                 yield Static("", id="merge-error", classes="field-error")
                 with Horizontal(classes="buttons"):
-                    yield Button("AI merge ^S", variant="primary", id="ai", compact=True)
-                    yield Button("By hand ^O", id="hand", compact=True)
+                    ai, hand = self._hint("AI merge {merge_ai}"), self._hint("By hand {merge_edit}")
+                    yield Button(ai, variant="primary", id="ai", compact=True)
+                    yield Button(hand, id="hand", compact=True)
             with Vertical(id="merge-right"):
                 yield CandidatePane(None, None, label="merged text")
                 yield TextArea("", id="merge-editor", soft_wrap=True)
                 with Horizontal(classes="buttons"):
-                    yield Button("Use this text ^F", variant="success", id="use", compact=True)
-                    yield Button("Cancel (Esc)", id="cancel", compact=True)
+                    use = self._hint("Use this text {merge_use}")
+                    yield Button(use, variant="success", id="use", compact=True)
+                    yield Button(self._hint("Cancel ({close})"), id="cancel", compact=True)
         yield Footer(compact=True, show_command_palette=False)
 
     async def on_mount(self) -> None:
@@ -98,10 +107,48 @@ class MergeScreen(Screen[str | None]):
             select.value = models[0]
         self.query_one("#merge-editor").display = False
         pane = self.query_one(CandidatePane)
-        pane.show_text(PLACEHOLDER)
+        pane.show_text(self._hint(PLACEHOLDER))
         sources.focus()
         self.set_interval(1 / 30, self._flush)
         self._update_buttons()
+        self._restore_draft(run)
+
+    # --- the draft -------------------------------------------------------------------------
+
+    def _draft(self) -> tuple[str, str]:
+        """(run id, draft name): the run the merge lands in, once an AI merge made one."""
+        assert self.run is not None
+        return self.result_run_id or self.run_id, drafts.name("merge", self.run.current_step)
+
+    def _restore_draft(self, run: PipelineRun) -> None:
+        """Unsent merge text goes back into the editor. When the step's choice is an AI
+        merge, the draft is taken as the writer's edit of it (what typing after an AI
+        merge makes), so using it records "merged by X, edited by hand"."""
+        text = self.app.drafts.get(*self._draft())
+        step = run.current
+        if not text.strip() or text.strip() == (step.merged_content or "").strip():
+            return
+        decision = step.decision
+        if decision is not None and decision.how == "merged" and decision.merge_response_id:
+            self.merged_text = step.merged_content or ""
+            self.merge_response_id = decision.merge_response_id
+            pane = self.query_one(CandidatePane)
+            pane.show_text(self.merged_text)
+            pane.label = f"{fmt.provenance(step)}: chosen for this step"
+            pane.selected = True
+            pane.update_meta()
+        self._edit(text, seeded=False)
+        self.app.say(
+            f"Your unsent merge text for {run.current_step} is back in the editor. "
+            + self._hint("{merge_use} uses it; {close} keeps it for later.")
+        )
+
+    @on(TextArea.Changed, "#merge-editor")
+    def _typed(self) -> None:
+        if self.run is None or self.phase != "edit":
+            return
+        text = self.query_one("#merge-editor", TextArea).text
+        self.app.drafts.typed(*self._draft(), "" if text == self._seeded else text)
 
     def _update_buttons(self) -> None:
         self.query_one("#ai", Button).disabled = self.phase == "merging"
@@ -110,11 +157,17 @@ class MergeScreen(Screen[str | None]):
         self.refresh_bindings()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("merge_ai", "merge_edit"):
-            return self.phase != "merging" or None
-        if action == "merge_use":
-            return self.phase == "edit" or None
-        return True
+        """Shown dimmed while it cannot act (the key then says why: `why_not`)."""
+        return None if self.why_not(action, parameters) else True
+
+    def why_not(self, action: str, parameters: tuple[object, ...] = ()) -> str | None:
+        if action in ("merge_ai", "merge_edit") and self.phase == "merging":
+            return "The AI merge is still writing; its text comes here."
+        if action == "merge_use" and self.phase != "edit":
+            return self._hint(
+                "Nothing to use yet: {merge_ai} merges with a model, {merge_edit} by hand."
+            )
+        return None
 
     def _ticked(self) -> list[str]:
         return list(self.query_one("#sources", SelectionList).selected)
@@ -167,8 +220,11 @@ class MergeScreen(Screen[str | None]):
             pane.update_meta()
             self._update_buttons()
             return
-        self.merged_text = run.steps[run.current_step].merged_content or ""
+        step = run.steps[run.current_step]
+        self.merged_text = step.merged_content or ""
         self.result_run_id = run.pipeline_run_id
+        if step.decision is not None and step.decision.merge_response_id:
+            self.merge_response_id = step.decision.merge_response_id
         self._streaming = False  # the tick stops writing into the pane
         pane.show_text(self.merged_text)
         pane.label = f"AI merge by {model}: chosen for this step"
@@ -176,8 +232,10 @@ class MergeScreen(Screen[str | None]):
         pane.update_meta()
         self._edit(self.merged_text)
         self.app.say(
-            "The merged text is now this step's choice. Edit it below and press Ctrl+F, "
-            "or Esc to keep it as it is."
+            self._hint(
+                "The merged text is now this step's choice. Edit it below and press "
+                "{merge_use}, or {close} to keep it as it is."
+            )
         )
 
     @on(EngineUpdated)
@@ -217,12 +275,14 @@ class MergeScreen(Screen[str | None]):
         texts = [step.response(i).processed_content for i in ids]
         self._edit("\n\n---\n\n".join(texts))
 
-    def _edit(self, text: str) -> None:
+    def _edit(self, text: str, *, seeded: bool = True) -> None:
+        """Open the editor on `text`; `seeded`: filled by the view, not typed (no draft)."""
         self.phase = "edit"
+        self._seeded = text if seeded else None
         editor = self.query_one("#merge-editor", TextArea)
-        editor.border_title = "Edit the merged text; Ctrl+F uses it"
+        editor.border_title = self._hint("Edit the merged text; {merge_use} uses it")
         editor.text = text
-        self.query_one("#cancel", Button).label = "Close (Esc)"
+        self.query_one("#cancel", Button).label = self._hint("Close ({close})")
         editor.display = True
         self.query_one(CandidatePane).display = self.merged_text is not None
         editor.focus()
@@ -242,18 +302,30 @@ class MergeScreen(Screen[str | None]):
             self._error("The merged text is empty.")
             return
         if self.merged_text is not None and text == self.merged_text.strip():
-            self.dismiss(self.result_run_id)
+            self.app.call(self._done(self.result_run_id))
             return
         self.app.call(self._use(text))
 
     async def _use(self, text: str) -> None:
         engine = self.app.engine
         run_id = self.result_run_id or self.run_id
-        ids = [i for i in self._ticked()]
-        run = await self.app.attempt(engine.merge(run_id, ids, text=text), title="Merge")
+        ids = self._ticked()
+        edited = self.merge_response_id if self.merged_text is not None else None
+        await self.app.drafts.keep(*self._draft())  # kept until the merge is in the run
+        run = await self.app.attempt(
+            engine.merge(run_id, ids, text=text, edited_from=edited), title="Merge"
+        )
         if run is not None:
-            self.app.say(f"Merged text chosen for {run.current_step}. A goes on.")
-            self.dismiss(run.pipeline_run_id)
+            how = fmt.provenance(run.current)
+            self.app.say(self._hint(f"Chosen for {run.current_step}: {how}. {{accept}} goes on."))
+            await self._done(run.pipeline_run_id)
+
+    async def _done(self, run_id: str | None) -> None:
+        """The merge is the step's choice: its draft goes, and so does this view."""
+        await self.app.drafts.given(*self._draft())
+        if run_id is not None and run_id != (self.result_run_id or self.run_id):
+            await self.app.drafts.given(run_id, self._draft()[1])
+        self.dismiss(run_id)
 
     @on(Button.Pressed, "#cancel")
     def _cancel_pressed(self) -> None:
@@ -262,4 +334,12 @@ class MergeScreen(Screen[str | None]):
     def action_close(self) -> None:
         if self.phase == "merging":
             self.app.say("The AI merge goes on in the background; its result becomes the choice.")
+        if self.run is not None:  # leaving the editor: what was typed is kept now
+            self.app.call(self.app.drafts.keep(*self._draft()))
         self.dismiss(self.result_run_id)
+
+    async def before_quit(self) -> None:
+        """Quitting: the editor's text, as it is now, is kept."""
+        if self.run is not None:
+            self._typed()
+            await self.app.drafts.keep(*self._draft())

@@ -5,6 +5,9 @@ Engine calls run in workers; a ~30 fps tick brings streaming text up to date fro
 app's `live_text` and, when an update says something changed (`_stale`), starts a
 rebuild of the view from the engine's state (in a worker, so the panes keep following
 their streams while the run loads).
+
+Feedback typed in the box is kept as a draft (`feedback:<step>`, see `tui/drafts.py`)
+until it is given; a key that cannot act now says why instead of doing nothing.
 """
 
 from __future__ import annotations
@@ -23,22 +26,26 @@ from textual.widgets import (
     Footer,
     Label,
     Static,
+    TabbedContent,
     TextArea,
 )
+from textual.worker import Worker
 
+from writeit import providers
 from writeit.engine import check_model as engine_check_model
 from writeit.models import (
+    AIResponse,
     PipelineRun,
     PipelineStatus,
     ResponseStatus,
     StepStatus,
     WriteItError,
 )
+from writeit.tui import drafts, keys
 from writeit.tui import format as fmt
-from writeit.tui import keys
 from writeit.tui.messages import EngineUpdated
 from writeit.tui.widgets.candidate import CandidatePane
-from writeit.tui.widgets.candidates import CandidateBoard, selected_id
+from writeit.tui.widgets.candidates import CandidateBoard
 from writeit.tui.widgets.feedback import FeedbackArea
 from writeit.tui.widgets.step_header import StepHeader
 
@@ -50,7 +57,7 @@ FOLLOW_SECONDS = 0.5  # how often the view looks for changes made by another pro
 STUCK = (ResponseStatus.FAILED, ResponseStatus.INTERRUPTED)
 
 
-class StepScreen(Screen[None]):
+class StepScreen(keys.SaysWhy, Screen[None]):
     # In footer order: what fits in 80 columns comes first.
     ACTION_IDS = (
         *(f"select_{n}" for n in range(1, 10)),
@@ -59,6 +66,7 @@ class StepScreen(Screen[None]):
         "accept",
         "feedback",
         "merge",
+        "pause",
         "regenerate",
         "resume_run",
         "back",
@@ -72,6 +80,9 @@ class StepScreen(Screen[None]):
         "skip",
         "leave",
         "prompt",
+        "zoom",
+        "copy",
+        "copy_article",
         "runs",
         "new_run",
     )
@@ -86,29 +97,31 @@ class StepScreen(Screen[None]):
         self.start = start
         self._stale = True
         self._refreshing = False
-        self._feedback_shown = ""
+        self._box: tuple[str, str] | None = None  # (run id, step) whose feedback the box holds
+        self._box_filled = ""  # what the box was filled with (given feedback or a draft)
+        self._box_given = ""  # the feedback given from the box: its text is no draft
         self._focused_once = False
         self._told_elsewhere = False
+        self._giving: Worker | None = None  # feedback on its way to the run (Esc, a blur)
 
     # --- layout ----------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
         yield StepHeader(id="step-header")
         yield Static("", id="notice", markup=False)
+        title = self._hint("The prompt this step received ({prompt})")
         with (
-            Collapsible(title="The prompt this step received (P)", collapsed=True, id="prompt-box"),
+            Collapsible(title=title, collapsed=True, id="prompt-box"),
             VerticalScroll(id="prompt-scroll"),
         ):
             yield Static("", id="prompt-text", markup=False)
         yield CandidateBoard(id="candidates")
-        yield Label(
-            "Feedback for the next step: C to write, Esc to save and leave the box",
-            id="feedback-label",
-        )
+        yield Label("", id="feedback-label", markup=False)
         yield FeedbackArea("", id="feedback", soft_wrap=True)
         yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
+        self.board.prices = providers.pricing(self.app.engine.preferences.pricing)
         self.set_interval(1 / FPS, self._tick)
         self.set_interval(FOLLOW_SECONDS, self._follow_store)
         self.set_focus(None)
@@ -121,6 +134,10 @@ class StepScreen(Screen[None]):
 
     def on_screen_resume(self) -> None:
         self._stale = True
+
+    def _hint(self, text: str) -> str:
+        """`text` with `{action}` as the key that action has now (remaps included)."""
+        return keys.hint(text, self.app.keymap)
 
     @on(EngineUpdated)
     def _engine_updated(self, message: EngineUpdated) -> None:
@@ -177,7 +194,7 @@ class StepScreen(Screen[None]):
             self.app.say(f"Cannot load run {fmt.short(self.run_id)}: {error}", severity="error")
             return
         self.run = run
-        self.query_one(StepHeader).show(run)
+        self.query_one(StepHeader).show(run, self.board.prices)
         self.query_one("#notice", Static).update(self._notice(run))
         self.query_one("#notice").set_class(run.status == PipelineStatus.ERROR, "-error")
         self.query_one("#prompt-text", Static).update(run.current.prompt or "(not asked yet)")
@@ -187,79 +204,120 @@ class StepScreen(Screen[None]):
         if rebuilt and (had_focus or self.focused is None or not self._focused_once):
             self._focused_once = True
             self._focus_candidates()
-        nxt = run.pipeline.next_step(run.current_step)
-        self.query_one("#feedback-label", Label).update(
-            f"Feedback for {nxt}, the next step: C to write, Esc to save and leave the box"
-            if nxt
-            else "Notes on this last step (kept in the history): C to write, Esc to save"
-        )
-        feedback = self.query_one("#feedback", TextArea)
-        stored = run.current.user_feedback or ""
-        if not feedback.has_focus and feedback.text.strip() in ("", self._feedback_shown):
-            if feedback.text != stored:
-                feedback.text = stored
-            self._feedback_shown = stored
+        self.query_one("#feedback-label", Label).update(self._feedback_label(run))
+        await self._fill_box(run)
         self.refresh_bindings()
+
+    def _feedback_label(self, run: PipelineRun) -> str:
+        nxt = run.pipeline.next_step(run.current_step)
+        if nxt:
+            return self._hint(
+                f"Feedback for {nxt}, the next step: {{feedback}} to write, "
+                "{leave} to save and leave the box"
+            )
+        return self._hint(
+            "Notes on this last step (kept in the history): {feedback} to write, {leave} to save"
+        )
+
+    # --- the notice: what the writer can do now --------------------------------------------
 
     def _notice(self, run: PipelineRun) -> str:
         step = run.current
-        candidates = step.candidates
-        streaming = [r for r in step.ai_responses if r.status == ResponseStatus.STREAMING]
-        live = self.app.engine.streaming(run.pipeline_run_id)
-        numbers = f"1-{len(candidates)}" if len(candidates) > 1 else "1"
-        nxt = run.pipeline.next_step(run.current_step)
         if (
             run.status == PipelineStatus.COMPLETED
             and run.current_step == run.pipeline.step_names[-1]
         ):
-            return (
-                "✓ The article is complete. E exports it. B goes back to change a step "
-                "(a new branch keeps this version)."
+            return self._hint(
+                "✓ The article is complete. {export} exports it, {copy_article} copies it. "
+                "{back} goes back to change a step (a new branch keeps this version)."
             )
         if run.status == PipelineStatus.ERROR:
-            return f"✗ {run.error}\nR asks the models again; G with an instruction; T retries one."
-        if streaming and live:
-            return (
-                f"● {len(live)} model{'s' if len(live) != 1 else ''} writing…  "
-                "You can choose once they finish. Q stops them and keeps the text."
+            return f"✗ {run.error}\n" + self._hint(
+                "{regenerate} asks the models again; {guide} with an instruction; "
+                "{retry} retries one."
             )
+        writing = self._writing(run)
+        if writing:
+            return self._writing_notice(run, writing)
+        streaming = [r for r in step.ai_responses if r.status == ResponseStatus.STREAMING]
         elsewhere = self.app.engine.generating_elsewhere(run) if streaming else None
         if elsewhere is not None:
-            return (
+            return self._hint(
                 f"● Generating in another WriteIt process (pid {elsewhere}); its text shows "
-                "here as it is saved. You can choose once it finishes."
+                "here as it is saved. {pause} pauses it there."
             )
         if streaming or run.status == PipelineStatus.PAUSED:
-            return (
+            return self._hint(
                 "‖ Paused: generation was stopped and its text kept. "
-                "U resumes; R asks all models again."
+                "{resume_run} resumes; {regenerate} asks all models again."
             )
+        return self._step_notice(run)
+
+    def _writing(self, run: PipelineRun) -> list[AIResponse]:
+        """The current candidates this process is streaming now (not the ones of the same
+        generation that already finished or failed)."""
+        live = set(self.app.engine.streaming(run.pipeline_run_id))
+        return [
+            r
+            for r in run.current.candidates
+            if r.status == ResponseStatus.STREAMING and r.response_id in live
+        ]
+
+    def _writing_notice(self, run: PipelineRun, writing: list[AIResponse]) -> str:
+        candidates = run.current.candidates
+        models = ", ".join(r.model_name for r in writing)
+        text = f"● {len(writing)} of {len(candidates)} writing ({models})…  "
+        finished = [n for n, r in enumerate(candidates, 1) if r.status == ResponseStatus.COMPLETED]
+        if finished:
+            pick = keys.numbers(finished, self.app.keymap)
+            return text + self._hint(
+                f"Choose a finished one now ({pick}; the others stop), or {{pause}} pauses "
+                "them with their text kept."
+            )
+        return text + self._hint("{pause} pauses them with their text kept.")
+
+    def _step_notice(self, run: PipelineRun) -> str:
+        step = run.current
         if step.status == StepStatus.PENDING:
             models = ", ".join(run.models_for(run.current_step))
-            return f"No candidates yet. R asks {models}."
+            return self._hint(f"No candidates yet. {{regenerate}} asks {models}.")
         if step.status == StepStatus.SKIPPED:
-            return "↷ Skipped. A goes on."
+            return self._hint("↷ Skipped. {accept} goes on.")
         if step.status == StepStatus.COMPLETED:
-            chosen = selected_id(run)
-            if chosen:
-                number = next(
-                    (i + 1 for i, r in enumerate(candidates) if r.response_id == chosen), None
-                )
-                what = f"Candidate {number}" if number else "An earlier candidate"
-                model = step.response(chosen).model_name
-                what += f" ({model})"
-            else:
-                what = "The merged text"
-            goes = f"A goes on to {nxt}" if nxt else "A completes the article"
-            return (
-                f"✓ {what} is chosen. {goes}. Choosing again ({numbers}, M) is safe: "
-                "earlier work stays in history."
-            )
-        if step.status == StepStatus.RUNNING and not candidates:
+            return self._chosen_notice(run)
+        candidates = step.candidates
+        if not candidates:
             return "Waiting for the models…"
-        return (
-            f"Choose a candidate with {numbers} or merge with M, leave feedback with C, "
-            "then A to go on."
+        finished = [
+            (n, r) for n, r in enumerate(candidates, 1) if r.status == ResponseStatus.COMPLETED
+        ]
+        if not finished:
+            return self._hint(
+                "No candidate finished. {retry} asks the same models again, "
+                "{regenerate} regenerates the step."
+            )
+        if len(finished) == 1:
+            number, response = finished[0]
+            return self._hint(
+                f"Only candidate {number} ({response.model_name}) finished: {{accept}} goes on "
+                "with it. {feedback} leaves feedback first; {retry} asks the others again."
+            )
+        numbers = keys.numbers([n for n, _ in finished], self.app.keymap)
+        return self._hint(
+            f"Choose a candidate with {numbers} or merge with {{merge}}, leave feedback with "
+            "{feedback}, then {accept} to go on."
+        )
+
+    def _chosen_notice(self, run: PipelineRun) -> str:
+        nxt = run.pipeline.next_step(run.current_step)
+        goes = f"{{accept}} goes on to {nxt}" if nxt else "{accept} completes the article"
+        candidates = run.current.candidates
+        done = [n for n, r in enumerate(candidates, 1) if r.status == ResponseStatus.COMPLETED]
+        numbers = keys.numbers(done, self.app.keymap)
+        how = fmt.provenance(run.current) or "a text"
+        return self._hint(
+            f"✓ Chosen: {how}. {goes}. Choosing again ({numbers}, {{merge}}) is safe: "
+            "earlier work stays in history."
         )
 
     # --- the candidates ----------------------------------------------------------------------
@@ -284,6 +342,128 @@ class StepScreen(Screen[None]):
         if not self.board.focus_first():
             self.set_focus(None)
 
+    def focused_pane(self) -> CandidatePane | None:
+        """The pane the writer is in: the focused one, else the tab on show, else the first."""
+        node = self.focused
+        while node is not None and not isinstance(node, CandidatePane):
+            node = node.parent
+        if isinstance(node, CandidatePane):
+            return node
+        if self.mode == "tabs":
+            tabs = self.board.query_one(TabbedContent)
+            active = tabs.get_pane(tabs.active) if tabs.active else None
+            found = list(active.query(CandidatePane)) if active else []
+            if found:
+                return found[0]
+        panes = list(self.board.query(CandidatePane))
+        return panes[0] if panes else None
+
+    # --- the feedback box and its draft -------------------------------------------------------
+
+    @property
+    def _area(self) -> TextArea:
+        return self.query_one("#feedback", TextArea)
+
+    async def _fill_box(self, run: PipelineRun) -> None:
+        """Show the feedback of the step on view: the unsent draft, else what was given.
+        Text typed for another step or run (before B, H, a branch) stays its draft."""
+        area = self._area
+        box = (run.pipeline_run_id, run.current_step)
+        if box != self._box:
+            await self.keep_typing()
+            first = self._box is None
+            self._box = box
+            self._put(area, run, restore_note=first)
+        elif not area.has_focus and area.text == self._box_filled:
+            self._put(area, run)  # another process may have given feedback meanwhile
+
+    def _put(self, area: TextArea, run: PipelineRun, *, restore_note: bool = False) -> None:
+        given = run.current.user_feedback or ""
+        draft = self.app.drafts.get(run.pipeline_run_id, self._draft_name(run.current_step))
+        text = draft if draft.strip() and draft.strip() != given.strip() else given
+        self._box_filled, self._box_given = text, given
+        if area.text != text:
+            area.text = text
+        if restore_note and text != given:
+            self.app.say(
+                f"Your unsent feedback for {run.current_step} is back in the box "
+                "(kept as a draft). " + self._hint("{feedback} to edit it, {leave} to save it.")
+            )
+
+    @staticmethod
+    def _draft_name(step: str) -> str:
+        return drafts.name("feedback", step)
+
+    @on(TextArea.Changed, "#feedback")
+    def _feedback_typed(self) -> None:
+        if self._box is None:
+            return
+        run_id, step = self._box
+        text = self._area.text
+        unsent = "" if text.strip() == self._box_given.strip() else text
+        self.app.drafts.typed(run_id, self._draft_name(step), unsent)
+
+    async def keep_typing(self) -> None:
+        """Write the box's draft now (leaving the box or the step, quitting): the box as it
+        is, whatever `Changed` messages are still on their way."""
+        if self._box is not None:
+            self._feedback_typed()
+            await self.app.drafts.keep(self._box[0], self._draft_name(self._box[1]))
+
+    async def before_quit(self) -> None:
+        """Feedback left with Esc just before Q reaches the run (one commit), rather than
+        staying a draft; then whatever is still typed is kept."""
+        giving = self._giving
+        if giving is not None and giving.is_running:
+            await giving.wait()
+        await self.keep_typing()
+
+    async def save_feedback(self) -> None:
+        """Give the box's text as feedback on the step it was typed for; its draft goes."""
+        text = self._area.text.strip()
+        run, box = self.run, self._box
+        if run is None or box is None or box != (run.pipeline_run_id, run.current_step):
+            return
+        name = self._draft_name(box[1])
+        if text == (run.current.user_feedback or ""):
+            await self.app.drafts.given(box[0], name)
+            return
+        await self.keep_typing()  # kept until the feedback is in the run
+        result = await self._do(self.app.engine.give_feedback(box[0], text), title="Feedback")
+        if result is not None:  # maybe on a new branch: the box follows at the next refresh
+            self._box_filled = self._box_given = text
+            await self.app.drafts.given(box[0], name)
+            self.app.say("Feedback saved: the next step's prompt receives it.")
+
+    @on(DescendantBlur, "#feedback")
+    def _feedback_blurred(self) -> None:
+        self._giving = self.app.call(self.save_feedback())
+
+    @on(FeedbackArea.Done)
+    def _feedback_done(self) -> None:
+        self._focus_candidates()  # the blur saves it
+
+    @on(CandidatePane.RetryRequested)
+    def _retry_one(self, message: CandidatePane.RetryRequested) -> None:
+        from writeit.tui.screens.dialogs import AskDialog
+
+        if not message.other_model:
+            self._call(self._retry([message.response_id]))
+            return
+
+        def chosen(model: str | None) -> None:
+            if model:
+                self._call(self._retry([message.response_id], model=model))
+
+        self.app.push_screen(
+            AskDialog(
+                "Ask another model for this candidate",
+                "Its answer takes this candidate's place; `writeit models` lists what is usable.",
+                placeholder="e.g. gpt-4o-mini, or markov offline",
+            ),
+            chosen,
+        )
+
     # --- engine calls ----------------------------------------------------------------------
 
     def _call(self, work: Awaitable[None]) -> None:
@@ -302,7 +482,8 @@ class StepScreen(Screen[None]):
             if run.parent_pipeline_run_id == old:
                 self.app.say(
                     f"New branch {fmt.short(run.pipeline_run_id)} from step {run.branch_point}: "
-                    f"run {fmt.short(old)} keeps the earlier choices (H shows both).",
+                    f"run {fmt.short(old)} keeps the earlier choices "
+                    + self._hint("({history} shows both)."),
                     title="Branched",
                 )
         self._stale = True
@@ -326,62 +507,68 @@ class StepScreen(Screen[None]):
             self.app.say(f"Resuming run {fmt.short(self.run_id)} at {run.current_step}…")
             await self._do(engine.resume(self.run_id), title="Resume")
 
-    async def save_feedback(self) -> None:
-        area = self.query_one("#feedback", TextArea)
-        text = area.text.strip()
-        run = self.run
-        if run is None or text == (run.current.user_feedback or ""):
-            return
-        result = await self._do(self.app.engine.give_feedback(self.run_id, text), title="Feedback")
-        if result is not None:
-            self._feedback_shown = text
-            self.app.say("Feedback saved: the next step's prompt receives it.")
-
-    @on(DescendantBlur, "#feedback")
-    def _feedback_blurred(self) -> None:
-        self._call(self.save_feedback())
-
-    @on(FeedbackArea.Done)
-    def _feedback_done(self) -> None:
-        self._focus_candidates()  # the blur saves it
-
-    @on(CandidatePane.RetryRequested)
-    def _retry_one(self, message: CandidatePane.RetryRequested) -> None:
-        from writeit.tui.screens.dialogs import AskDialog
-
-        if not message.other_model:
-            self._call(self._retry([message.response_id]))
-            return
-
-        def chosen(model: str | None) -> None:
-            if model:
-                self._call(self._retry([message.response_id], model=model))
-
-        self.app.push_screen(
-            AskDialog(
-                "Ask another model for this candidate",
-                "Its answer joins this step's candidates; `writeit models` lists what is usable.",
-                placeholder="e.g. gpt-4o-mini, or markov offline",
-            ),
-            chosen,
-        )
-
-    # --- actions ---------------------------------------------------------------------------
+    # --- keys that cannot act now say why ----------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Hidden from the footer and the palette when it cannot act now (the key then
+        says why: `on_key`)."""
+        return self.why_not(action, parameters) is None
+
+    def why_not(self, action: str, parameters: tuple[object, ...] = ()) -> str | None:
+        """Why `action` cannot act now, or None when it can."""
         if action in ("next_tab", "prev_tab"):
-            return self.mode == "tabs"
-        run = self.run
-        if action == "resume_run":
-            if run is None:
-                return False
-            stuck = any(r.status == ResponseStatus.STREAMING for r in run.current.ai_responses)
-            return run.status == PipelineStatus.PAUSED or (
-                stuck and not self.app.engine.streaming(run.pipeline_run_id)
+            return (
+                None
+                if self.mode == "tabs"
+                else self._hint(
+                    "Every candidate fits side by side: {prev_tab} and {next_tab} switch tabs "
+                    "when they do not."
+                )
             )
-        if action == "retry":
-            return run is not None and any(r.status in STUCK for r in run.current.candidates)
-        return True
+        run = self.run
+        if run is None:
+            return None
+        if action == "select":
+            return self._why_not_select(run, int(str(parameters[0])) if parameters else 1)
+        reasons = {
+            "resume_run": self._why_not_resume,
+            "retry": self._why_not_retry,
+            "pause": self._why_not_pause,
+        }
+        check = reasons.get(action)
+        return check(run) if check else None
+
+    def _why_not_select(self, run: PipelineRun, number: int) -> str | None:
+        count = len(run.current.candidates)
+        if number <= count:
+            return None
+        if not count:
+            return self._hint("No candidates yet: {regenerate} asks the models.")
+        return f"There is no candidate {number}: this step has {count}."
+
+    def _why_not_resume(self, run: PipelineRun) -> str | None:
+        stuck = any(r.status == ResponseStatus.STREAMING for r in run.current.ai_responses)
+        live = self.app.engine.streaming(run.pipeline_run_id)
+        if run.status == PipelineStatus.PAUSED or (stuck and not live):
+            return None
+        if live:
+            return "The models are writing now: nothing to resume."
+        return "Nothing to resume: the run was not paused or stopped."
+
+    def _why_not_retry(self, run: PipelineRun) -> str | None:
+        if any(r.status in STUCK for r in run.current.candidates):
+            return None
+        return self._hint(
+            "No failed or stopped candidate to retry. {regenerate} asks them all again."
+        )
+
+    def _why_not_pause(self, run: PipelineRun) -> str | None:
+        engine = self.app.engine
+        if engine.streaming(run.pipeline_run_id) or engine.generating_elsewhere(run) is not None:
+            return None
+        return "Nothing is generating: there is nothing to pause."
+
+    # --- actions ---------------------------------------------------------------------------
 
     def action_select(self, number: int) -> None:
         async def select() -> None:
@@ -398,7 +585,11 @@ class StepScreen(Screen[None]):
                 nxt = run.pipeline.next_step(run.current_step)
                 self.app.say(
                     f"Candidate {number} ({chosen.model_name if chosen else '?'}) chosen. "
-                    + (f"A goes on to {nxt}." if nxt else "A completes the article.")
+                    + self._hint(
+                        f"{{accept}} goes on to {nxt}."
+                        if nxt
+                        else "{accept} completes the article."
+                    )
                 )
 
         self._call(select())
@@ -411,18 +602,23 @@ class StepScreen(Screen[None]):
             if run is None:
                 return
             if run.status == PipelineStatus.COMPLETED:
-                self.app.say("The article is complete. Press E to export it.", title="Done")
+                self.app.say(
+                    self._hint("The article is complete. Press {export} to export it."),
+                    title="Done",
+                )
             elif run.current.status == StepStatus.PENDING:
                 await self._do(engine.start_step(self.run_id), title="Start step")
 
         self._call(accept())
 
     def action_feedback(self) -> None:
-        self.query_one("#feedback", TextArea).focus()
+        self._area.focus()
 
     def action_leave(self) -> None:
-        area = self.query_one("#feedback", TextArea)
-        if area.has_focus:
+        if self.maximized is not None:
+            self.minimize()
+            return
+        if self._area.has_focus:
             self._focus_candidates()
             return
         self.app.to_run_list()
@@ -433,36 +629,52 @@ class StepScreen(Screen[None]):
     def action_regenerate(self) -> None:
         self._call(self._do(self.app.engine.start_step(self.run_id), title="Regenerate"))
 
+    def action_pause(self) -> None:
+        async def pause() -> None:
+            run = await self._do(self.app.engine.pause(self.run_id), title="Pause")
+            if run is not None:
+                self.app.say(self._hint("Paused: the text so far is kept. {resume_run} resumes."))
+
+        self._call(pause())
+
     def action_guide(self) -> None:
         from writeit.tui.screens.dialogs import AskDialog
 
+        if self.run is None:
+            return
+        run_id, step = self.run_id, self.run.current_step
+        name = drafts.name("guide", step)
+
         def guided(instruction: str | None) -> None:
             if instruction:
-                self._call(
-                    self._do(
-                        self.app.engine.start_step(self.run_id, guidance=instruction),
-                        title="Guide",
-                    )
-                )
+                self._call(self._guide(run_id, name, instruction))
+            else:  # left the dialog: what was typed is kept now, not in a second
+                self._call(self.app.drafts.keep(run_id, name))
 
-        step = self.run.current_step if self.run else "this step"
         self.app.push_screen(
             AskDialog(
                 f"Regenerate {step} with an instruction",
                 "Every model writes a new candidate following it; the current ones stay in history.",
                 placeholder="e.g. Make every title a question; lead with the numbers",
+                value=self.app.drafts.get(run_id, name),
+                on_change=lambda text: self.app.drafts.typed(run_id, name, text),
             ),
             guided,
         )
+
+    async def _guide(self, run_id: str, name: str, instruction: str) -> None:
+        await self.app.drafts.keep(run_id, name)  # kept until the step has started with it
+        run = await self._do(
+            self.app.engine.start_step(run_id, guidance=instruction), title="Guide"
+        )
+        if run is not None:
+            await self.app.drafts.given(run_id, name)
 
     def action_retry(self) -> None:
         run = self.run
         if run is None:
             return
         stuck = [r.response_id for r in run.current.candidates if r.status in STUCK]
-        if not stuck:
-            self.app.say("No failed candidate to retry. R regenerates the whole step.")
-            return
         self._call(self._retry(stuck))
 
     async def _retry(self, response_ids: list[str], model: str | None = None) -> None:
@@ -486,7 +698,11 @@ class StepScreen(Screen[None]):
             if run is None:
                 return
             if run.status == PipelineStatus.COMPLETED:
-                self.app.say("Step skipped: the article is complete. Press E to export it.")
+                self.app.say(
+                    self._hint(
+                        "Step skipped: the article is complete. Press {export} to export it."
+                    )
+                )
             elif run.current.status == StepStatus.PENDING:
                 await self._do(self.app.engine.start_step(self.run_id), title="Start step")
 
@@ -502,7 +718,12 @@ class StepScreen(Screen[None]):
         if run is None:
             return
         if self.app.engine.streaming(self.run_id):
-            self.app.say("Wait for the candidates to finish before merging.", severity="warning")
+            self.app.say(
+                self._hint(
+                    "Wait for the candidates to finish before merging, or {pause} pauses them."
+                ),
+                severity="warning",
+            )
             return
         done = [r for r in run.current.candidates if r.status == ResponseStatus.COMPLETED]
         if not done:
@@ -550,8 +771,9 @@ class StepScreen(Screen[None]):
         from writeit.tui.screens.history import HistoryScreen
 
         def chosen(run_id: str | None) -> None:
-            if run_id:
+            if run_id and run_id != self.run_id:
                 self.run_id = run_id
+                self.run = None  # nothing of the old run shows while the new one loads
             self._stale = True
 
         self.app.push_screen(HistoryScreen(self.run_id), chosen)
@@ -564,6 +786,48 @@ class StepScreen(Screen[None]):
     def action_prompt(self) -> None:
         box = self.query_one("#prompt-box", Collapsible)
         box.collapsed = not box.collapsed
+
+    def action_zoom(self) -> None:
+        """Z maximises the pane the writer is in; Z (or Esc) again restores the columns."""
+        if self.maximized is not None:
+            self.minimize()
+            return
+        pane = self.focused_pane()
+        if pane is None:
+            self.app.say("No candidate to maximise yet.", severity="warning")
+            return
+        self.maximize(pane, container=False)
+        self.app.say(self._hint("{zoom} or {leave} restores the columns."), timeout=2)
+
+    def action_copy(self) -> None:
+        pane = self.focused_pane()
+        text = self._pane_text(pane) if pane else ""
+        if not text:
+            self.app.say("No candidate text to copy yet.", severity="warning")
+            return
+        assert pane is not None
+        what = f"candidate {pane.number}" if pane.number else "the merged text"
+        self.app.copy_to_clipboard(text)
+        self.app.say(f"Copied {what} ({len(text):,} characters) to the clipboard.")
+
+    def _pane_text(self, pane: CandidatePane) -> str:
+        run, response = self.run, pane.response
+        if response is None:
+            return (run.current.output or "") if run else ""
+        if response.status == ResponseStatus.STREAMING:
+            return self.app.live_text.get(response.response_id) or response.raw_output
+        return response.raw_output
+
+    def action_copy_article(self) -> None:
+        run = self.run
+        text = run.final_text if run else None
+        if run is None or not text:
+            self.app.say("No article yet: choose a candidate first.", severity="warning")
+            return
+        self.app.copy_to_clipboard(text)
+        done = run.status == PipelineStatus.COMPLETED
+        what = "the article" if done else "the latest chosen text (the run is not complete yet)"
+        self.app.say(f"Copied {what}: {len(text):,} characters.")
 
     def action_next_tab(self) -> None:
         self.board.move_tab(1)

@@ -14,11 +14,19 @@ from textual.widgets import Button, Static
 
 from writeit.models import AIResponse, ResponseStatus
 from writeit.tui import format as fmt
+from writeit.tui import keys
 from writeit.tui.widgets.markdown_text import MarkdownView
+
+STOPPED = (ResponseStatus.FAILED, ResponseStatus.INTERRUPTED)
 
 
 class CandidatePane(Vertical):
-    """Titled `n · model`; the subtitle shows tokens, time, cost and the quality score."""
+    """Titled `n · model`; the subtitle shows tokens, time, cost and the quality score.
+
+    `note` is a line of provenance above the text (the guide instruction it was asked
+    with, or how a merged text came about). Z maximises the pane (`Screen.maximize`)."""
+
+    ALLOW_MAXIMIZE = True
 
     class RetryRequested(Message):
         """Ask again for this candidate; `other_model` asks which model to use instead."""
@@ -36,6 +44,8 @@ class CandidatePane(Vertical):
         self.shown = ""
         self._live = False
         self.selected = False
+        self.note = ""
+        self.priced = True  # False: the model has no known price ("price unknown", not $0)
 
     @property
     def response_id(self) -> str | None:
@@ -50,66 +60,76 @@ class CandidatePane(Vertical):
 
     # --- state ---------------------------------------------------------------------------
 
-    def set_response(self, response: AIResponse, selected: bool) -> None:
+    def set_response(
+        self, response: AIResponse, selected: bool, *, priced: bool = True, note: str = ""
+    ) -> None:
         self.response = response
         self.selected = selected
+        self.priced = priced
+        self.note = note
         self.update_meta()
 
     def update_meta(self) -> None:
         response = self.response
         name = self.label or (response.model_name if response else "")
         self.border_title = f"{self.number} · {name}" if self.number else name
-        status = self.query_one(".candidate-status", Static)
-        failed = response is not None and response.status in (
-            ResponseStatus.FAILED,
-            ResponseStatus.INTERRUPTED,
-        )
+        failed = response is not None and response.status in STOPPED
+        self._show_retry(failed)
+        self.set_class(self.selected, "-selected")
+        state = response.status if response else None
+        self.set_class(state == ResponseStatus.STREAMING, "-streaming")
+        self.set_class(failed, "-failed")
+        self.border_subtitle = self._subtitle()
+        lines = [self.note] if self.note else []
+        lines.append(self._status())
+        self.query_one(".candidate-status", Static).update("\n".join(filter(None, lines)))
+
+    def _hint(self, text: str) -> str:
+        return keys.hint(text, getattr(self.app, "keymap", {}))
+
+    def _show_retry(self, failed: bool) -> None:
         if failed and not self.query(".retry"):  # mounted only when needed: panes are many
+            label = self._hint("Retry ({retry})")
             self.mount(
                 Horizontal(
-                    Button("Retry (T)", id="retry-same", variant="warning", compact=True),
+                    Button(label, id="retry-same", variant="warning", compact=True),
                     Button("Another model…", id="retry-other", compact=True),
                     classes="retry",
                 )
             )
-        retry = self.query(".retry")
-        self.set_class(self.selected, "-selected")
+        self.query(".retry").set(display=failed)
+
+    def _subtitle(self) -> str:
+        response = self.response
         if response is None:
-            self.border_subtitle = ""
-            status.update("✓ chosen for this step" if self.selected else "")
-            retry.set(display=False)
-            self.set_class(False, "-streaming", "-failed")
-            return
+            return ""
+        if response.status == ResponseStatus.STREAMING:
+            return "streaming…"
+        parts = [fmt.tokens(response.tokens)] if response.tokens else []
+        parts.append(fmt.seconds(response.processing_time))
+        if response.usage_stats is not None:  # a failure used nothing it was billed for
+            parts.append(fmt.cost(response.cost) if self.priced else "price unknown")
+        if response.quality_score is not None:
+            parts.append(f"q {response.quality_score:.2f}")
+        return " · ".join(parts)
+
+    def _status(self) -> str:
+        response = self.response
+        if response is None:
+            return "✓ chosen for this step" if self.selected and not self.note else ""
         state = response.status
-        self.set_class(state == ResponseStatus.STREAMING, "-streaming")
-        self.set_class(state in (ResponseStatus.FAILED, ResponseStatus.INTERRUPTED), "-failed")
-        retry.set(display=failed)
-        if state == ResponseStatus.STREAMING:
-            self.border_subtitle = "streaming…"
-        else:
-            parts = []
-            if response.tokens:
-                parts.append(fmt.tokens(response.tokens))
-            parts.append(fmt.seconds(response.processing_time))
-            parts.append(fmt.cost(response.cost))
-            if response.quality_score is not None:
-                parts.append(f"q {response.quality_score:.2f}")
-            self.border_subtitle = " · ".join(parts)
         if state == ResponseStatus.FAILED:
-            status.update(
-                f"✗ Failed: {response.error}\n"
-                "Press T to ask this model again, R to regenerate the whole step, "
-                "or pick another candidate."
+            return f"✗ Failed: {response.error}\n" + self._hint(
+                "{retry} asks this model again; {regenerate} regenerates the whole step."
             )
-        elif state == ResponseStatus.INTERRUPTED:
-            status.update(
-                f"‖ Stopped: {response.error}. The text so far is kept. Press T to ask again."
+        if state == ResponseStatus.INTERRUPTED:
+            return f"‖ Stopped: {response.error}. Its text is kept; " + self._hint(
+                "{retry} asks again."
             )
-        elif state == ResponseStatus.STREAMING:
-            status.update("● writing…")
-        else:
-            selected = "✓ selected  ·  " if self.selected else ""
-            status.update(selected + fmt.quality(response.quality))
+        if state == ResponseStatus.STREAMING:
+            return "● writing…"
+        selected = "✓ selected  ·  " if self.selected else ""
+        return selected + fmt.quality(response.quality)
 
     # --- text ----------------------------------------------------------------------------
 

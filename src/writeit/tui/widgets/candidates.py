@@ -13,7 +13,8 @@ import time
 from textual.containers import Container, Horizontal
 from textual.widgets import Static, TabbedContent, TabPane
 
-from writeit.models import AIResponse, PipelineRun, ResponseStatus
+from writeit.models import AIResponse, PipelineRun, ResponseStatus, StepState
+from writeit.tui import format as fmt
 from writeit.tui.widgets.candidate import CandidatePane
 from writeit.tui.widgets.markdown_text import TAIL_CHARS
 
@@ -32,6 +33,13 @@ def tab_label(number: int, response: AIResponse, chosen: bool) -> str:
     (Textual does not move it when a label changes length)."""
     mark = TAB_MARK.get(response.status, " ✓" if chosen else "  ")
     return f"{number} {response.model_name}{mark}"
+
+
+def guided(response: AIResponse, step: StepState) -> str:
+    """The guide instruction a candidate was asked with (G), as its pane shows it. A
+    candidate retried in its place was asked the same prompt: the step's guidance."""
+    instruction = response.instruction or step.guidance
+    return f"Guide: {fmt.one_line(instruction, 300)}" if instruction else ""
 
 
 def selected_id(run: PipelineRun) -> str | None:
@@ -59,11 +67,13 @@ class CandidateBoard(Container):
         self._flushed_at: dict[str, float] = {}
         self._run: PipelineRun | None = None
         self.rebuilding = False  # panes are being removed and mounted: no flush
+        self.prices: fmt.Prices = {}  # set by the screen: which models have a known price
 
     # --- following the run -------------------------------------------------------------
 
     async def sync(self, run: PipelineRun, width: int) -> bool:
-        """Show `run`'s current step; True when the panes were rebuilt."""
+        """Show `run`'s current step; True when the panes were rebuilt. The panes are
+        `step.candidates`, in place: a retried or resumed candidate takes its column."""
         self._run = run
         step = run.current
         candidates = step.candidates
@@ -84,16 +94,33 @@ class CandidateBoard(Container):
             self._layout = layout
         for number, response in enumerate(candidates, 1):
             is_chosen = response.response_id == chosen
-            self.panes[response.response_id].set_response(response, is_chosen)
+            self.panes[response.response_id].set_response(
+                response,
+                is_chosen,
+                priced=fmt.priced(response, self.prices),
+                note=guided(response, step),
+            )
             self._label_tab(number, response, is_chosen)
         if self.merged_pane is not None:
-            merge_model = next(
-                (r.model_name for r in reversed(step.ai_responses) if r.kind == "merge"), None
-            )
-            self.merged_pane.selected = True
-            self.merged_pane.label = f"merged by {merge_model}" if merge_model else "merged by hand"
-            self.merged_pane.update_meta()
+            self._label_merged(step)
         return rebuilt
+
+    def _label_merged(self, step: StepState) -> None:
+        """The merged pane says how its text came about, and from which candidates."""
+        pane = self.merged_pane
+        assert pane is not None
+        how = fmt.provenance(step)
+        decision = step.decision
+        pane.selected = True
+        pane.label = how.partition(" from ")[0] + (
+            ", edited" if decision and decision.edited else ""
+        )
+        instruction = decision.instruction if decision else None
+        lines = [f"✓ chosen: {how}"]
+        if instruction:
+            lines.append(f"Instruction: {fmt.one_line(instruction, 200)}")
+        pane.note = "\n".join(lines)
+        pane.update_meta()
 
     async def _rebuild(self, candidates: list[AIResponse], merged: bool, mode: str) -> None:
         self.rebuilding = True

@@ -1,4 +1,9 @@
-"""The step view's header: pipeline, run, `Step n/N: name`, and where the run goes next."""
+"""The step view's header: pipeline, run, `Step n/N: name`, and where the run goes next.
+
+The step bar marks the current step (▸, underlined); steps after it are drawn dim
+with no state colour: after B they hold earlier work kept in history, not the step
+being worked on, and a yellow "running" outline next to "Step 1/4: angles" read as
+if the view and the bar disagreed."""
 
 from __future__ import annotations
 
@@ -17,7 +22,7 @@ STEP_STYLE = {
 
 
 class StepHeader(Static):
-    def show(self, run: PipelineRun) -> None:
+    def show(self, run: PipelineRun, prices: fmt.Prices | None = None) -> None:
         names = run.pipeline.step_names
         index = run.step_index
         spec = run.pipeline.step(run.current_step)
@@ -41,19 +46,16 @@ class StepHeader(Static):
         text.append(run.status.value, status_style)
         if run.style_primer and wide:
             text.append(f"  ·  style {run.style_primer}")
-        text.append(f"  ·  {fmt.tokens(run.total_tokens)} · {fmt.cost(run.total_cost)}")
+        text.append(f"  ·  {fmt.tokens(run.total_tokens)} · {fmt.run_cost(run, prices or {})}")
         text.append("\n")
         text.append(f"Step {index + 1}/{len(names)}: {run.current_step}", "bold reverse")
         if spec.description and wide:
             text.append(f"  {spec.description}", "italic")
         text.append("\n")
-        for i, name in enumerate(names):
-            state = run.steps[name].status
-            mark = fmt.STATUS_MARK[state.value]
-            style = STEP_STYLE[state] + (" bold underline" if i == index else "")
+        for i in range(len(names)):
             if i:
                 text.append("  ›  ", "dim")
-            text.append(f"{mark} {name}", style)
+            text.append(*step_mark(run, i))
         remaining = names[index + 1 :]
         text.append("    ")
         if wide:
@@ -61,3 +63,17 @@ class StepHeader(Static):
         else:
             text.append(f"{len(remaining)} to go" if remaining else "last step", "dim")
         self.update(text)
+
+
+def step_mark(run: PipelineRun, i: int) -> tuple[str, str]:
+    """The step bar's text and style for step `i`: the current one stands out; later
+    ones are dim (what they hold stays in history, to go on to or to branch from)."""
+    index = run.step_index
+    name = run.pipeline.step_names[i]
+    state = run.steps[name].status
+    mark = fmt.STATUS_MARK[state.value]
+    if i == index:
+        return f"▸ {mark} {name}", STEP_STYLE[state] + " bold underline"
+    if i > index:
+        return f"{mark} {name}", "dim"
+    return f"{mark} {name}", STEP_STYLE[state]
