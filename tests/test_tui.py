@@ -10,6 +10,7 @@ import io
 
 from rich.console import Console
 
+from writeit import autopilot
 from writeit.models import PipelineStatus, ResponseStatus, StepStatus
 from writeit.tui.app import WriteItApp
 from writeit.tui.screens.export import ExportDialog
@@ -1350,7 +1351,7 @@ def test_snapshot_run_list(snap_compare, engine, scripted, tui_stable):
     async def before(pilot):
         app = pilot.app
         first = await engine.start_run("tech-article", {"source_material": SNAP_SOURCE}, models=TWO)
-        await engine.autopilot(first.pipeline_run_id, "first")
+        await autopilot.drive(engine, first.pipeline_run_id, "first")
         await engine.fork(first.pipeline_run_id, "outline")
         second = await engine.start_run(
             "blog-post", {"topic": "Why our team writes postmortems as stories"}, models=TWO
