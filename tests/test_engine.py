@@ -333,7 +333,10 @@ async def test_a_model_without_its_key_is_refused_before_the_run(engine):
 
 
 async def test_yaml_export_holds_models_selection_feedback_tokens_and_cost(engine, source):
-    engine.preferences.pricing = {"scripted-a": {"input": 0.001, "output": 0.002}}
+    engine.preferences.pricing = {
+        "scripted-a": {"input": 0.001, "output": 0.002},
+        "scripted-b": {"input": 0.001, "output": 0.002},
+    }
     run = await start(engine, source)
     run_id = run.pipeline_run_id
     await engine.execute_step(run_id)
@@ -353,6 +356,15 @@ async def test_yaml_export_holds_models_selection_feedback_tokens_and_cost(engin
     md = export.render(run, "md")
     assert md.startswith("---\nrun_id: " + run_id)
     assert run.final_text.strip() in md
+
+
+async def test_a_model_with_no_known_price_makes_the_cost_unknown_not_zero(engine, source):
+    engine.preferences.pricing = {"scripted-a": {"input": 0.001, "output": 0.002}}
+    run = await engine.execute_step((await start(engine, source)).pipeline_run_id)
+    priced, unpriced = run.steps["angles"].candidates
+    assert priced.usage_stats.cost_usd > 0 and unpriced.usage_stats.cost_usd is None
+    assert run.known_cost is None
+    assert yaml.safe_load(export.render(run, "yaml"))["metadata"]["total_cost_usd"] is None
 
 
 async def test_a_judge_model_scores_the_candidates_and_best_follows_it(engine, source, scripted):

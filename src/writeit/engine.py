@@ -270,7 +270,9 @@ class Engine(Runs, Generation):
         if response_obj.status != ResponseStatus.COMPLETED:
             raise InvalidInput(
                 f"the {response_obj.model_name} response is {response_obj.status.value}",
-                hint="pick a completed response, or retry this one",
+                hint="wait for it to finish, or choose a finished one"
+                if response_obj.status == ResponseStatus.STREAMING
+                else "choose a finished one, or ask again for this one (retry)",
             )
         if self._stop_streams(run.pipeline_run_id, "the writer chose another candidate"):
             run = await self.wait(run.pipeline_run_id)

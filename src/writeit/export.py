@@ -71,7 +71,7 @@ def document(run: PipelineRun, *, include_history: bool = True, branches: int = 
             "parent_run_id": run.parent_pipeline_run_id,
             "branch_point": run.branch_point,
             "total_tokens": run.total_tokens,
-            "total_cost_usd": round(run.total_cost, 6),
+            "total_cost_usd": _rounded(run.known_cost),
         },
         "inputs": dict(run.user_inputs),
         "article": run.final_text or "",
@@ -79,7 +79,7 @@ def document(run: PipelineRun, *, include_history: bool = True, branches: int = 
             "tokens": run.total_tokens,
             "input_tokens": sum(r.usage_stats.input_tokens for r in responses if r.usage_stats),
             "output_tokens": sum(r.usage_stats.output_tokens for r in responses if r.usage_stats),
-            "cost_usd": round(run.total_cost, 6),
+            "cost_usd": _rounded(run.known_cost),  # None: a model's price is unknown
             "generation_seconds": round(sum(r.processing_time for r in responses), 3),
             "steps_completed": sum(
                 s.status.value in ("completed", "skipped") for s in run.steps.values()
@@ -137,6 +137,10 @@ def _step_history(run: PipelineRun, name: str) -> dict[str, Any]:
             for r in step.ai_responses
         ],
     }
+
+
+def _rounded(cost: float | None) -> float | None:
+    return None if cost is None else round(cost, 6)
 
 
 def _decision(step: StepState) -> dict[str, Any] | None:

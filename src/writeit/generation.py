@@ -464,7 +464,7 @@ class Generation:
         table = providers.pricing(self.preferences.pricing)
         priced_as = model if model in table else providers.resolve(model).model_id
         cost = AIResponse(model_name=priced_as, usage_stats=usage).calculate_cost(table)
-        usage.cost_usd = round(cost, 8)
+        usage.cost_usd = round(cost, 8) if priced_as in table else None  # unknown, never $0
         usage_data = usage.model_dump()
 
         def completed(current: PipelineRun) -> Payloads:

@@ -484,6 +484,15 @@ class PipelineRun(BaseModel):
     def total_cost(self) -> float:
         return sum(r.cost for s in self.steps.values() for r in s.ai_responses)
 
+    @property
+    def known_cost(self) -> float | None:
+        """The run's cost, or None when a response was made by a model with no known
+        price (a total that leaves it out would read as the whole)."""
+        responses = [r for s in self.steps.values() for r in s.ai_responses if r.usage_stats]
+        if any(r.usage_stats.cost_usd is None for r in responses):
+            return None
+        return self.total_cost
+
     def find_response(self, response_id: str) -> tuple[StepState, AIResponse]:
         where, _ = self._indexes()
         if response_id in where:

@@ -248,7 +248,7 @@ def _finish(engine, run_state, export: str | None, out: Path | None, as_json: bo
         "run_id": run_state.pipeline_run_id,
         "status": run_state.status.value,
         "tokens": run_state.total_tokens,
-        "cost_usd": round(run_state.total_cost, 6),
+        "cost_usd": None if run_state.known_cost is None else round(run_state.known_cost, 6),
     }
     if export:
         path, size = _export(engine, run_state, export, out, include_history=True)
