@@ -52,6 +52,26 @@ async def test_keys_typed_while_the_form_opens_reach_it_in_order(engine, scripte
         assert area.text == "Temporal jobs" and area.has_focus
 
 
+async def test_keys_typed_while_the_run_list_loads_wait_for_it(engine, scripted, monkeypatch):
+    older = await engine.start_run("tech-article", {"source_material": "older"}, models=TWO)
+    await engine.start_run("tech-article", {"source_material": "newer"}, models=TWO)
+    loaded = threading.Event()
+    recent = engine.store.recent
+
+    def slow_recent(*args, **kwargs):
+        assert loaded.wait(60), "the test never let the run list load"
+        return recent(*args, **kwargs)
+
+    monkeypatch.setattr(engine.store, "recent", slow_recent)
+    app = WriteItApp(engine=engine)
+    typed_during_startup(app, ["down", "enter"])  # the second run, newest first
+    async with app.run_test(size=SIZE) as pilot:
+        assert not app._notifications  # no "No run selected" while the list loads
+        loaded.set()
+        await until(pilot, lambda: isinstance(app.screen, StepScreen), "the run to open")
+        assert app.screen.run_id == older.pipeline_run_id
+
+
 # --- Start before the model list is in -------------------------------------------------------
 
 
