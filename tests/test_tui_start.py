@@ -21,6 +21,8 @@ from writeit.tui.screens.step_view import StepScreen
 
 TWO = ["scripted-a", "scripted-b"]
 SIZE = (120, 40)
+SMALL = (80, 24)
+SNAP_SOURCE = "Our team moved 140 nightly cron jobs to Temporal in six weeks."
 
 
 async def until(pilot, condition, what: str, tries: int = 3000) -> None:
@@ -212,9 +214,6 @@ async def test_the_export_dialog_starts_from_the_preferred_format(engine, script
 
 # --- 80x24 -----------------------------------------------------------------------------------
 
-SMALL = (80, 24)
-SNAP_SOURCE = "Our team moved 140 nightly cron jobs to Temporal in six weeks."
-
 
 async def quiet(pilot) -> None:
     """No toasts and no blinking cursors in the picture."""
@@ -291,6 +290,10 @@ def test_snapshot_history_80x24(snap_compare, engine, scripted, tui_stable):
         await until(pilot, lambda: isinstance(app.screen, HistoryScreen), "history")
         await until(pilot, lambda: app.screen.family is not None, "the tree")
         await quiet(pilot)
+        tree = app.screen.query_one("#family")
+        lines = [tree.render_line(y).text for y in range(tree.size.height)]
+        runs = [line for line in lines if "↳" in line or "run 0" in line]
+        assert len(runs) == 2 and all("● running" in line for line in runs), lines
 
     assert snap_compare(still(WriteItApp(engine=engine)), terminal_size=SMALL, run_before=before)
 
