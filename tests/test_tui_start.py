@@ -21,6 +21,8 @@ from writeit.tui.screens.step_view import StepScreen
 
 TWO = ["scripted-a", "scripted-b"]
 SIZE = (120, 40)
+SMALL = (80, 24)
+SNAP_SOURCE = "Our team moved 140 nightly cron jobs to Temporal in six weeks."
 
 
 async def until(pilot, condition, what: str, tries: int = 3000) -> None:
@@ -50,6 +52,26 @@ async def test_keys_typed_while_the_form_opens_reach_it_in_order(engine, scripte
         await until(pilot, lambda: area.text == "Temporal", "the early keys in the source box")
         await pilot.press(*" jobs")
         assert area.text == "Temporal jobs" and area.has_focus
+
+
+async def test_keys_typed_while_the_run_list_loads_wait_for_it(engine, scripted, monkeypatch):
+    older = await engine.start_run("tech-article", {"source_material": "older"}, models=TWO)
+    await engine.start_run("tech-article", {"source_material": "newer"}, models=TWO)
+    loaded = threading.Event()
+    recent = engine.store.recent
+
+    def slow_recent(*args, **kwargs):
+        assert loaded.wait(60), "the test never let the run list load"
+        return recent(*args, **kwargs)
+
+    monkeypatch.setattr(engine.store, "recent", slow_recent)
+    app = WriteItApp(engine=engine)
+    typed_during_startup(app, ["down", "enter"])  # the second run, newest first
+    async with app.run_test(size=SIZE) as pilot:
+        assert not app._notifications  # no "No run selected" while the list loads
+        loaded.set()
+        await until(pilot, lambda: isinstance(app.screen, StepScreen), "the run to open")
+        assert app.screen.run_id == older.pipeline_run_id
 
 
 # --- Start before the model list is in -------------------------------------------------------
@@ -192,9 +214,6 @@ async def test_the_export_dialog_starts_from_the_preferred_format(engine, script
 
 # --- 80x24 -----------------------------------------------------------------------------------
 
-SMALL = (80, 24)
-SNAP_SOURCE = "Our team moved 140 nightly cron jobs to Temporal in six weeks."
-
 
 async def quiet(pilot) -> None:
     """No toasts and no blinking cursors in the picture."""
@@ -271,6 +290,10 @@ def test_snapshot_history_80x24(snap_compare, engine, scripted, tui_stable):
         await until(pilot, lambda: isinstance(app.screen, HistoryScreen), "history")
         await until(pilot, lambda: app.screen.family is not None, "the tree")
         await quiet(pilot)
+        tree = app.screen.query_one("#family")
+        lines = [tree.render_line(y).text for y in range(tree.size.height)]
+        runs = [line for line in lines if "↳" in line or "run 0" in line]
+        assert len(runs) == 2 and all("● running" in line for line in runs), lines
 
     assert snap_compare(still(WriteItApp(engine=engine)), terminal_size=SMALL, run_before=before)
 

@@ -11,15 +11,15 @@ from __future__ import annotations
 import asyncio
 import re
 
-from textual import events, on
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
-from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, Label, Select, Static, TextArea
 
 from writeit.models import PipelineConfiguration, WriteItError
 from writeit.tui import keys
+from writeit.tui.screens.early_keys import HoldsEarlyKeys
 
 
 def uniform_models(pipeline: PipelineConfiguration) -> list[str] | None:
@@ -51,7 +51,7 @@ def _provider_facts() -> tuple[bool, list[str]]:
 START_LABEL = "Start (Ctrl+S)"
 
 
-class InputFormScreen(Screen[None]):
+class InputFormScreen(HoldsEarlyKeys[None]):
     ACTION_IDS = ("start", "cancel")
     BINDINGS = [
         *keys.bindings(*ACTION_IDS),
@@ -75,7 +75,6 @@ class InputFormScreen(Screen[None]):
         self.pipeline: PipelineConfiguration | None = None
         self.problem = ""
         self._starting = False
-        self._held_keys: list[events.Key] | None = []  # None once the form has focus
         self._models_listed = asyncio.Event()  # set when the model list is in (or failed)
 
     def compose(self) -> ComposeResult:
@@ -152,7 +151,7 @@ class InputFormScreen(Screen[None]):
         title = self.query_one("#form-title", Static)
         if self.pipeline is None:
             title.update(f"Cannot start [b]{self.pipeline_name}[/b]")
-            self._release_keys()
+            self.release_keys()
             return
         title.update(
             f"New [b]{self.pipeline.name}[/b] run  ·  {self.pipeline.description}  ·  "
@@ -161,27 +160,9 @@ class InputFormScreen(Screen[None]):
         self.query_one("#offline-note").display = False
         # Not scrolled to: the top of the form (and the offline note, if any) stays in view.
         self.set_focus(self.query(".long-input, Input").first(), scroll_visible=False)
-        self._release_keys()
+        self.release_keys()
         self.run_worker(self._fill_styles(), group="form", exit_on_error=False)
         self.run_worker(self._provider_note(), group="form", exit_on_error=False)
-
-    # --- keys typed before the form is ready ------------------------------------------------
-
-    def _forward_event(self, event: events.Event) -> None:
-        """The app hands a key to the screen itself only when nothing in it has focus: at
-        start-up, before the form is composed. Hold such keys instead of losing them."""
-        if isinstance(event, events.Key) and self._held_keys is not None:
-            self._held_keys.append(event)
-            return
-        super()._forward_event(event)
-
-    def _release_keys(self) -> None:
-        """Replay the held keys, in order, where the app would have sent them had the form
-        been ready: to the focused field (bindings still apply as the keys bubble up)."""
-        held, self._held_keys = self._held_keys or [], None
-        for key in held:
-            target = self.focused or self
-            target._forward_event(events.Key(key.key, key.character))
 
     async def _fill_styles(self) -> None:
         from writeit import config

@@ -1,4 +1,9 @@
-"""The run list: recent runs of the workspace; new, open, resume, delete."""
+"""The run list: recent runs of the workspace; new, open, resume, delete.
+
+It is the first screen of `writeit`: keys typed before the list is in wait for it
+(Down, Enter opens the second run, as the writer meant) instead of being lost or
+answered with "No run selected".
+"""
 
 from __future__ import annotations
 
@@ -7,13 +12,13 @@ import asyncio
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from writeit.store import RunSummary
 from writeit.tui import format as fmt
 from writeit.tui import keys
 from writeit.tui.messages import EngineUpdated
+from writeit.tui.screens.early_keys import HoldsEarlyKeys
 
 FOLLOW_SECONDS = 2.0  # how often the list looks for runs other processes changed
 STATUS_STYLE = {
@@ -25,9 +30,13 @@ STATUS_STYLE = {
 }
 
 
-class RunListScreen(Screen[None]):
+NEEDS_THE_LIST = frozenset({"open", "resume", "delete", "history", "export"})
+
+
+class RunListScreen(HoldsEarlyKeys[None]):
     ACTION_IDS = ("new_run", "open", "resume", "delete", "history", "export", "refresh")
     BINDINGS = keys.bindings(*ACTION_IDS)
+    AUTO_FOCUS = ""  # none: the table takes focus once it has runs; before, keys are held
 
     def __init__(self) -> None:
         super().__init__()
@@ -88,7 +97,28 @@ class RunListScreen(Screen[None]):
         if self.is_current:
             self.run_worker(self.reload, exclusive=True, group="reload", exit_on_error=False)
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Actions on the highlighted run wait (greyed) for the first list: until then a
+        key for them is held with the others, not answered with "No run selected"."""
+        if action in NEEDS_THE_LIST and self.holding_keys:
+            return None
+        return True
+
     async def reload(self) -> None:
+        """Show the runs; the first time, let the held keys and the run actions through."""
+        try:
+            await self._fill()
+        except Exception:  # a store error: the keys still go somewhere
+            self._list_ready()
+            raise
+        self._list_ready()  # not after a cancel: the newer reload that replaced it does
+
+    def _list_ready(self) -> None:
+        if self.holding_keys:
+            self.release_keys()
+            self.refresh_bindings()
+
+    async def _fill(self) -> None:
         engine = self.app.engine
         summaries = await asyncio.to_thread(engine.store.recent, limit=500)
         if not self.is_attached or not self.query(DataTable):
@@ -142,7 +172,7 @@ class RunListScreen(Screen[None]):
         self.query_one("#empty").display = not summaries
         table.display = bool(summaries)
         if summaries:
-            table.focus()
+            self.set_focus(table)  # now, not after a refresh: held keys go to the table
 
     def selected_id(self) -> str | None:
         table = self.query_one(DataTable)
