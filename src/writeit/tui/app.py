@@ -118,7 +118,7 @@ class WriteItApp(App[None]):
             try:
                 from writeit.workspaces import get_workspace
 
-                self._engine = Engine(get_workspace(self.workspace_name))
+                self._engine = Engine(get_workspace(self.workspace_name), front_end="tui")
             except WriteItError as error:
                 self.push_screen(FatalScreen(str(error)))
                 return
