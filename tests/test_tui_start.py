@@ -304,3 +304,11 @@ def test_snapshot_export_dialog_80x24(snap_compare, engine, scripted, tui_stable
         await quiet(pilot)
 
     assert snap_compare(still(WriteItApp(engine=engine)), terminal_size=SMALL, run_before=before)
+
+
+async def test_offline_a_new_run_asks_two_candidates_of_the_offline_model(engine, scripted):
+    app = WriteItApp(engine=engine, pipeline="tech-article")
+    async with app.run_test(size=SIZE):
+        form = app.screen
+        assert isinstance(form, InputFormScreen)
+        assert form.query_one("#models").value == "markov, markov"

@@ -18,6 +18,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Button, Footer, Input, Label, Select, Static, TextArea
 
 from writeit.models import PipelineConfiguration, WriteItError
+from writeit.providers import OFFLINE_MODEL
 from writeit.tui import keys
 from writeit.tui.screens.early_keys import HoldsEarlyKeys
 
@@ -139,6 +140,9 @@ class InputFormScreen(HoldsEarlyKeys[None]):
             return ", ".join(self.given_models)
         assert self.pipeline is not None
         uniform = uniform_models(self.pipeline)
+        if uniform == [OFFLINE_MODEL]:
+            # Offline, a newcomer still sees candidates side by side (as `make run` does).
+            uniform = [OFFLINE_MODEL] * 2
         return ", ".join(uniform) if uniform else ""
 
     def _models_placeholder(self) -> str:
