@@ -63,6 +63,8 @@ class StepScreen(keys.SaysWhy, Screen[None]):
         *(f"select_{n}" for n in range(1, 10)),
         "prev_tab",
         "next_tab",
+        "quit",
+        "help",
         "accept",
         "feedback",
         "merge",
@@ -72,8 +74,6 @@ class StepScreen(keys.SaysWhy, Screen[None]):
         "back",
         "history",
         "export",
-        "help",
-        "quit",
         "guide",
         "fork",
         "retry",
@@ -118,7 +118,7 @@ class StepScreen(keys.SaysWhy, Screen[None]):
         yield CandidateBoard(id="candidates")
         yield Label("", id="feedback-label", markup=False)
         yield FeedbackArea("", id="feedback", soft_wrap=True)
-        yield Footer(compact=True, show_command_palette=False)
+        yield Footer(compact=True)  # the palette key stays at the right, in sight at 80
 
     def on_mount(self) -> None:
         self.board.prices = providers.pricing(self.app.engine.preferences.pricing)
