@@ -716,3 +716,13 @@ def test_step_context_supplies_every_variable_a_step_may_use():
     assert set(context) == variables_for_step(config, "draft")
     first = step_context(config, "angles", inputs={"source_material": "n"}, outputs={})
     assert first["feedback"] == ""
+
+
+def test_a_preference_set_to_its_default_value_is_kept_as_chosen(isolated_env):
+    from writeit.workspaces import load_preferences, set_preference
+
+    set_preference("export_format", "yaml")  # the default, chosen on purpose
+    set_preference("theme", "nord")
+    preferences = load_preferences()
+    assert {"export_format", "theme"} <= preferences.model_fields_set
+    assert "max_retries" not in preferences.model_fields_set  # never set: follows defaults

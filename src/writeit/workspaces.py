@@ -111,13 +111,15 @@ def load_preferences() -> UserPreferences:
 
 
 def save_preferences(preferences: UserPreferences) -> None:
-    data = preferences.model_dump(mode="json", exclude_defaults=True)
+    """What the writer set, even to a default value (a choice kept, say export_format
+    yaml); what they never set follows the defaults of later versions."""
+    data = preferences.model_dump(mode="json", exclude_unset=True)
     write_private(config_path(), yaml.safe_dump(data, sort_keys=True))
 
 
 def set_preference(key: str, raw_value: str) -> UserPreferences:
     """Set `key` (dotted for maps: keyboard_shortcuts.merge) from a YAML-typed string."""
-    current = load_preferences().model_dump(mode="json")
+    current = load_preferences().model_dump(mode="json", exclude_unset=True)
     parts = key.split(".")
     if parts[0] not in UserPreferences.model_fields:
         known = ", ".join(sorted(UserPreferences.model_fields))
