@@ -99,6 +99,7 @@ class StepScreen(keys.SaysWhy, Screen[None]):
         self._refreshing = False
         self._box: tuple[str, str] | None = None  # (run id, step) whose feedback the box holds
         self._box_filled = ""  # what the box was filled with (given feedback or a draft)
+        self._noted: tuple[str, str] | None = None  # the box whose restored draft was said
         self._box_given = ""  # the feedback given from the box: its text is no draft
         self._focused_once = False
         self._told_elsewhere = False
@@ -371,20 +372,22 @@ class StepScreen(keys.SaysWhy, Screen[None]):
         box = (run.pipeline_run_id, run.current_step)
         if box != self._box:
             await self.keep_typing()
-            first = self._box is None
             self._box = box
-            self._put(area, run, restore_note=first)
+            self._put(area, run)
         elif not area.has_focus and area.text == self._box_filled:
             self._put(area, run)  # another process may have given feedback meanwhile
 
-    def _put(self, area: TextArea, run: PipelineRun, *, restore_note: bool = False) -> None:
+    def _put(self, area: TextArea, run: PipelineRun) -> None:
         given = run.current.user_feedback or ""
         draft = self.app.drafts.get(run.pipeline_run_id, self._draft_name(run.current_step))
         text = draft if draft.strip() and draft.strip() != given.strip() else given
         self._box_filled, self._box_given = text, given
         if area.text != text:
             area.text = text
-        if restore_note and text != given:
+        if text != given and self._noted != self._box:
+            # said once per box, whenever the draft arrives (the drafts may be read after
+            # the first build)
+            self._noted = self._box
             self.app.say(
                 f"Your unsent feedback for {run.current_step} is back in the box "
                 "(kept as a draft). " + self._hint("{feedback} to edit it, {leave} to save it.")
