@@ -257,7 +257,7 @@ def _finish(engine, run_state, export: str | None, out: Path | None, as_json: bo
         _print_json(result)
         return
     console.print(
-        f"Run [bold]{run_state.pipeline_run_id}[/] {run_state.status.value} ({run_state.total_tokens} tokens, ${run_state.total_cost:.4f})"
+        f"Run [bold]{run_state.pipeline_run_id}[/] {run_state.status.value} ({run_state.total_tokens} tokens, {_cost(run_state.known_cost)})"
     )
     if export:
         console.print(f"Exported to [bold]{result['export']}[/] ({result['bytes']} bytes)")
@@ -606,3 +606,8 @@ def serve(
     from writeit.server import run_server
 
     run_server(host=host, port=port, workspace=workspace, allow_hosts=allow_host or [])
+
+
+def _cost(cost: float | None) -> str:
+    """Dollars, or "price unknown" when a model has no known price (never $0)."""
+    return "price unknown" if cost is None else f"${cost:.4f}"
