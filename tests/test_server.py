@@ -929,3 +929,25 @@ def test_schema_driven_fuzzing_finds_no_server_errors(server, client, source, is
                 or path.is_relative_to(home / "workspaces" / "default" / "store")
                 or path.name in ("server-token", "config.yaml")
             ), path
+
+
+def test_actions_answer_the_run_without_the_texts_of_earlier_attempts(server, client, source):
+    run_id = start_run(client, source)
+    with watch(server, run_id) as ws:
+        receive(ws)
+        execute_and_wait(client, ws, run_id, "angles")
+        again = client.post(f"/api/runs/{run_id}/steps/angles/execute", json={"regenerate": True})
+        assert again.status_code == 202
+        read_until(ws, step_done("angles"))
+    answer = client.post(f"/api/runs/{run_id}/select", json={"index": 1}).json()
+    assert answer["texts"] == "latest"
+    earlier, latest = (
+        answer["steps"]["angles"]["ai_responses"][:2],
+        answer["steps"]["angles"]["ai_responses"][2:],
+    )
+    assert all("raw_output" not in r and r["model_name"] for r in earlier)  # in place, no text
+    assert all(r["raw_output"] and "prompt_used" not in r for r in latest)
+    assert answer["steps"]["angles"]["user_selection"] == 3  # indices still the run's own
+    full = client.get(f"/api/runs/{run_id}").json()
+    assert "texts" not in full
+    assert all(r["raw_output"] for r in full["steps"]["angles"]["ai_responses"])

@@ -39,6 +39,10 @@ Tokens stream over the WebSocket `/api/runs/{id}/stream` (the token may be passe
 `?token=` there, and only there; pages from other sites are refused): first `{"type": "state", "run": ...}`, then one message per update
 (`delta`, `response_done`, `step_done`, `run_status`, ...). A `state` message at any
 time replaces what the client has (after a resync or on `{"type": "state"}`).
+
+Actions answer with the run as it now stands (`"texts": "latest"`): responses of a
+step's earlier attempts keep their place and figures but not their text, and no
+response repeats its step's prompt; `GET /api/runs/{id}` has every text.
 """
 
 

@@ -256,7 +256,7 @@ async def execute(
         run = await engine.start_step(
             run.pipeline_run_id, guidance=body.guide, models=body.models, again=again
         )
-    return run_response(engine, run, branched_from=full, status_code=202)
+    return run_response(engine, run, branched_from=full, status_code=202, texts="latest")
 
 
 @router.post("/runs/{run_id}/select", summary="Choose a candidate of the current step")
@@ -268,7 +268,7 @@ async def select(run_id: RunId, body: bodies.Select, state: State) -> Json:
     )
     with plain_errors_as(InvalidState):
         run = await engine.select(full, choice, feedback=body.feedback)
-    return run_response(engine, run, branched_from=full)
+    return run_response(engine, run, branched_from=full, texts="latest")
 
 
 @router.post("/runs/{run_id}/feedback", summary="Feedback on the current step")
@@ -277,7 +277,7 @@ async def feedback(run_id: RunId, body: bodies.FeedbackBody, state: State) -> Js
     full = state.run_id(run_id)
     with plain_errors_as(InvalidState):
         run = await engine.give_feedback(full, body.feedback)
-    return run_response(engine, run, branched_from=full)
+    return run_response(engine, run, branched_from=full, texts="latest")
 
 
 @router.post(
@@ -293,7 +293,7 @@ async def merge(run_id: RunId, body: bodies.Merge, state: State) -> JSONResponse
     if body.text is not None:
         with plain_errors_as(InvalidState):
             run = await engine.merge(full, ids, text=body.text)
-        return run_response(engine, run, branched_from=full)
+        return run_response(engine, run, branched_from=full, texts="latest")
     if body.model:
         await check_models({body.model})
     work = engine.merge(full, ids, instruction=body.instruction, model=body.model)
@@ -306,7 +306,9 @@ async def merge(run_id: RunId, body: bodies.Merge, state: State) -> JSONResponse
         data = run_json(engine, await engine.fetch(error.run_id or full), branched_from=full)
         data["merge_error"] = message_of(error)
         return JSONResponse(data)
-    return run_response(engine, run, branched_from=full, status_code=202 if running else 200)
+    return run_response(
+        engine, run, branched_from=full, status_code=202 if running else 200, texts="latest"
+    )
 
 
 @router.post(
@@ -332,7 +334,7 @@ async def rewind(run_id: RunId, state: State, body: bodies.Rewind | None = None)
         _check_step(await engine.fetch(full), step)
     with plain_errors_as(InvalidState):
         run = await engine.rewind(full, step)
-    return run_response(engine, run, branched_from=full)
+    return run_response(engine, run, branched_from=full, texts="latest")
 
 
 @router.post(
@@ -346,13 +348,13 @@ async def fork(run_id: RunId, body: bodies.Fork, state: State) -> Json:
     _check_step(await engine.fetch(full), body.step)
     with plain_errors_as(InvalidState):
         run = await engine.fork(full, body.step)
-    return run_response(engine, run, branched_from=full, status_code=201)
+    return run_response(engine, run, branched_from=full, status_code=201, texts="latest")
 
 
 @router.post("/runs/{run_id}/pause", summary="Stop streaming (text kept) and pause the run")
 async def pause(run_id: RunId, state: State) -> Json:
     run = await state.engine.pause(state.run_id(run_id))
-    return run_response(state.engine, run)
+    return run_response(state.engine, run, texts="latest")
 
 
 @router.post(
@@ -365,7 +367,9 @@ async def resume(run_id: RunId, state: State) -> JSONResponse:
     full = state.run_id(run_id)
     with plain_errors_as(InvalidState):
         run, running = await state.launch(full, engine.resume(full))
-    return run_response(engine, run, branched_from=full, status_code=202 if running else 200)
+    return run_response(
+        engine, run, branched_from=full, status_code=202 if running else 200, texts="latest"
+    )
 
 
 @router.post(
@@ -390,7 +394,9 @@ async def retry(
         await check_models({model})
     with plain_errors_as(InvalidState):
         run, running = await state.launch(full, engine.retry_response(full, chosen, model=model))
-    return run_response(engine, run, branched_from=full, status_code=202 if running else 200)
+    return run_response(
+        engine, run, branched_from=full, status_code=202 if running else 200, texts="latest"
+    )
 
 
 @router.get("/runs/{run_id}/artifacts", summary="Per step: output, feedback and every response")
@@ -443,7 +449,7 @@ async def _act(state: ServerState, run_id: str, action: Any) -> Json:
     full = state.run_id(run_id)
     with plain_errors_as(InvalidState):
         run = await action(full)
-    return run_response(state.engine, run, branched_from=full)
+    return run_response(state.engine, run, branched_from=full, texts="latest")
 
 
 async def check_models(names: set[str]) -> None:

@@ -176,12 +176,40 @@ def run_response(
     *,
     branched_from: str | None = None,
     status_code: int = 200,
+    texts: str = "all",
 ) -> Response:
     """`run_json` as a response, written by pydantic's own serialiser: a long run is
-    megabytes of text, which FastAPI's generic encoder would walk value by value."""
-    extras = json.dumps(_extras(engine, run, branched_from), default=str)
-    body = run.model_dump_json()[:-1] + "," + extras[1:]
+    megabytes of text, which FastAPI's generic encoder would walk value by value.
+
+    With `texts="latest"` (what actions answer), responses of a step's earlier attempts
+    keep their place and figures but not their text, and no response repeats its
+    step's prompt or the run's style prompt: an answer costs what the step holds, not
+    what the run's history holds (GET /api/runs/{id} has every text)."""
+    extras = _extras(engine, run, branched_from)
+    exclude = None
+    if texts == "latest":
+        extras["texts"] = "latest"
+        exclude = _earlier_texts(run)
+    body = run.model_dump_json(exclude=exclude)[:-1] + "," + json.dumps(extras, default=str)[1:]
     return Response(body, status_code=status_code, media_type="application/json")
+
+
+_REPEATED = {"prompt_used", "system_prompt"}
+_TEXTS = _REPEATED | {"raw_output", "processed_content"}
+
+
+def _earlier_texts(run: PipelineRun) -> dict[str, Any]:
+    steps: dict[str, Any] = {}
+    for name, step in run.steps.items():
+        if step.ai_responses:
+            latest = step.attempt
+            steps[name] = {
+                "ai_responses": {
+                    index: _REPEATED if response.attempt == latest else _TEXTS
+                    for index, response in enumerate(step.ai_responses)
+                }
+            }
+    return {"steps": steps}
 
 
 def _extras(engine: Engine, run: PipelineRun, branched_from: str | None) -> dict[str, Any]:
