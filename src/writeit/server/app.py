@@ -41,8 +41,9 @@ Tokens stream over the WebSocket `/api/runs/{id}/stream` (the token may be passe
 time replaces what the client has (after a resync or on `{"type": "state"}`).
 
 Actions answer with the run as it now stands (`"texts": "latest"`): responses of a
-step's earlier attempts keep their place and figures but not their text, and no
-response repeats its step's prompt; `GET /api/runs/{id}` has every text.
+step's earlier attempts keep their place, id, model, kind and status but not their
+text or figures, and no response repeats its step's prompt; `GET /api/runs/{id}` has
+everything.
 """
 
 

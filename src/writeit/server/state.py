@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import Request, Response
 from starlette.requests import HTTPConnection
 
-from writeit.models import PipelineRun, WriteItError
+from writeit.models import AIResponse, PipelineRun, WriteItError
 from writeit.server.errors import message_of
 from writeit.store import UnknownRun
 from writeit.workspaces import Workspace, ensure_token, get_workspace
@@ -182,8 +182,8 @@ def run_response(
     megabytes of text, which FastAPI's generic encoder would walk value by value.
 
     With `texts="latest"` (what actions answer), responses of a step's earlier attempts
-    keep their place and figures but not their text, and no response repeats its
-    step's prompt or the run's style prompt: an answer costs what the step holds, not
+    keep their place, id, model, kind and status but not their text or figures, and no
+    response repeats its step's prompt or the run's style prompt: an answer costs what the step holds, not
     what the run's history holds (GET /api/runs/{id} has every text)."""
     extras = _extras(engine, run, branched_from)
     exclude = None
@@ -195,7 +195,9 @@ def run_response(
 
 
 _REPEATED = {"prompt_used", "system_prompt"}
-_TEXTS = _REPEATED | {"raw_output", "processed_content"}
+# An earlier attempt's response: which it was and how it ended, enough to find it again.
+_KEPT = {"response_id", "model_name", "status", "attempt", "kind", "replaces"}
+_TEXTS = set(AIResponse.model_fields) - _KEPT
 
 
 def _earlier_texts(run: PipelineRun) -> dict[str, Any]:
