@@ -28,6 +28,7 @@ from writeit.errors import (
     InvalidTransition,
     StepRunning,
     TooManyRuns,
+    UnknownResponse,
 )
 from writeit.events import Event, EventType, apply
 from writeit.generation import Generation, Payloads, _Claim, _streamer
@@ -704,16 +705,23 @@ class Engine(Runs, Generation):
 
 
 def _response_id(step: Any, response: str | int) -> str:
-    if isinstance(response, int) or (isinstance(response, str) and response.isdigit()):
-        index = int(response)
+    """A response of the step from a candidate's 0-based index or an id (or a prefix)."""
+    if isinstance(response, int):
         candidates = step.candidates
-        if not 0 <= index < len(candidates):
-            raise InvalidInput(
-                f"there is no candidate {index + 1} at step {step.step_name!r}",
-                hint=f"choose 1..{len(candidates)}" if candidates else "run the step first",
+        if not 0 <= response < len(candidates):
+            raise UnknownResponse(
+                f"step {step.step_name!r} has no candidate at index {response}",
+                hint=f"indexes are 0..{len(candidates) - 1} (the TUI numbers them 1..)"
+                if candidates
+                else "run the step first",
             )
-        return candidates[index].response_id
-    matches = [r.response_id for r in step.ai_responses if r.response_id.startswith(response)]
+        return candidates[response].response_id
+    prefix = response.strip().lower()
+    matches = [r.response_id for r in step.ai_responses if r.response_id.startswith(prefix)]
     if len(matches) != 1:
-        raise InvalidInput(f"no single response of step {step.step_name!r} matches {response!r}")
+        raise UnknownResponse(
+            f"{'no' if not matches else 'more than one'} response of step "
+            f"{step.step_name!r} matches {response!r}",
+            hint="use an id from the run's candidates",
+        )
     return matches[0]

@@ -50,3 +50,7 @@ class TooManyRuns(Busy):
             "wait for one to finish, or raise it: writeit config set max_concurrent_pipelines N",
         )
         self.running, self.limit = running, limit
+
+
+class UnknownResponse(InvalidInput):
+    """No response of the step matches the index or id given."""

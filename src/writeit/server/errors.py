@@ -25,6 +25,7 @@ from writeit.errors import (
     InvalidTransition,
     StepRunning,
     TooManyRuns,
+    UnknownResponse,
     WriteItError,
 )
 
@@ -124,6 +125,8 @@ def classify(error: WriteItError) -> tuple[int, str]:
         return 409, "step_running"
     if isinstance(error, AlreadyRun):
         return 409, "already_executed"
+    if isinstance(error, UnknownResponse):
+        return 422, "unknown_response"
     if isinstance(error, Conflict):
         return 409, "conflict"
     if isinstance(error, InvalidTransition):

@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPBearer
 
 from writeit import config, export, providers
+from writeit.errors import UnknownResponse
 from writeit.models import PipelineRun, PipelineStatus
 from writeit.providers import ProviderError
 from writeit.server import bodies
@@ -263,9 +264,7 @@ async def execute(
 async def select(run_id: RunId, body: bodies.Select, state: State) -> Json:
     engine = state.engine
     full = state.run_id(run_id)
-    choice = response_of(
-        await engine.fetch(full), body.response_id if body.index is None else body.index
-    )
+    choice = body.response_id if body.index is None else body.index
     with plain_errors_as(InvalidState):
         run = await engine.select(full, choice, feedback=body.feedback)
     return run_response(engine, run, branched_from=full, texts="latest")
@@ -288,8 +287,7 @@ async def feedback(run_id: RunId, body: bodies.FeedbackBody, state: State) -> Js
 async def merge(run_id: RunId, body: bodies.Merge, state: State) -> JSONResponse:
     engine = state.engine
     full = state.run_id(run_id)
-    run = await engine.fetch(full)
-    ids = [response_of(run, ref) for ref in body.response_ids]
+    ids = list(body.response_ids)
     if body.text is not None:
         with plain_errors_as(InvalidState):
             run = await engine.merge(full, ids, text=body.text)
@@ -386,14 +384,14 @@ async def retry(
     model = (body or bodies.Retry()).model
     engine = state.engine
     full = state.run_id(run_id)
-    try:
-        chosen = response_of(await engine.fetch(full), response_id)
-    except Unprocessable as error:
-        raise NotFound(message_of(error), error.hint, code="unknown_response") from error
     if model:
         await check_models({model})
-    with plain_errors_as(InvalidState):
-        run, running = await state.launch(full, engine.retry_response(full, chosen, model=model))
+    try:
+        with plain_errors_as(InvalidState):
+            work = engine.retry_response(full, response_id, model=model)
+            run, running = await state.launch(full, work)
+    except UnknownResponse as error:  # a path names a resource: unknown is a 404
+        raise NotFound(message_of(error), error.hint, code="unknown_response") from error
     return run_response(
         engine, run, branched_from=full, status_code=202 if running else 200, texts="latest"
     )
@@ -478,30 +476,6 @@ async def feedback_on_previous(state: ServerState, run: PipelineRun, text: str) 
         )
     with plain_errors_as(InvalidState):
         return await state.engine.give_feedback(run.pipeline_run_id, text, step=previous)
-
-
-def response_of(run: PipelineRun, ref: str | int | None) -> str:
-    """The full id of a response of the current step, from an id prefix or an index."""
-    step = run.current
-    if isinstance(ref, int):
-        candidates = step.candidates
-        if ref >= len(candidates):
-            raise Unprocessable(
-                f"there is no candidate {ref} at step {step.step_name!r}",
-                f"indexes are 0..{len(candidates) - 1}" if candidates else "execute the step first",
-                code="unknown_response",
-            )
-        return candidates[ref].response_id
-    prefix = (ref or "").lower()
-    matches = [r.response_id for r in step.ai_responses if r.response_id.startswith(prefix)]
-    if len(matches) != 1:
-        raise Unprocessable(
-            f"{'no' if not matches else 'more than one'} response of step "
-            f"{step.step_name!r} matches {ref!r}",
-            "use an id from the run's candidates",
-            code="unknown_response",
-        )
-    return matches[0]
 
 
 def _check_step(run: PipelineRun, step: str) -> None:
