@@ -820,19 +820,26 @@ async def test_a_model_with_no_price_shows_price_unknown_not_zero(engine, script
         assert "+ unknown" in header
 
 
-async def test_the_step_view_says_how_a_merged_text_came_about(engine, scripted):
+async def ai_merge_in_the_editor(pilot, scripted) -> tuple[str, MergeScreen]:
+    """A new run's two candidates merged by a model, the merged text open in the editor."""
+    app = pilot.app
     scripted.script("scripted-a", replies=["angle A", "merged AB"])
     scripted.script("scripted-b", replies=["angle B"])
+    run_id = await open_new_run(pilot, app.engine)
+    await until(pilot, lambda: candidates_shown(app), "candidates")
+    await pilot.press("m")
+    await until(pilot, lambda: isinstance(app.screen, MergeScreen), "merge view")
+    merge = app.screen
+    await until(pilot, lambda: len(merge.query_one("#sources").selected) == 2, "sources")
+    await pilot.press("ctrl+s")
+    await until(pilot, lambda: merge.phase == "edit", "the AI merge")
+    return run_id, merge
+
+
+async def test_the_step_view_says_how_a_merged_text_came_about(engine, scripted):
     app = WriteItApp(engine=engine)
     async with app.run_test(size=SIZE) as pilot:
-        run_id = await open_new_run(pilot, engine)
-        await until(pilot, lambda: candidates_shown(app), "candidates")
-        await pilot.press("m")
-        await until(pilot, lambda: isinstance(app.screen, MergeScreen), "merge view")
-        merge = app.screen
-        await until(pilot, lambda: len(merge.query_one("#sources").selected) == 2, "sources")
-        await pilot.press("ctrl+s")
-        await until(pilot, lambda: merge.phase == "edit", "the AI merge")
+        run_id, merge = await ai_merge_in_the_editor(pilot, scripted)
         editor = merge.query_one("#merge-editor")
         editor.text = "merged AB, tightened by hand"
         await pilot.press("ctrl+f")
@@ -1074,18 +1081,9 @@ async def test_a_hand_merge_being_typed_survives_quitting_and_is_dropped_once_us
 
 
 async def test_an_unsent_edit_of_an_ai_merge_is_recorded_as_such_once_used(engine, scripted):
-    scripted.script("scripted-a", replies=["angle A", "merged AB"])
-    scripted.script("scripted-b", replies=["angle B"])
     app = WriteItApp(engine=engine)
     async with app.run_test(size=SIZE) as pilot:
-        run_id = await open_new_run(pilot, engine)
-        await until(pilot, lambda: candidates_shown(app), "candidates")
-        await pilot.press("m")
-        await until(pilot, lambda: isinstance(app.screen, MergeScreen), "merge view")
-        merge = app.screen
-        await until(pilot, lambda: len(merge.query_one("#sources").selected) == 2, "sources")
-        await pilot.press("ctrl+s")
-        await until(pilot, lambda: merge.phase == "edit", "the AI merge")
+        run_id, merge = await ai_merge_in_the_editor(pilot, scripted)
         await pilot.press("end", *", tightened")
         await pilot.press("ctrl+q")
     assert engine.drafts(run_id) == {"merge:angles": "merged AB, tightened"}
