@@ -185,42 +185,55 @@ def _snapshot_due(run: PipelineRun, events: list[Event], snap_seq: int) -> bool:
 # Repeated in every response of a step (its prompt) and of a run (the style): a snapshot
 # stores each prompt once, in a table beside the run. A completed response's processed
 # text is its raw text stripped: not stored twice.
-_REPEATS = {"prompt_used", "system_prompt", "processed_content"}
+_REPEATS = {"prompt_used", "system_prompt", "processed_content", "raw_output"}
 _SHARED = {"steps": {"__all__": {"ai_responses": {"__all__": _REPEATS}}}}
 
 
 def _pack(run: PipelineRun) -> bytes:
-    """A snapshot of the folded state: a prompt table, then the run as pydantic writes
-    its JSON (several times faster than building dicts), compressed for speed."""
+    """A snapshot of the folded state: a table of the prompts (each response repeats its
+    step's), the run as pydantic writes its JSON (several times faster than building
+    dicts) without its responses' texts, then those texts as one UTF-8 block: parsing
+    megabytes of JSON strings costs more than slicing them out of bytes."""
     prompts: dict[str, int] = {}
-    order = [
-        prompts.setdefault(r.prompt_used, len(prompts))
-        for step in run.steps.values()
-        for r in step.ai_responses
-    ]
-    head = json.dumps({"prompts": list(prompts), "order": order}).encode()
-    body = len(head).to_bytes(4, "big") + head + run.model_dump_json(exclude=_SHARED).encode()
-    if len(body) > _SNAPSHOT_RAW_OVER:
-        return b"S" + body  # inflating megabytes would cost more than parsing them
-    return b"s" + zlib.compress(body, 1)
+    order, texts = [], []
+    for step in run.steps.values():
+        for response in step.ai_responses:
+            order.append(prompts.setdefault(response.prompt_used, len(prompts)))
+            texts.append(response.raw_output.encode())
+    head = json.dumps(
+        {"prompts": list(prompts), "order": order, "texts": [len(t) for t in texts]}
+    ).encode()
+    body = run.model_dump_json(exclude=_SHARED).encode()
+    packed = b"".join(
+        [len(head).to_bytes(4, "big"), head, len(body).to_bytes(4, "big"), body, *texts]
+    )
+    if len(packed) > _SNAPSHOT_RAW_OVER:
+        return b"S" + packed  # inflating megabytes would cost more than parsing them
+    return b"s" + zlib.compress(packed, 1)
 
 
 def _unpack(blob: bytes) -> PipelineRun:
-    raw = blob[1:] if blob[:1] == b"S" else zlib.decompress(blob[1:])
+    raw = memoryview(blob[1:] if blob[:1] == b"S" else zlib.decompress(blob[1:]))
     size = int.from_bytes(raw[:4], "big")
-    head = json.loads(raw[4 : 4 + size])
-    run = PipelineRun.model_validate_json(raw[4 + size :])
-    prompts, order = head["prompts"], iter(head["order"])
+    head = json.loads(bytes(raw[4 : 4 + size]))
+    at = 4 + size
+    size = int.from_bytes(raw[at : at + 4], "big")
+    run = PipelineRun.model_validate_json(bytes(raw[at + 4 : at + 4 + size]))
+    at += 4 + size
+    prompts, order, lengths = head["prompts"], iter(head["order"]), iter(head["texts"])
     style = run.style_prompt
     for step in run.steps.values():
         for response in step.ai_responses:
             # Straight into the fields: pydantic's setattr hook would cost more than the
             # whole JSON parse for a run of a few thousand responses.
             fields = response.__dict__
+            length = next(lengths)
+            fields["raw_output"] = str(raw[at : at + length], "utf-8")
+            at += length
             fields["prompt_used"] = prompts[next(order)]
             fields["system_prompt"] = style
             if response.status == ResponseStatus.COMPLETED:
-                fields["processed_content"] = response.raw_output.strip()
+                fields["processed_content"] = fields["raw_output"].strip()
     return run
 
 
