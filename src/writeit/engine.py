@@ -160,10 +160,10 @@ class Engine(Runs, Generation):
         )
         event = Event.of(created, seq=1, run_id=run_id)
         run = ev.new_run(event)
-        extra = {f"primer:{primer.primer_id}": primer.model_dump(mode="json")} if primer else None
+        extra = {f"primer:{primer.primer_id}": primer.model_dump(mode="json")} if primer else {}
+        extra |= self._session_keys(run) or {}
         await asyncio.to_thread(self.store.append, run, [event], 0, extra=extra)
         self._remember(run)
-        await self._note_session(run)
         self._publish_status(run, EventType.RUN_CREATED)
         return run
 
@@ -620,9 +620,9 @@ class Engine(Runs, Generation):
         for payload in specs:
             events.append(Event.of(payload, seq=child.last_seq + 1, run_id=child_id))
             apply(child, events[-1])
-        await asyncio.to_thread(self.store.append, child, events, 0)
+        extra = self._session_keys(child)
+        await asyncio.to_thread(self.store.append, child, events, 0, extra=extra)
         self._remember(child)
-        await self._note_session(child)
         self._publish("forked", parent_id, child=child_id, step=step, branch_seq=branch_seq)
         self._publish_status(child, EventType.RUN_FORKED)
         return child

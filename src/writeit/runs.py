@@ -268,9 +268,16 @@ class Runs:
                     self._settle_buffers(run_id, landed=False)
                     raise
                 self._writing.add(run_id)
+                extra = self._session_keys(work) if index else None
                 append = asyncio.ensure_future(
                     asyncio.to_thread(
-                        self.store.append, work, events, run.last_seq, index=index, slots=slots
+                        self.store.append,
+                        work,
+                        events,
+                        run.last_seq,
+                        index=index,
+                        slots=slots,
+                        extra=extra,
                     )
                 )
                 # Settled when the write ends, even if this coroutine is cancelled meanwhile:
@@ -286,16 +293,15 @@ class Runs:
                 break
         for event in events:
             self._announce(target, event)
-        if index:
-            await self._note_session(target)
         return target
 
-    async def _note_session(self, run: PipelineRun) -> None:
-        """Remember where the writer is (a UserSession) when the run or its step
-        changes, so the next start of any front end can reopen it."""
+    def _session_keys(self, run: PipelineRun) -> dict[str, Any] | None:
+        """Where the writer is (a UserSession), when the run or its step changed: written
+        in the same transaction as the change, so the next start of any front end can
+        reopen it at no extra durable write."""
         session, run_id = self.session, run.pipeline_run_id
         if (session.active_pipeline_run_id, session.current_step) == (run_id, run.current_step):
-            return
+            return None
         active = [run_id, *(r for r in session.active_runs if r != run_id)][:10]
         self.session = session.model_copy(
             update={
@@ -305,10 +311,10 @@ class Runs:
                 "last_activity": utcnow(),
             }
         )
-        try:
-            await asyncio.to_thread(self.store.save_session, self.session)
-        except WriteItError as error:  # where the writer was is a convenience, not history
-            log.warning("session not saved: %s", error)
+        return {
+            f"session:{self.session.session_id}": self.session.model_dump(mode="json"),
+            f"active_sessions:{self.session.user_id}": self.session.session_id.encode(),
+        }
 
     def last_session(self) -> UserSession | None:
         """The session a front end last saved on this workspace (any front end)."""

@@ -375,7 +375,7 @@ class Store:
             if any(e.type in _STREAM_ENDS for e in events):
                 self._track_live(txn, run, events)
             for key, value in (extra or {}).items():
-                txn.put(key.encode(), _encode(value))
+                txn.put(key.encode(), value if isinstance(value, bytes) else _encode(value))
 
         self._write(write)
 
@@ -525,15 +525,6 @@ class Store:
     def drafts(self, run_id: str) -> dict[str, str]:
         prefix = f"draft:{run_id}:"
         return {key[len(prefix) :]: self.get(key) for key in self.keys(prefix)}
-
-    def save_session(self, session: UserSession) -> None:
-        def write(txn: lmdb.Transaction) -> None:
-            txn.put(
-                f"session:{session.session_id}".encode(), _encode(session.model_dump(mode="json"))
-            )
-            txn.put(f"active_sessions:{session.user_id}".encode(), session.session_id.encode())
-
-        self._write(write)
 
     def active_session(self, user_id: str = "default") -> UserSession | None:
         with self.env.begin() as txn:
