@@ -626,6 +626,53 @@ def bench_memory() -> None:
     )
 
 
+# --- diffs -----------------------------------------------------------------------------------
+
+
+def _article(words: int, seed: int) -> str:
+    """Article-like text: words drawn as in English (Zipf: a few very common, most rare),
+    sentences of 8 to 24 words, paragraphs."""
+    import itertools
+    import random
+
+    rnd = random.Random(seed)
+    vocabulary = [f"word{rank}" for rank in range(1, 5001)]
+    weights = list(itertools.accumulate(1 / rank for rank in range(1, 5001)))
+    drawn = rnd.choices(vocabulary, cum_weights=weights, k=words)
+    sentences, start = [], 0
+    while start < words:
+        end = start + rnd.randint(8, 24)
+        sentences.append(" ".join(drawn[start:end]).capitalize() + ".")
+        sentences.append("\n\n" if rnd.random() < 0.2 else " ")
+        start = end
+    return "".join(sentences)
+
+
+def bench_diff() -> None:
+    """`writeit diff` and the TUI's D on 10,000-word texts: a revision and two drafts."""
+    import random
+    from difflib import SequenceMatcher
+
+    from writeit import diffs
+
+    old = _article(10_000, 1)
+    words = old.split(" ")
+    rnd = random.Random(2)
+    for _ in range(100):
+        words[rnd.randrange(len(words))] = "changed"
+    revised, other = " ".join(words), _article(10_000, 3)
+    naive = timed(lambda: SequenceMatcher(None, old.split(), revised.split()).get_opcodes(), 3)
+    record(
+        "diff: a 10,000-word revision (100 words changed)",
+        timed(lambda: diffs.diff(old, revised), 9) * 1000,
+        "ms",
+        100,
+        naive * 1000,
+        note="baseline: one SequenceMatcher pass over the words; two unrelated 10,000-word "
+        f"drafts: {timed(lambda: diffs.diff(old, other), 5) * 1000:.0f} ms",
+    )
+
+
 # --- the store ------------------------------------------------------------------------------
 
 
@@ -759,6 +806,7 @@ BENCHES = (
     bench_memory,
     bench_runs_cli,
     bench_disk,
+    bench_diff,
 )
 
 

@@ -574,3 +574,141 @@ def test_a_failing_completion_offers_nothing(isolated_env):
     bad = SimpleNamespace(params={"workspace": "Not A Name!"}, parent=None)
     assert cli.complete_run(bad, "") == []
     assert cli.complete_pipeline(bad, "") == []
+
+
+# --- diff ----------------------------------------------------------------------------------------
+
+DRAFT_A = """We moved 140 nightly cron jobs to Temporal in six weeks.
+
+Failures fell from 12 a month to 2, because the retries became visible.
+"""
+DRAFT_B = DRAFT_A.replace("six weeks", "five weeks").replace("became visible", "became loud")
+
+
+def changed_ops(shown: dict) -> list[tuple[str, str]]:
+    return [(o["op"], o["text"]) for o in shown["ops"] if o["op"] != "equal"]
+
+
+async def two_candidates(engine, scripted) -> str:
+    scripted.script("scripted-a", replies=[DRAFT_A])
+    scripted.script("scripted-b", replies=[DRAFT_B])
+    run = await engine.start_run(
+        "tech-article", {"source_material": "notes"}, models=["scripted-a", "scripted-b"]
+    )
+    await engine.execute_step(run.pipeline_run_id)
+    return run.pipeline_run_id
+
+
+async def test_diff_shows_the_words_two_candidates_differ_in(engine, scripted):
+    run_id = await two_candidates(engine, scripted)
+    short = run_id[:8]
+    shown = writeit("diff", short).stdout.splitlines()
+    assert shown[:3] == [
+        f"[-] candidate 1 (scripted-a) of angles, run {short}",
+        f"[+] candidate 2 (scripted-b) of angles, run {short}",
+        "2 words added, 2 removed",
+    ]
+    body = "\n".join(shown[4:])
+    assert "Temporal in [-six-]{+five+} weeks." in body
+    assert "the retries became [-visible-]{+loud+}." in body
+
+    as_json = json.loads(writeit("diff", short, "2", "1", "--json").stdout)
+    assert changed_ops(as_json) == [
+        ("delete", "five"),
+        ("insert", "six"),
+        ("delete", "loud"),
+        ("insert", "visible"),
+    ]
+    assert "".join(o["text"] for o in as_json["ops"] if o["op"] != "insert") == DRAFT_B.strip()
+    candidates = engine.load(run_id).steps["angles"].candidates
+    assert as_json["a"] == {
+        "run_id": run_id,
+        "step": "angles",
+        "response_id": candidates[1].response_id,
+        "model": "scripted-b",
+        "attempt": 1,
+        "status": "completed",
+        "candidate": 2,
+    }
+    assert (as_json["b"]["candidate"], as_json["b"]["model"]) == (1, "scripted-a")
+
+
+async def test_diff_refusals_say_what_to_do(engine, scripted):
+    run_id = await two_candidates(engine, scripted)
+    short = run_id[:8]
+    cases = {
+        ("3",): (
+            "error: there is no candidate 3 at step 'angles': it has 2",
+            f"hint: choose 1 to 2, e.g. writeit diff {short} 1 2 --step angles",
+        ),
+        ("--step", "outline"): (
+            f"error: step 'outline' of run {short} has no candidates",
+            "hint: steps with candidates: angles (choose one with --step)",
+        ),
+        ("1", "2", "3"): (
+            "error: expected two candidate numbers or one other run, got: 1 2 3",
+            f"hint: e.g. writeit diff {short} 1 3 --step outline",
+        ),
+        ("--step", "nope"): (
+            "error: pipeline 'tech-article' has no step 'nope'",
+            "hint: steps are",
+        ),
+        (short,): (f"error: run {short} has no chosen text yet", f"writeit diff {short}"),
+    }
+    for args, (message, hint) in cases.items():
+        refused = writeit("diff", short, *args, check=False)
+        assert refused.returncode == 1, args
+        assert message in refused.stderr and hint in refused.stderr, refused.stderr
+        assert "Traceback" not in refused.stderr
+
+
+async def test_diff_of_a_fork_against_its_parent_compares_their_articles(engine, scripted):
+    polish = "# Six weeks to Temporal\n\nWe moved 140 nightly jobs; failures fell to 2 a month.\n"
+    forked = polish.replace("Six", "Seven").replace("nightly ", "")
+    scripted.script("scripted-a", replies=["angles", "outline", "draft", polish, forked])
+    run = await engine.start_run("tech-article", {"source_material": "n"}, models=["scripted-a"])
+    parent = run.pipeline_run_id
+    await autopilot.drive(engine, parent, "first")
+    child = (await engine.fork(parent, "draft")).pipeline_run_id
+    await autopilot.drive(engine, child, "first")
+    assert engine.load(child).final_text == forked.strip()
+
+    shown = writeit("diff", parent[:8], child[:8]).stdout.splitlines()
+    assert shown[:3] == [
+        f"[-] article, run {parent[:8]} (completed)",
+        f"[+] article, run {child[:8]} (completed)",
+        "1 word added, 2 removed",
+    ]
+    assert "\n".join(shown[4:]) == (
+        "# [-Six-]{+Seven+} weeks to Temporal\n\nWe moved 140 [-nightly-] jobs; failures fell "
+        "to 2 a month."
+    )
+    as_json = json.loads(writeit("diff", parent[:8], child[:8], "--json").stdout)
+    assert changed_ops(as_json) == [("delete", "Six"), ("insert", "Seven"), ("delete", "nightly ")]
+    assert as_json["a"] == {"run_id": parent, "step": "polish", "status": "completed"}
+    assert as_json["b"] == {"run_id": child, "step": "polish", "status": "completed"}
+
+    outlines = json.loads(
+        writeit("diff", parent[:8], child[:8], "--step", "outline", "--json").stdout
+    )
+    assert changed_ops(outlines) == []  # the fork shares the parent's outline
+
+
+async def test_diff_of_a_single_candidate_shows_what_regenerating_changed(engine, scripted):
+    scripted.script("scripted-a", replies=[DRAFT_A, DRAFT_B])
+    run = await engine.start_run("tech-article", {"source_material": "n"}, models=["scripted-a"])
+    run_id = run.pipeline_run_id
+    await engine.execute_step(run_id)
+    refused = writeit("diff", run_id[:8], check=False)
+    assert refused.returncode == 1
+    assert "step 'angles' has only one candidate and no earlier attempt" in refused.stderr
+    await engine.regenerate(run_id)
+    await engine.wait(run_id)
+    shown = json.loads(writeit("diff", run_id[:8], "--json").stdout)
+    assert changed_ops(shown) == [
+        ("delete", "six"),
+        ("insert", "five"),
+        ("delete", "visible"),
+        ("insert", "loud"),
+    ]
+    assert (shown["a"]["attempt"], shown["b"]["attempt"], shown["b"]["candidate"]) == (1, 2, 1)

@@ -13,6 +13,7 @@ from rich.console import Console
 from writeit import autopilot
 from writeit.models import PipelineStatus, ResponseStatus, StepStatus
 from writeit.tui.app import WriteItApp
+from writeit.tui.screens.diff import DiffScreen
 from writeit.tui.screens.export import ExportDialog
 from writeit.tui.screens.help import HelpScreen, help_renderable
 from writeit.tui.screens.history import HistoryScreen
@@ -1248,6 +1249,139 @@ async def test_a_pane_follows_a_long_stream_can_scroll_back_and_shows_the_whole_
         await until(pilot, lambda: view.scroll_y == 0, "the top")
 
 
+# --- diffs ----------------------------------------------------------------------------------
+
+
+def changed_words(screen: DiffScreen) -> list[tuple[str, str]]:
+    assert screen.changes is not None
+    return [(c.op, c.text) for c in screen.changes if c.op != "equal"]
+
+
+def shown_diff(screen: DiffScreen) -> str:
+    return screen.query_one("#diff-text").content.plain
+
+
+async def diff_open(pilot) -> DiffScreen:
+    app = pilot.app
+    await until(
+        pilot,
+        lambda: isinstance(app.screen, DiffScreen) and app.screen.changes is not None,
+        "the diff",
+    )
+    return app.screen
+
+
+async def test_d_shows_the_words_the_focused_candidate_and_the_next_differ_in(engine, scripted):
+    script_replies(scripted, [ANGLES_A], [ANGLES_A_REVISED])
+    app = WriteItApp(engine=engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_new_run(pilot, engine)
+        await until(pilot, lambda: candidates_shown(app), "candidates")
+        await pilot.press("d")
+        screen = await diff_open(pilot)
+        assert changed_words(screen) == [
+            ("delete", "Six"),
+            ("insert", "Seven"),
+            ("delete", "small"),
+            ("insert", "tiny"),
+        ]
+        shown = shown_diff(screen)
+        assert "## 1. [-Six-]{+Seven+} weeks from cron to Temporal" in shown
+        assert "a [-small-]{+tiny+} team can move" in shown
+        legend = str(screen.query_one("#diff-legend").content)
+        assert "[-candidate 1 (scripted-a)-]" in legend and "{+candidate 2 (scripted-b)+}" in legend
+        assert "2 words added, 2 removed" in str(screen.query_one("#diff-title").content)
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, StepScreen), "back to the step")
+        await pilot.press("tab", "d")  # the second pane: against the next, the first
+        screen = await diff_open(pilot)
+        assert changed_words(screen)[:2] == [("delete", "Seven"), ("insert", "Six")]
+
+
+async def test_d_on_a_single_candidate_compares_its_earlier_attempt(engine, scripted):
+    scripted.script("scripted-a", replies=[ANGLES_A, ANGLES_A_REVISED], chunk_size=40)
+    app = WriteItApp(engine=engine)
+    async with app.run_test(size=SIZE) as pilot:
+        run_id = await open_new_run(pilot, engine, models=["scripted-a"])
+        await until(pilot, lambda: candidates_shown(app, 1), "the candidate")
+        await pilot.press("d")
+        await until(pilot, lambda: notified(app, "no earlier attempt"), "nothing to compare")
+        assert isinstance(app.screen, StepScreen)
+        await pilot.press("r")
+        await until(pilot, lambda: engine.load(run_id).current.attempt == 2, "attempt 2")
+        await until(pilot, lambda: candidates_shown(app, 1), "the new candidate")
+        await pilot.press("d")
+        screen = await diff_open(pilot)
+        assert changed_words(screen)[:2] == [("delete", "Six"), ("insert", "Seven")]
+        assert "[-attempt 1 (scripted-a)-]" in str(screen.query_one("#diff-legend").content)
+
+
+async def test_the_merge_view_diffs_the_two_ticked_candidates(engine, scripted):
+    script_replies(scripted, [ANGLES_A], [ANGLES_A_REVISED])
+    app = WriteItApp(engine=engine)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_new_run(pilot, engine)
+        await until(pilot, lambda: candidates_shown(app), "candidates")
+        await pilot.press("m")
+        await until(pilot, lambda: isinstance(app.screen, MergeScreen), "merge view")
+        merge = app.screen
+        sources = merge.query_one("#sources")
+        await until(pilot, lambda: len(sources.selected) == 2, "sources")
+        await pilot.press("ctrl+t")
+        screen = await diff_open(pilot)
+        assert changed_words(screen) == [
+            ("delete", "Six"),
+            ("insert", "Seven"),
+            ("delete", "small"),
+            ("insert", "tiny"),
+        ]
+        assert "merging angles" in str(screen.query_one("#diff-title").content)
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is merge, "back to the merge")
+        sources.deselect(sources.selected[0])
+        await pilot.press("ctrl+t")
+        await until(pilot, lambda: notified(app, "Tick two candidates"), "the refusal")
+        assert app.screen is merge
+
+
+async def test_the_history_diffs_a_branch_against_its_parent(engine, scripted):
+    polish = "# Six weeks to Temporal\n\nWe moved 140 nightly jobs; failures fell to 2 a month.\n"
+    forked = polish.replace("Six", "Seven").replace("nightly ", "")
+    scripted.script("scripted-a", replies=["angles", "outline", "draft", polish, forked])
+    run = await engine.start_run("tech-article", {"source_material": "n"}, models=["scripted-a"])
+    parent = run.pipeline_run_id
+    await autopilot.drive(engine, parent, "first")
+    child = (await engine.fork(parent, "draft")).pipeline_run_id
+    await autopilot.drive(engine, child, "first")
+    app = WriteItApp(engine=engine)
+    async with app.run_test(size=SIZE) as pilot:
+        app.open_run(child)
+        await until(pilot, lambda: isinstance(app.screen, StepScreen), "the step view")
+        await pilot.press("h")
+        await until(pilot, lambda: isinstance(app.screen, HistoryScreen), "history")
+        history = app.screen
+        await until(pilot, lambda: history.family is not None, "the tree")
+        await pilot.press("d")
+        screen = await diff_open(pilot)
+        assert changed_words(screen) == [
+            ("delete", "Six"),
+            ("insert", "Seven"),
+            ("delete", "nightly "),
+        ]
+        assert shown_diff(screen) == (
+            "# [-Six-]{+Seven+} weeks to Temporal\n\nWe moved 140 [-nightly-] jobs; failures "
+            "fell to 2 a month."
+        )
+        legend = str(screen.query_one("#diff-legend").content)
+        assert f"[-run {parent[:8]} (parent)-]" in legend and f"{{+branch {child[:8]}+}}" in legend
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is history, "back to the history")
+        tree = history.query_one("Tree")
+        tree.move_cursor(history._run_nodes[parent])
+        await pilot.press("d")
+        await until(pilot, lambda: notified(app, "first of its family"), "no parent")
+
+
 # --- snapshots (pytest-textual-snapshot; update with --snapshot-update, then look) ---------
 
 ANGLES_A = """## 1. Six weeks from cron to Temporal
@@ -1273,6 +1407,8 @@ ANGLES_B = """## 1. The cron jobs nobody owned
 
 Strongest: angle 2, for an audience of platform engineers.
 """
+
+ANGLES_A_REVISED = ANGLES_A.replace("Six weeks", "Seven weeks").replace("small", "tiny")
 
 OUTLINE_A = """# Six weeks from cron to Temporal
 
@@ -1490,6 +1626,18 @@ def test_snapshot_help(snap_compare, engine, scripted, tui_stable):
     async def before(pilot):
         await settle_on_candidates(pilot)
         await pilot.press("question_mark")
+        await quiet(pilot)
+
+    assert snap_compare(still(WriteItApp(engine=engine)), terminal_size=SIZE, run_before=before)
+
+
+def test_snapshot_diff_view(snap_compare, engine, scripted, tui_stable):
+    script_replies(scripted, [ANGLES_A], [ANGLES_A_REVISED])
+
+    async def before(pilot):
+        await settle_on_candidates(pilot)
+        await pilot.press("d")
+        await diff_open(pilot)
         await quiet(pilot)
 
     assert snap_compare(still(WriteItApp(engine=engine)), terminal_size=SIZE, run_before=before)

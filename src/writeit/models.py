@@ -298,6 +298,19 @@ class StepState(BaseModel):
             shown.append(response)
         return shown
 
+    def earlier_candidate(self, response: AIResponse) -> AIResponse | None:
+        """The same model's finished candidate of the latest attempt before `response`'s:
+        what a regeneration changed, when the step has no other candidate to compare."""
+        earlier = [
+            r
+            for r in self.ai_responses
+            if r.kind == "candidate"
+            and r.model_name == response.model_name
+            and r.attempt < response.attempt
+            and r.status == ResponseStatus.COMPLETED
+        ]
+        return max(earlier, key=lambda r: r.attempt, default=None)
+
     def select_response(self, index: int, feedback: str = "") -> str:
         """Select a response and mark the step complete."""
         if not 0 <= index < len(self.ai_responses):

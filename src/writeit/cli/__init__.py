@@ -176,4 +176,17 @@ def _show_click_error(error: Exception) -> None:
 
 
 # The commands register themselves on `app` when their modules are imported.
-from writeit.cli import setup, runs  # noqa: E402, F401, I001 - this order is --help's
+from writeit.cli import setup, runs, diff  # noqa: E402, F401, I001 - this order is --help's
+
+
+def _place(name: str, after: str) -> None:
+    """Move a command in --help's list: a command module of its own (diff) still reads
+    best beside the commands it goes with (show, tree)."""
+    commands = app.registered_commands
+    found = next(c for c in commands if (c.name or c.callback.__name__) == name)
+    commands.remove(found)
+    index = next(i for i, c in enumerate(commands) if (c.name or c.callback.__name__) == after)
+    commands.insert(index + 1, found)
+
+
+_place("diff", after="tree")

@@ -109,6 +109,14 @@ _ALL = [
     Action("zoom", "z", "zoom", "Zoom", "Maximise the focused candidate (again to restore)"),
     Action("copy", "y", "copy", "Copy", "Copy the focused candidate's text", show=False),
     Action(
+        "diff",
+        "d",
+        "diff",
+        "Diff",
+        "Diff: the focused candidate against the next (or its model's earlier attempt)",
+        show=False,
+    ),
+    Action(
         "copy_article",
         "ctrl+y",
         "copy_article",
@@ -122,10 +130,18 @@ _ALL = [
     ),
     Action("merge_edit", "ctrl+o", "merge_edit", "By hand", "Edit the merged text by hand"),
     Action("merge_use", "ctrl+f", "merge_use", "Use text", "Use the merged text for this step"),
+    Action("merge_diff", "ctrl+t", "merge_diff", "Diff", "Diff the two ticked candidates"),
     Action("close", "escape", "close", "Close", "Close this screen", palette=False),
     # history
     Action("open_branch", "o", "open_branch", "Open", "Open the highlighted run (switch branch)"),
     Action("fork_here", "f", "fork_here", "Fork", "Fork a new branch from the highlighted step"),
+    Action(
+        "branch_diff",
+        "d",
+        "branch_diff",
+        "Diff",
+        "Diff the highlighted run's article against its parent's",
+    ),
     # export
     Action("save_export", "ctrl+s", "save_export", "Export", "Write the export file"),
 ]
@@ -157,13 +173,15 @@ SECTIONS: dict[str, list[str]] = {
         "zoom",
         "copy",
         "copy_article",
+        "diff",
         "prev_tab",
         "next_tab",
         "runs",
         "new_run",
     ],
-    "Merge view": ["merge_ai", "merge_edit", "merge_use", "close"],
-    "History tree": ["open_branch", "fork_here", "close"],
+    "Merge view": ["merge_ai", "merge_edit", "merge_use", "merge_diff", "close"],
+    "History tree": ["open_branch", "fork_here", "branch_diff", "close"],
+    "Diff view": ["close"],
     "Export dialog": ["save_export", "close"],
 }
 

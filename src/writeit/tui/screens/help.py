@@ -33,6 +33,7 @@ SCREEN_SECTION = {
     "StepScreen": "Step view",
     "MergeScreen": "Merge view",
     "HistoryScreen": "History tree",
+    "DiffScreen": "Diff view",
     "ExportDialog": "Export dialog",
 }
 

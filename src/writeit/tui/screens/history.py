@@ -116,7 +116,7 @@ def step_label(run: PipelineRun, name: str) -> Text:
 
 
 class HistoryScreen(Screen[str | None]):
-    ACTION_IDS = ("open_branch", "fork_here", "close")
+    ACTION_IDS = ("open_branch", "fork_here", "branch_diff", "close")
     BINDINGS = keys.bindings(*ACTION_IDS)
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]  # -narrow: a wider tree
 
@@ -239,7 +239,13 @@ class HistoryScreen(Screen[str | None]):
             title.update(
                 f"[b]Run {fmt.short(run.pipeline_run_id)}[/b] · {run.pipeline.name} · "
                 f"{run.status.value} · at {run.current_step} · {fmt.cost(run.total_cost)}"
-                "\n[dim]Read-only. O switches to this run.[/dim]"
+                "\n[dim]Read-only. O switches to this run."
+                + (
+                    keys.hint(" {branch_diff} compares it with its parent.", self.app.keymap)
+                    if run.parent_pipeline_run_id
+                    else ""
+                )
+                + "[/dim]"
             )
             body = run.final_text or "_No chosen text yet._"
             await text.update(f"**Latest chosen text**\n\n{body}")
@@ -300,6 +306,34 @@ class HistoryScreen(Screen[str | None]):
                 self.dismiss(child.pipeline_run_id)
 
         self.app.call(fork())
+
+    def action_branch_diff(self) -> None:
+        node = self._node()
+        if node is not None:
+            self.app.call(self._branch_diff(node.run_id))
+
+    async def _branch_diff(self, run_id: str) -> None:
+        """The highlighted run's article against its parent's: what the branch changed."""
+        from writeit.tui.screens.diff import Compared, DiffScreen
+
+        run = await self._run(run_id)
+        parent_id = run.parent_pipeline_run_id
+        if parent_id is None:
+            self.app.say(
+                "This run is the first of its family: highlight a branch (↳) to compare it "
+                "with the run it came from.",
+                severity="warning",
+            )
+            return
+        parent = await self._run(parent_id)
+        if run.final_text is None or parent.final_text is None:
+            empty = fmt.short(run_id if run.final_text is None else parent_id)
+            self.app.say(f"Run {empty} has no chosen text yet.", severity="warning")
+            return
+        old = Compared(f"run {fmt.short(parent_id)} (parent)", parent.final_text)
+        new = Compared(f"branch {fmt.short(run_id)}", run.final_text)
+        where = f"latest chosen texts · branched at {run.branch_point}"
+        self.app.push_screen(DiffScreen(old, new, where=where))
 
     def action_close(self) -> None:
         self.dismiss(None)

@@ -36,7 +36,7 @@ text, then **{merge_use}** uses it for this step.
 
 
 class MergeScreen(keys.SaysWhy, Screen[str | None]):
-    ACTION_IDS = ("merge_ai", "merge_edit", "merge_use", "close")
+    ACTION_IDS = ("merge_ai", "merge_edit", "merge_use", "merge_diff", "close")
     BINDINGS = keys.bindings(*ACTION_IDS)
 
     def __init__(self, run_id: str) -> None:
@@ -163,6 +163,8 @@ class MergeScreen(keys.SaysWhy, Screen[str | None]):
     def why_not(self, action: str, parameters: tuple[object, ...] = ()) -> str | None:
         if action in ("merge_ai", "merge_edit") and self.phase == "merging":
             return "The AI merge is still writing; its text comes here."
+        if action == "merge_diff" and len(self._ticked()) != 2:
+            return "Tick two candidates (Space) to see what they differ in."
         if action == "merge_use" and self.phase != "edit":
             return self._hint(
                 "Nothing to use yet: {merge_ai} merges with a model, {merge_edit} by hand."
@@ -174,6 +176,23 @@ class MergeScreen(keys.SaysWhy, Screen[str | None]):
 
     def _error(self, message: str) -> None:
         self.query_one("#merge-error", Static).update(message)
+
+    # --- diff ------------------------------------------------------------------------------
+
+    def action_merge_diff(self) -> None:
+        """The two ticked candidates word by word, in the order of their numbers."""
+        from writeit.tui.screens.diff import Compared, DiffScreen
+
+        ids = self._ticked()
+        if self.run is None or len(ids) != 2:
+            return  # the key said why (`why_not`)
+        step = self.run.current
+        numbered = sorted((n, r) for n, r in enumerate(step.candidates, 1) if r.response_id in ids)
+        old, new = (
+            Compared(f"candidate {n} ({r.model_name})", r.processed_content) for n, r in numbered
+        )
+        where = f"merging {self.run.current_step} · run {fmt.short(self.run_id)}"
+        self.app.push_screen(DiffScreen(old, new, where=where))
 
     # --- AI merge --------------------------------------------------------------------------
 

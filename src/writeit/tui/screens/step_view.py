@@ -44,6 +44,7 @@ from writeit.models import (
 from writeit.tui import drafts, keys
 from writeit.tui import format as fmt
 from writeit.tui.messages import EngineUpdated
+from writeit.tui.screens.diff import Compared
 from writeit.tui.widgets.candidate import CandidatePane
 from writeit.tui.widgets.candidates import CandidateBoard
 from writeit.tui.widgets.feedback import FeedbackArea
@@ -83,6 +84,7 @@ class StepScreen(keys.SaysWhy, Screen[None]):
         "zoom",
         "copy",
         "copy_article",
+        "diff",
         "runs",
         "new_run",
     )
@@ -537,6 +539,7 @@ class StepScreen(keys.SaysWhy, Screen[None]):
             "resume_run": self._why_not_resume,
             "retry": self._why_not_retry,
             "pause": self._why_not_pause,
+            "diff": self._why_not_diff,
         }
         check = reasons.get(action)
         return check(run) if check else None
@@ -563,6 +566,16 @@ class StepScreen(keys.SaysWhy, Screen[None]):
             return None
         return self._hint(
             "No failed or stopped candidate to retry. {regenerate} asks them all again."
+        )
+
+    def _why_not_diff(self, run: PipelineRun) -> str | None:
+        if self._diff_pair(run) is not None:
+            return None
+        if not run.current.candidates:
+            return self._hint("No candidates to compare yet: {regenerate} asks the models.")
+        return self._hint(
+            "One candidate and no earlier attempt to compare it with: {regenerate} asks "
+            "again; in the history ({history}), {branch_diff} compares a branch with its parent."
         )
 
     def _why_not_pause(self, run: PipelineRun) -> str | None:
@@ -817,9 +830,60 @@ class StepScreen(keys.SaysWhy, Screen[None]):
         run, response = self.run, pane.response
         if response is None:
             return (run.current.output or "") if run else ""
+        return self._text(response)
+
+    def _text(self, response: AIResponse) -> str:
+        """A candidate's text as its pane shows it (a stream's text so far)."""
         if response.status == ResponseStatus.STREAMING:
             return self.app.live_text.get(response.response_id) or response.raw_output
         return response.raw_output
+
+    def action_diff(self) -> None:
+        from writeit.tui.screens.diff import DiffScreen
+
+        run = self.run
+        pair = self._diff_pair(run) if run else None
+        if run is None or pair is None:
+            return  # the key said why (`why_not`)
+        where = f"{run.current_step} · run {fmt.short(run.pipeline_run_id)}"
+        self.app.push_screen(DiffScreen(*pair, where=where))
+
+    def _diff_pair(self, run: PipelineRun) -> tuple[Compared, Compared] | None:
+        """The focused candidate and the next one; a step's only candidate and its
+        model's candidate of the attempt before (the older text first); the merged text
+        and the first candidate it came from. None when there is nothing to compare."""
+        step = run.current
+        candidates = step.candidates
+        pane = self.focused_pane()
+        if pane is not None and pane.response is None:
+            return self._merge_pair(run)
+        number = pane.number if pane and pane.number and pane.number <= len(candidates) else 1
+        if len(candidates) > 1:
+            other = number % len(candidates) + 1
+            return self._compared(run, number), self._compared(run, other)
+        earlier = step.earlier_candidate(candidates[0]) if candidates else None
+        if earlier is None:
+            return None
+        label = f"attempt {earlier.attempt} ({earlier.model_name})"
+        return Compared(label, self._text(earlier)), self._compared(run, 1)
+
+    def _compared(self, run: PipelineRun, number: int) -> Compared:
+        response = run.current.candidates[number - 1]
+        return Compared(f"candidate {number} ({response.model_name})", self._text(response))
+
+    def _merge_pair(self, run: PipelineRun) -> tuple[Compared, Compared] | None:
+        """What the merge (or the hand-written text) changed from its first source."""
+        step = run.current
+        sources = step.decision.response_ids if step.decision else []
+        if step.output is None or not sources:
+            return None
+        source = step.response(sources[0])
+        return (
+            Compared(
+                f"candidate {fmt.candidate_label(step, source.response_id)}", self._text(source)
+            ),
+            Compared("merged text", step.output),
+        )
 
     def action_copy_article(self) -> None:
         run = self.run
