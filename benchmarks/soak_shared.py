@@ -82,11 +82,13 @@ def recording_store(tally: Tally, path: Path):
     from writeit.store import Conflict, Store
 
     class RecordingStore(Store):
-        def append(self, run, events, expected_seq, *, index=True, extra=None):
+        def append(self, run, events, expected_seq, **options):
             try:
-                super().append(run, events, expected_seq, index=index, extra=extra)
+                super().append(run, events, expected_seq, **options)
             except Conflict:
-                streamed = not index or any(e.type.value in STREAM_ENDS for e in events)
+                streamed = not options.get("index", True) or any(
+                    e.type.value in STREAM_ENDS for e in events
+                )
                 tally.conflicts[
                     f"TUI Conflict on {'a stream write' if streamed else 'an action'}"
                 ] += 1
