@@ -106,7 +106,8 @@ class Generation:
         self._check_idle(run)
         self._check_capacity(run.pipeline_run_id)
         claim = _Claim(set())
-        return self._hold(claim, run) and claim
+        self._hold(claim, run)
+        return claim
 
     @contextlib.contextmanager
     def _claimed(self, run: PipelineRun) -> Iterator[_Claim]:
