@@ -949,7 +949,11 @@ async def test_feedback_being_typed_is_kept_through_ctrl_q_and_comes_back(engine
         await until(
             pilot, lambda: feedback_box(again).text == "Lead with the numbers, please", "restored"
         )
-        assert notified(again, "unsent feedback for angles is back in the box")
+        await until(
+            pilot,
+            lambda: notified(again, "unsent feedback for angles is back in the box"),
+            "the note that the draft is back",
+        )
         await pilot.press("c", "escape")  # given: the draft goes
         await until(
             pilot,
