@@ -450,7 +450,30 @@ def _check_style(doc: _Doc) -> set[Loc]:
                 f"unknown guideline {key!r}",
                 "only 'avoid' and 'prefer' are sent to the model",
             )
-    return reported
+    return reported | _check_reading_level(doc)
+
+
+def _check_reading_level(doc: _Doc) -> set[Loc]:
+    """`reading_level: {min: 50, max: 70}`, Flesch reading ease (0 hard .. 100 easy)."""
+    level = doc.data.get("reading_level")
+    if level is None:
+        return set()
+    hint = "write it as 'reading_level: {min: 50, max: 70}' (Flesch reading ease, 0..100)"
+    if not isinstance(level, dict) or not set(level) <= {"min", "max"}:
+        level = level if isinstance(level, dict) else {}
+        doc.add(("reading_level",), "reading_level must have only 'min' and 'max'", hint)
+        return {("reading_level",), *(("reading_level", k) for k in level or ())}
+    bounds = {key: level.get(key) for key in ("min", "max")}
+    for key, value in bounds.items():
+        ok = value is None or (isinstance(value, int | float) and not isinstance(value, bool))
+        if not ok or (value is not None and not 0 <= value <= 100):
+            doc.add(("reading_level", key), f"reading_level {key} {value!r} is not 0..100", hint)
+            return {("reading_level",), ("reading_level", key)}
+    low, high = bounds["min"] or 0, 100 if bounds["max"] is None else bounds["max"]
+    if low > high:
+        doc.add(("reading_level",), f"reading_level min {low} is above max {high}", hint)
+        return {("reading_level",)}
+    return set()
 
 
 def _build(

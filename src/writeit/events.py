@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from writeit.models import (
     AIResponse,
     Decision,
+    Flag,
     PipelineConfiguration,
     PipelineRun,
     PipelineStatus,
@@ -175,6 +176,7 @@ class ResponseCompleted(Payload):
     estimated_usage: bool = False
     quality: dict[str, float] = Field(default_factory=dict)
     quality_score: float | None = None
+    flags: list[Flag] = Field(default_factory=list)  # absent in logs before style flags
 
 
 class ResponseFailed(Payload):
@@ -500,6 +502,7 @@ def _response_completed(run: PipelineRun, p: ResponseCompleted, event: Event) ->
         response.usage_stats = TokenUsage.model_validate(p.usage)
     response.quality = dict(p.quality)
     response.quality_score = p.quality_score
+    response.flags = [flag.model_copy() for flag in p.flags]
     response.provider = p.provider or response.provider
 
 

@@ -20,7 +20,7 @@ from typing import Any, Literal
 import yaml
 
 from writeit.errors import WriteItError
-from writeit.models import PipelineRun, ResponseStatus, StepState
+from writeit.models import Flag, PipelineRun, ResponseStatus, StepState
 
 Format = Literal["md", "yaml", "json"]
 FORMATS: tuple[str, ...] = ("md", "yaml", "json")
@@ -131,6 +131,7 @@ def _step_history(run: PipelineRun, name: str) -> dict[str, Any]:
                 "tokens": r.usage_stats.model_dump() if r.usage_stats else None,
                 "seconds": r.processing_time,
                 "quality": r.quality,
+                "flags": [flag.model_dump() for flag in r.flags],
                 "instruction": r.instruction,
                 "text": r.processed_content or r.raw_output,
             }
@@ -202,12 +203,24 @@ def _markdown(doc: dict[str, Any]) -> str:
                 parts.append(f"- {step['decided']}")
             if step["feedback"]:
                 parts.append(f"- Feedback: {step['feedback']}")
+            if flagged := _flag_line(step["responses"]):
+                parts.append(f"- Style flags: {flagged}")
             if step["output"] and step is not history[-1]:
                 parts.append("\n<details><summary>Output</summary>\n")
                 parts.append(step["output"].rstrip())
                 parts.append("\n</details>")
             parts.append("")
     return "\n".join(parts).rstrip() + "\n"
+
+
+def _flag_line(responses: list[dict[str, Any]]) -> str:
+    """`model: avoid "delve" ×2, too long…` per flagged candidate, for the appendix."""
+    flagged = [
+        f"{r['model']}: " + ", ".join(Flag.model_validate(f).label() for f in r["flags"])
+        for r in responses
+        if r["flags"]
+    ]
+    return "; ".join(flagged)
 
 
 def default_path(exports: Path, run: PipelineRun, fmt: str) -> Path:

@@ -30,9 +30,11 @@ from writeit.errors import StepRunning, TooManyRuns
 from writeit.events import Payloads
 from writeit.models import (
     AIResponse,
+    Flag,
     PipelineRun,
     PipelineStatus,
     ResponseStatus,
+    StylePrimer,
     TokenUsage,
     WriteItError,
     new_id,
@@ -451,12 +453,12 @@ class Generation:
             await self._commit(run_id, failed, retry=True)
             return
         measure = functools.partial(
-            quality.measure, result.text, run.primer, int(options.get("max_tokens", 0) * 0.6)
+            _assess, result.text, run.primer, int(options.get("max_tokens", 0) * 0.6)
         )
         # About 0.2 ms per thousand words: a thread hop costs more than that for most
         # answers, but pyphen over a very long one would stall the loop.
         long = len(result.text) > 20_000
-        metrics = await asyncio.to_thread(measure) if long else measure()
+        metrics, flags = await asyncio.to_thread(measure) if long else measure()
         usage = TokenUsage(
             input_tokens=result.input_tokens,
             output_tokens=result.output_tokens,
@@ -479,6 +481,7 @@ class Generation:
                     estimated_usage=result.estimated_usage,
                     quality=metrics,
                     quality_score=metrics["score"],
+                    flags=flags,
                 )
             ]
 
@@ -486,6 +489,15 @@ class Generation:
 
 
 # --- helpers -------------------------------------------------------------------------------
+
+
+def _assess(
+    text: str, primer: StylePrimer | None, target_words: int
+) -> tuple[dict[str, float], list[Flag]]:
+    """The quality metrics and the style flags stored with a completed response."""
+    metrics = quality.measure(text, primer, target_words)
+    found = quality.flags(text, primer, target_words, reading=metrics["readability"])
+    return metrics, found
 
 
 def _providers(models: list[str]) -> dict[str, str]:

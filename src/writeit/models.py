@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 from uuid import uuid4
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from writeit.errors import InvalidTransition, WriteItError
 
@@ -184,6 +184,25 @@ class ResponseStatus(StrEnum):
     INTERRUPTED = "interrupted"
 
 
+class Flag(BaseModel):
+    """A style flag on a finished response: informs the writer's choice, never blocks it.
+
+    `kind` is "avoid" (an avoid-list term of the style used `count` times, first uses
+    at character offsets `positions`), "reading_level" (Flesch reading ease outside the
+    style's range) or "length" (words far from the step's target)."""
+
+    kind: Literal["avoid", "reading_level", "length"]
+    detail: str
+    count: int = 0
+    positions: list[int] = Field(default_factory=list)
+
+    def label(self) -> str:
+        """One short human phrase, e.g. `avoid "delve" ×2`."""
+        if self.kind == "avoid":
+            return f'avoid "{self.detail}" ×{self.count}'
+        return self.detail
+
+
 class AIResponse(BaseModel):
     response_id: str = Field(default_factory=new_id)
     model_name: str = ""
@@ -197,6 +216,7 @@ class AIResponse(BaseModel):
     processing_time: float = 0.0
     quality_score: float | None = None
     quality: dict[str, float] = Field(default_factory=dict)
+    flags: list[Flag] = Field(default_factory=list)
     status: ResponseStatus = ResponseStatus.STREAMING
     error: str | None = None
     kind: Literal["candidate", "merge", "judge"] = "candidate"
@@ -521,6 +541,21 @@ class PipelineRun(BaseModel):
 # --- styles, preferences, sessions -----------------------------------------------------
 
 
+class ReadingLevel(BaseModel):
+    """The style's target band in Flesch reading ease (0 hard .. 100 easy)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min: float = Field(default=0.0, ge=0, le=100)
+    max: float = Field(default=100.0, ge=0, le=100)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ReadingLevel:
+        if self.min > self.max:
+            raise ValueError(f"min {self.min:g} is above max {self.max:g}")
+        return self
+
+
 class StylePrimer(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -531,6 +566,7 @@ class StylePrimer(BaseModel):
     voice_attributes: dict[str, str] = Field(default_factory=dict)
     example_openings: list[str] = Field(default_factory=list)
     guidelines: dict[str, list[str]] = Field(default_factory=dict)
+    reading_level: ReadingLevel | None = None
     created_at: datetime = Field(default_factory=utcnow)
     last_used: datetime = Field(default_factory=utcnow)
 

@@ -1,9 +1,10 @@
 """Cheap local quality signals shown beside each candidate, and the response's quality_score.
 
 They are hints for the writer, not a verdict: length against what the step asked for,
-readability (Flesch reading ease, syllables counted by pyphen's hyphenation
-dictionaries, which work offline), and how many of the style primer's "avoid" terms
-slipped in.
+readability (Flesch reading ease from textstat, which works offline), and how many of
+the style primer's "avoid" terms slipped in. `flags` names what is off: each avoid term
+used (with where), a reading level outside the style's range, a length far from the
+target. Flags inform the choice; nothing blocks on them.
 """
 
 from __future__ import annotations
@@ -11,22 +12,17 @@ from __future__ import annotations
 import functools
 import re
 
-from writeit.models import StylePrimer
+from writeit.models import Flag, ReadingLevel, StylePrimer
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]*")
-_SENTENCE_END = re.compile(r"[.!?]+(?:\s|$)|\n\s*\n")
+_NOTE = re.compile(r"\s*\(.*\)\s*$")  # "journey (for anything but travel)"
+POSITIONS = 5  # character offsets kept per avoid flag: enough to find them, not a log
+LENGTH_BAND = (0.5, 1.5)  # words / target outside this is "far off"
 
 
-@functools.cache
-def _hyphenator():
-    import pyphen
-
-    return pyphen.Pyphen(lang="en_US")
-
-
-@functools.lru_cache(maxsize=50_000)
-def syllables(word: str) -> int:
-    return len(_hyphenator().positions(word.lower())) + 1
+def _literal(term: str) -> str:
+    """The term as it would appear in text, without the style's parenthesised note."""
+    return _NOTE.sub("", term).strip()
 
 
 def avoid_hits(text: str, avoid: list[str]) -> int:
@@ -37,19 +33,73 @@ def avoid_hits(text: str, avoid: list[str]) -> int:
 def _avoid_pattern(avoid: tuple[str, ...]) -> re.Pattern[str]:
     """One pass over the text for the whole list (longest term first, so a phrase counts
     once rather than also as its shorter terms)."""
-    terms = sorted({re.escape(term.lower()) for term in avoid}, key=len, reverse=True)
+    literals = {_literal(term).lower() for term in avoid} - {""}
+    terms = sorted(map(re.escape, literals), key=len, reverse=True)
+    if not terms:
+        return re.compile(r"(?!)")  # matches nothing
     return re.compile(rf"\b(?:{'|'.join(terms)})\b", re.IGNORECASE)
 
 
 def readability(text: str) -> float:
-    """Flesch reading ease, 0 (hard) to 100 (easy); 0 for text too short to score."""
-    words = _WORD.findall(text)
-    if len(words) < 3:
+    """Flesch reading ease, 0 (hard) to 100 (easy); 0 for text too short to score.
+
+    textstat's formula (it replaced a hand-written one: same scale and meaning, better
+    syllable and sentence counting), clamped to 0..100 as before."""
+    if len(_WORD.findall(text)) < 3:
         return 0.0
-    sentences = max(1, len([s for s in _SENTENCE_END.split(text) if _WORD.search(s or "")]))
-    syllable_count = sum(syllables(w.lower()) for w in words)
-    value = 206.835 - 1.015 * len(words) / sentences - 84.6 * syllable_count / len(words)
-    return max(0.0, min(100.0, value))
+    import textstat
+
+    return max(0.0, min(100.0, float(textstat.flesch_reading_ease(text))))
+
+
+def flags(
+    text: str,
+    primer: StylePrimer | None = None,
+    target_words: int = 0,
+    reading: float | None = None,
+) -> list[Flag]:
+    """Everything worth a second look before choosing this text; `reading` saves
+    recomputing the readability `measure` already has."""
+    found = avoid_flags(text, primer.guidelines.get("avoid", [])) if primer else []
+    if primer and primer.reading_level and len(_WORD.findall(text)) >= 3:
+        level = readability(text) if reading is None else reading
+        found += filter(None, [reading_flag(level, primer.reading_level)])
+    found += filter(None, [length_flag(len(text.split()), target_words)])
+    return found
+
+
+def avoid_flags(text: str, avoid: list[str]) -> list[Flag]:
+    """One flag per avoid term used: how often, and the first few character offsets."""
+    if not avoid:
+        return []
+    names = {_literal(term).lower(): _literal(term) for term in avoid}
+    uses: dict[str, list[int]] = {}
+    for match in _avoid_pattern(tuple(avoid)).finditer(text):
+        uses.setdefault(match.group().lower(), []).append(match.start())
+    return [
+        Flag(kind="avoid", detail=names[key], count=len(at), positions=at[:POSITIONS])
+        for key, at in uses.items()
+    ]
+
+
+def reading_flag(level: float, target: ReadingLevel) -> Flag | None:
+    """Flesch reading ease outside the style's band (higher is easier)."""
+    if target.min <= level <= target.max:
+        return None
+    side = "hard" if level < target.min else "easy"
+    band = f"{target.min:g}–{target.max:g}"
+    return Flag(kind="reading_level", detail=f"reads too {side}: ease {level:.0f}, style {band}")
+
+
+def length_flag(words: int, target_words: int) -> Flag | None:
+    """Words far from the step's target (only where the step sets one)."""
+    if target_words <= 0:
+        return None
+    low, high = LENGTH_BAND
+    if low * target_words <= words <= high * target_words:
+        return None
+    side = "short" if words < low * target_words else "long"
+    return Flag(kind="length", detail=f"too {side}: {words} words, target ~{target_words}")
 
 
 def measure(

@@ -394,6 +394,9 @@ def show(
                 )
             if response.error:
                 console.print(f"      {response.error}", style="red", highlight=False, markup=False)
+            if response.flags:
+                flagged = "; ".join(flag.label() for flag in response.flags)
+                console.print(f"      ⚑ {flagged}", style="yellow", highlight=False, markup=False)
         if step.decision:
             console.print(f"    {export.decided(step)}", highlight=False, markup=False)
         if step.user_feedback:

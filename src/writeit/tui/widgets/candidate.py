@@ -21,7 +21,8 @@ STOPPED = (ResponseStatus.FAILED, ResponseStatus.INTERRUPTED)
 
 
 class CandidatePane(Vertical):
-    """Titled `n · model`; the subtitle shows tokens, time, cost and the quality score.
+    """Titled `n · model` (`· ⚑ 2` when the response has style flags, listed under it);
+    the subtitle shows tokens, time, cost and the quality score.
 
     `note` is a line of provenance above the text (the guide instruction it was asked
     with, or how a merged text came about). Z maximises the pane (`Screen.maximize`)."""
@@ -72,7 +73,9 @@ class CandidatePane(Vertical):
     def update_meta(self) -> None:
         response = self.response
         name = self.label or (response.model_name if response else "")
-        self.border_title = f"{self.number} · {name}" if self.number else name
+        title = f"{self.number} · {name}" if self.number else name
+        flags = len(response.flags) if response else 0
+        self.border_title = f"{title} · ⚑ {flags}" if flags else title
         failed = response is not None and response.status in STOPPED
         self._show_retry(failed)
         self.set_class(self.selected, "-selected")
@@ -129,7 +132,8 @@ class CandidatePane(Vertical):
         if state == ResponseStatus.STREAMING:
             return "● writing…"
         selected = "✓ selected  ·  " if self.selected else ""
-        return selected + fmt.quality(response.quality)
+        flagged = "; ".join(flag.label() for flag in response.flags)
+        return selected + fmt.quality(response.quality) + (f"\n⚑ {flagged}" if flagged else "")
 
     # --- text ----------------------------------------------------------------------------
 
