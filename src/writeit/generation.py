@@ -453,12 +453,17 @@ class Generation:
             await self._commit(run_id, failed, retry=True)
             return
         measure = functools.partial(
-            _assess, result.text, run.primer, int(options.get("max_tokens", 0) * 0.6)
+            _assess,
+            result.text,
+            run.primer,
+            int(options.get("max_tokens", 0) * 0.6),
+            int(options.get("target_words", 0)),
         )
-        # About 0.2 ms per thousand words: a thread hop costs more than that for most
-        # answers, but pyphen over a very long one would stall the loop.
-        long = len(result.text) > 20_000
-        metrics, flags = await asyncio.to_thread(measure) if long else measure()
+        # A fraction of a millisecond per thousand words: a thread hop costs more than
+        # that for most answers, but a very long one, or textstat loading its dictionary
+        # on first use (~0.4 s), would stall the loop.
+        inline = len(result.text) <= 20_000 and quality.ready()
+        metrics, flags = measure() if inline else await asyncio.to_thread(measure)
         usage = TokenUsage(
             input_tokens=result.input_tokens,
             output_tokens=result.output_tokens,
@@ -492,10 +497,13 @@ class Generation:
 
 
 def _assess(
-    text: str, primer: StylePrimer | None, target_words: int
+    text: str, primer: StylePrimer | None, fit_words: int, target_words: int
 ) -> tuple[dict[str, float], list[Flag]]:
-    """The quality metrics and the style flags stored with a completed response."""
-    metrics = quality.measure(text, primer, target_words)
+    """The quality metrics and the style flags stored with a completed response. The
+    score's length fit uses a share of max_tokens; a length flag needs a target the
+    pipeline set (`target_words` in a step's options): max_tokens is a cap, and
+    flagging every answer under it "too short" would be noise."""
+    metrics = quality.measure(text, primer, fit_words)
     found = quality.flags(text, primer, target_words, reading=metrics["readability"])
     return metrics, found
 

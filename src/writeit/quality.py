@@ -49,7 +49,18 @@ def readability(text: str) -> float:
         return 0.0
     import textstat
 
-    return max(0.0, min(100.0, float(textstat.flesch_reading_ease(text))))
+    score = max(0.0, min(100.0, float(textstat.flesch_reading_ease(text))))
+    if not _loaded:
+        _loaded.append(True)
+    return score
+
+
+_loaded: list[bool] = []  # textstat's first call loads its dictionary (~0.4 s)
+
+
+def ready() -> bool:
+    """Whether scoring is cheap now (textstat loaded), so it may run on the event loop."""
+    return bool(_loaded)
 
 
 def flags(
