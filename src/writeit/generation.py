@@ -177,10 +177,6 @@ class Generation:
             and not self._owned(run.pipeline_run_id, response)
         ]
 
-    def _orphan_interruptions(self, run: PipelineRun) -> Payloads:
-        """The events that record the run's orphans as interrupted (on its next write)."""
-        return _orphan_interrupted(self._orphans(run))
-
     def _owned(self, run_id: str, response: AIResponse) -> bool:
         """Whether a live process will still finish this streaming response."""
         if processes.alive(response.pid, response.pid_started) and response.pid == os.getpid():
@@ -190,16 +186,21 @@ class Generation:
     def _settled(self, run: PipelineRun) -> PipelineRun:
         """The run as a reader should see it: orphans interrupted. The log says so on the
         run's next write (`_commit_now`), so a read never writes."""
-        orphans = {r.response_id for r in self._orphans(run)}
+        return self._settling(run)[0]
+
+    def _settling(self, run: PipelineRun) -> tuple[PipelineRun, Payloads]:
+        """The settled view and the events that record its orphans as interrupted, from
+        one look at the run's streams (a /proc read each)."""
+        orphans = self._orphans(run)
         if not orphans:
-            return run
+            return run, []
         view = run.writable()
-        for response_id in orphans:
-            _, response = view.changing(response_id)
+        for orphan in orphans:
+            _, response = view.changing(orphan.response_id)
             response.status = ResponseStatus.INTERRUPTED
             response.error = _orphan_reason(response)
             view.ended(response)
-        return view
+        return view, _orphan_interrupted(orphans)
 
     # --- generating ----------------------------------------------------------------------
 

@@ -44,7 +44,7 @@ class Runs:
     _streams: dict[str, Any]
     _claims: dict[str, Any]
     _settled: Callable[[PipelineRun], PipelineRun]
-    _orphan_interruptions: Callable[[PipelineRun], Payloads]
+    _settling: Callable[[PipelineRun], tuple[PipelineRun, Payloads]]
     streaming: Callable[..., list[str]]
 
     def __init__(self, cache_size: int = CACHE_SIZE) -> None:
@@ -253,11 +253,11 @@ class Runs:
             for attempt in range(1, attempts + 1):
                 run = await self._fetch(run_id)
                 try:
-                    view = self._settled(run)
+                    view, settle = self._settling(run)
                     specs = build(view)
                     if not specs:
                         return view
-                    specs = self._orphan_interruptions(run) + specs
+                    specs = settle + specs
                     work = run.writable()
                     events = []
                     for payload in specs:
