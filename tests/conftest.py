@@ -179,6 +179,30 @@ def built_on_angles(engine):
     return build
 
 
+@pytest.fixture
+def fork_with_a_new_polish(engine, scripted):
+    """`await fork_with_a_new_polish()`: a finished run and a fork of it from the draft
+    whose article differs in three words; returns (parent id, child id, child article)."""
+
+    async def build() -> tuple[str, str, str]:
+        from writeit import autopilot
+
+        polish = (
+            "# Six weeks to Temporal\n\nWe moved 140 nightly jobs; failures fell to 2 a month.\n"
+        )
+        forked = polish.replace("Six", "Seven").replace("nightly ", "")
+        scripted.script("scripted-a", replies=["angles", "outline", "draft", polish, forked])
+        inputs = {"source_material": "n"}
+        run = await engine.start_run("tech-article", inputs, models=["scripted-a"])
+        parent = run.pipeline_run_id
+        await autopilot.drive(engine, parent, "first")
+        child = (await engine.fork(parent, "draft")).pipeline_run_id
+        await autopilot.drive(engine, child, "first")
+        return parent, child, forked
+
+    return build
+
+
 SOURCE = """Our team moved 140 nightly cron jobs to Temporal in six weeks.
 Failures dropped from 12 a month to 2. Template text like {{ 7*7 }} and
 {% for x in y %}loops{% endfor %} must reach the model verbatim."""

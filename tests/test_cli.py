@@ -11,6 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 import yaml
+from writeit_cli import run as writeit
 
 from writeit import autopilot
 from writeit.events import EventType
@@ -19,22 +20,6 @@ from writeit.store import Store
 
 TESTS = Path(__file__).parent
 ROOT = TESTS.parent
-
-
-def writeit(
-    *args: str, input: str | None = None, check: bool = True, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        [sys.executable, str(TESTS / "writeit_cli.py"), *args],
-        capture_output=True,
-        text=True,
-        input=input,
-        timeout=120,
-        env={**os.environ, "COLUMNS": "200", **(env or {})},
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"exit {result.returncode}\n{result.stdout}\n{result.stderr}")
-    return result
 
 
 def headless_run() -> str:
@@ -662,15 +647,10 @@ async def test_diff_refusals_say_what_to_do(engine, scripted):
         assert "Traceback" not in refused.stderr
 
 
-async def test_diff_of_a_fork_against_its_parent_compares_their_articles(engine, scripted):
-    polish = "# Six weeks to Temporal\n\nWe moved 140 nightly jobs; failures fell to 2 a month.\n"
-    forked = polish.replace("Six", "Seven").replace("nightly ", "")
-    scripted.script("scripted-a", replies=["angles", "outline", "draft", polish, forked])
-    run = await engine.start_run("tech-article", {"source_material": "n"}, models=["scripted-a"])
-    parent = run.pipeline_run_id
-    await autopilot.drive(engine, parent, "first")
-    child = (await engine.fork(parent, "draft")).pipeline_run_id
-    await autopilot.drive(engine, child, "first")
+async def test_diff_of_a_fork_against_its_parent_compares_their_articles(
+    engine, fork_with_a_new_polish
+):
+    parent, child, forked = await fork_with_a_new_polish()
     assert engine.load(child).final_text == forked.strip()
 
     shown = writeit("diff", parent[:8], child[:8]).stdout.splitlines()

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 from textual.app import App, ComposeResult
+from writeit_cli import run as writeit
 
 from writeit import events as ev
 from writeit import export
@@ -87,13 +84,6 @@ async def test_the_candidate_pane_title_shows_the_flag_count():
 
 async def test_show_lists_a_responses_flags(engine, source, scripted):
     run_id = await flagged_run(engine, source, scripted)
-    shown = subprocess.run(
-        [sys.executable, str(Path(__file__).parent / "writeit_cli.py"), "show", run_id[:8]],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "COLUMNS": "200"},
-    )
-    assert shown.returncode == 0, shown.stderr
+    shown = writeit("show", run_id[:8])
     flagged = [line for line in shown.stdout.splitlines() if "⚑" in line]
     assert flagged and 'avoid "delve" ×6' in flagged[0]

@@ -183,20 +183,12 @@ def fork_chain(store, depth: int) -> list[str]:
 
 
 def test_tree_works_at_any_depth(isolated_env):
-    import subprocess
-    import sys
-    from pathlib import Path
+    from writeit_cli import run as writeit
 
     from writeit.workspaces import get_workspace
 
     ids = fork_chain(get_workspace().open_store(), 1200)
-    shown = subprocess.run(
-        [sys.executable, str(Path(__file__).parent / "writeit_cli.py"), "tree", ids[-1]],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert shown.returncode == 0, shown.stderr[-2000:]
+    shown = writeit("tree", ids[-1])
     lines = shown.stdout.splitlines()
     assert len(lines) == 1201 and "Traceback" not in shown.stderr
     assert lines[0].startswith("root-000") and "← this run" in lines[-1]

@@ -4,10 +4,8 @@ drafts; and candidates keep their place when asked again."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
+
+from writeit_cli import run as writeit
 
 from writeit import export
 from writeit.models import ResponseStatus, StepStatus
@@ -115,14 +113,7 @@ async def test_show_tells_how_each_step_was_decided(engine, source, scripted):
     run_id = await start(engine, source)
     await engine.regenerate(run_id, guidance="Lead with the outage")
     await engine.merge(run_id, [0, 1], text="Both, by hand.")
-    shown = subprocess.run(
-        [sys.executable, str(Path(__file__).parent / "writeit_cli.py"), "show", run_id[:8]],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "COLUMNS": "200"},
-    )
-    assert shown.returncode == 0, shown.stderr
+    shown = writeit("show", run_id[:8])
     assert "Written by hand from scripted-a, scripted-b" in shown.stdout
     assert "instruction: Lead with the outage" in shown.stdout
     assert "scripted-a via " in shown.stdout

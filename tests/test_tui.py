@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 
+from pilot import notified, until
 from rich.console import Console
 
 from writeit import autopilot
@@ -25,16 +26,6 @@ from writeit.tui.widgets.candidate import CandidatePane
 
 TWO = ["scripted-a", "scripted-b"]
 SIZE = (120, 40)
-
-
-async def until(pilot, condition, what: str, tries: int = 3000) -> None:
-    """Let the app run until `condition()` holds (bounded; no fixed sleeps)."""
-    for _ in range(tries):
-        if condition():
-            return
-        await pilot.pause()
-    notes = [n.message for n in pilot.app._notifications]
-    raise AssertionError(f"timed out waiting for {what}; notifications: {notes}")
 
 
 def step_screen(app) -> StepScreen:
@@ -62,10 +53,6 @@ def candidates_shown(app, count: int = 2) -> bool:
         r.response_id in screen.panes and screen.panes[r.response_id].shown == r.raw_output
         for r in cands
     )
-
-
-def notified(app, text: str) -> bool:
-    return any(text in n.message for n in app._notifications)
 
 
 async def start_from_form(pilot, source: str) -> None:
@@ -1348,15 +1335,8 @@ async def test_the_merge_view_diffs_the_two_ticked_candidates(engine, scripted):
         assert app.screen is merge
 
 
-async def test_the_history_diffs_a_branch_against_its_parent(engine, scripted):
-    polish = "# Six weeks to Temporal\n\nWe moved 140 nightly jobs; failures fell to 2 a month.\n"
-    forked = polish.replace("Six", "Seven").replace("nightly ", "")
-    scripted.script("scripted-a", replies=["angles", "outline", "draft", polish, forked])
-    run = await engine.start_run("tech-article", {"source_material": "n"}, models=["scripted-a"])
-    parent = run.pipeline_run_id
-    await autopilot.drive(engine, parent, "first")
-    child = (await engine.fork(parent, "draft")).pipeline_run_id
-    await autopilot.drive(engine, child, "first")
+async def test_the_history_diffs_a_branch_against_its_parent(engine, fork_with_a_new_polish):
+    parent, child, _ = await fork_with_a_new_polish()
     app = WriteItApp(engine=engine)
     async with app.run_test(size=SIZE) as pilot:
         app.open_run(child)

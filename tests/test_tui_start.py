@@ -11,6 +11,7 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+from pilot import until
 from textual import events
 
 from writeit.tui.app import WriteItApp
@@ -23,16 +24,6 @@ TWO = ["scripted-a", "scripted-b"]
 SIZE = (120, 40)
 SMALL = (80, 24)
 SNAP_SOURCE = "Our team moved 140 nightly cron jobs to Temporal in six weeks."
-
-
-async def until(pilot, condition, what: str, tries: int = 3000) -> None:
-    """Let the app run until `condition()` holds (bounded; no fixed sleeps)."""
-    for _ in range(tries):
-        if condition():
-            return
-        await pilot.pause()
-    notes = [n.message for n in pilot.app._notifications]
-    raise AssertionError(f"timed out waiting for {what}; notifications: {notes}")
 
 
 def typed_during_startup(app: WriteItApp, keys: list[str]) -> None:
