@@ -111,10 +111,7 @@ async def test_the_whole_journey(engine, source, scripted, tmp_path):
 
         # draft: an AI merge of both candidates with an instruction
         scripted.script("scripted-a", replies=["# Merged draft\n\nThe best of both drafts."])
-        await pilot.press("m")
-        await until(pilot, lambda: isinstance(app.screen, MergeScreen), "merge view")
-        merge = app.screen
-        await until(pilot, lambda: len(merge.query_one("#sources").selected) == 2, "sources")
+        merge = await open_merge(pilot)
         await pilot.click("#instruction")
         await pilot.press(*"Keep the numbers")
         await pilot.press("ctrl+s")
@@ -482,15 +479,21 @@ async def test_guide_regenerates_with_the_instruction(engine, scripted):
         assert len(step.ai_responses) == 4
 
 
+async def open_merge(pilot) -> MergeScreen:
+    """M on the step view: the merge view, once it has ticked both candidates."""
+    await pilot.press("m")
+    await until(pilot, lambda: isinstance(pilot.app.screen, MergeScreen), "merge view")
+    merge = pilot.app.screen
+    await until(pilot, lambda: len(merge.query_one("#sources").selected) == 2, "sources")
+    return merge
+
+
 async def test_merge_by_hand(engine, scripted):
     app = WriteItApp(engine=engine)
     async with app.run_test(size=SIZE) as pilot:
         run_id = await open_new_run(pilot, engine)
         await until(pilot, lambda: candidates_shown(app), "candidates")
-        await pilot.press("m")
-        await until(pilot, lambda: isinstance(app.screen, MergeScreen), "merge view")
-        merge = app.screen
-        await until(pilot, lambda: len(merge.query_one("#sources").selected) == 2, "sources")
+        merge = await open_merge(pilot)
         await pilot.press("ctrl+o")
         editor = merge.query_one("#merge-editor")
         assert editor.has_focus and "---" in editor.text
@@ -522,10 +525,7 @@ async def test_a_failed_ai_merge_on_a_new_branch_leaves_the_view_on_that_branch(
     async with app.run_test(size=SIZE) as pilot:
         app.open_run(run_id)
         await until(pilot, lambda: candidates_shown(app), "the angles")
-        await pilot.press("m")
-        await until(pilot, lambda: isinstance(app.screen, MergeScreen), "merge view")
-        merge = app.screen
-        await until(pilot, lambda: len(merge.query_one("#sources").selected) == 2, "sources")
+        await open_merge(pilot)
         await pilot.press("ctrl+s")
         await until(pilot, lambda: notified(app, "merge model down"), "the failure")
         (branch,) = engine.store.children(run_id)
@@ -815,10 +815,7 @@ async def ai_merge_in_the_editor(pilot, scripted) -> tuple[str, MergeScreen]:
     scripted.script("scripted-b", replies=["angle B"])
     run_id = await open_new_run(pilot, app.engine)
     await until(pilot, lambda: candidates_shown(app), "candidates")
-    await pilot.press("m")
-    await until(pilot, lambda: isinstance(app.screen, MergeScreen), "merge view")
-    merge = app.screen
-    await until(pilot, lambda: len(merge.query_one("#sources").selected) == 2, "sources")
+    merge = await open_merge(pilot)
     await pilot.press("ctrl+s")
     await until(pilot, lambda: merge.phase == "edit", "the AI merge")
     return run_id, merge
@@ -1044,10 +1041,7 @@ async def test_a_hand_merge_being_typed_survives_quitting_and_is_dropped_once_us
     async with app.run_test(size=SIZE) as pilot:
         run_id = await open_new_run(pilot, engine)
         await until(pilot, lambda: candidates_shown(app), "candidates")
-        await pilot.press("m")
-        await until(pilot, lambda: isinstance(app.screen, MergeScreen), "merge view")
-        merge = app.screen
-        await until(pilot, lambda: len(merge.query_one("#sources").selected) == 2, "sources")
+        merge = await open_merge(pilot)
         await pilot.press("ctrl+o")
         editor = merge.query_one("#merge-editor")
         editor.text = "My own angles"
@@ -1553,10 +1547,7 @@ def test_snapshot_merge_view(snap_compare, engine, scripted, tui_stable):
 
     async def before(pilot):
         await settle_on_candidates(pilot)
-        await pilot.press("m")
-        await until(pilot, lambda: isinstance(pilot.app.screen, MergeScreen), "merge view")
-        merge = pilot.app.screen
-        await until(pilot, lambda: len(merge.query_one("#sources").selected) == 2, "sources")
+        merge = await open_merge(pilot)
         merge.query_one("#instruction").value = "Angle 1 of A with the retries of B"
         await pilot.press("ctrl+s")
         await until(pilot, lambda: merge.phase == "edit", "the merge")
