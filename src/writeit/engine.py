@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 from dataclasses import dataclass
 from typing import Any
 
@@ -126,7 +127,10 @@ class Engine(Runs, Generation):
         models: list[str] | None = None,
         step_models: dict[str, list[str]] | None = None,
         user_id: str = "default",
+        blind: bool | None = None,
     ) -> PipelineRun:
+        """`blind` (default: the `blind_review` preference) hides each step's models
+        and shuffles its candidates until the writer decides."""
         from writeit import config
 
         if isinstance(pipeline, str):
@@ -157,6 +161,7 @@ class Engine(Runs, Generation):
             models=models,
             step_models=step_models,
             user_id=user_id,
+            blind=self.preferences.blind_review if blind is None else blind,
         )
         event = Event.of(created, seq=1, run_id=run_id)
         run = ev.new_run(event)
@@ -247,6 +252,7 @@ class Engine(Runs, Generation):
                 prompt=prompt,
                 attempt=attempt,
                 guidance=guidance or None,
+                order=random.sample(range(len(chosen)), len(chosen)) if current.blind else None,
             )
             return [*specs, started]
 
@@ -258,7 +264,12 @@ class Engine(Runs, Generation):
     # --- choosing ----------------------------------------------------------------------
 
     async def select(
-        self, run_id: str, response: str | int, feedback: str | None = None
+        self,
+        run_id: str,
+        response: str | int,
+        feedback: str | None = None,
+        *,
+        by: str | None = None,
     ) -> PipelineRun:
         """Choose a candidate (a response id, or an index into the latest candidates).
 
@@ -290,7 +301,13 @@ class Engine(Runs, Generation):
         step_name = step.step_name
 
         def build(current: PipelineRun) -> Payloads:
-            chosen = ev.ResponseSelected(step=step_name, response_id=response_id, feedback=feedback)
+            chosen = ev.ResponseSelected(
+                step=step_name,
+                response_id=response_id,
+                feedback=feedback,
+                blind=current.steps[step_name].hidden,
+                by=by,
+            )
             return [*self._reopening(current), chosen]
 
         return await self._commit(run.pipeline_run_id, build)
@@ -357,6 +374,7 @@ class Engine(Runs, Generation):
         text: str | None = None,
         model: str | None = None,
         edited_from: str | None = None,
+        by: str | None = None,
     ) -> PipelineRun:
         """Merge candidates: with `text` as written by hand, else streamed by a model.
         `edited_from` names the response (an AI merge) that `text` is the writer's edit of,
@@ -378,7 +396,13 @@ class Engine(Runs, Generation):
             self._check_idle(run)
             run = await self._branch_if_behind(run, step.step_name)
             return await self._merged(
-                run.pipeline_run_id, step.step_name, ids, text, instruction, edited=edited_from
+                run.pipeline_run_id,
+                step.step_name,
+                ids,
+                text,
+                instruction,
+                edited=edited_from,
+                by=by,
             )
         with self._claimed(run) as claim:
             run = self._hold(claim, await self._branch_if_behind(run, step.step_name))
@@ -402,7 +426,9 @@ class Engine(Runs, Generation):
                     run_id=run_id,  # may be a new branch: the failed merge is shown there
                 )
             text = merged.processed_content
-            return await self._merged(run_id, step_name, ids, text, instruction, merged.response_id)
+            return await self._merged(
+                run_id, step_name, ids, text, instruction, merged.response_id, by=by
+            )
 
     async def _merged(
         self,
@@ -414,6 +440,7 @@ class Engine(Runs, Generation):
         merge_id: str | None = None,
         *,
         edited: str | None = None,
+        by: str | None = None,
     ) -> PipelineRun:
         final_text = text
 
@@ -425,6 +452,8 @@ class Engine(Runs, Generation):
                 merge_response_id=merge_id,
                 edited_from=edited,
                 instruction=instruction or None,
+                blind=current.steps[step_name].hidden,
+                by=by,
             )
             return [*self._reopening(current), merged]
 
@@ -519,7 +548,7 @@ class Engine(Runs, Generation):
 
         return await self._commit(run.pipeline_run_id, build)
 
-    async def skip(self, run_id: str) -> PipelineRun:
+    async def skip(self, run_id: str, *, by: str | None = None) -> PipelineRun:
         run = await self.fetch(run_id)
         self._check_idle(run)
         spec = run.pipeline.step(run.current_step)
@@ -534,7 +563,8 @@ class Engine(Runs, Generation):
             specs = self._reopening(current)
             if current.current.status == StepStatus.RUNNING:
                 specs.append(ev.StepReset(step=spec.name))
-            return [*specs, ev.StepSkipped(step=spec.name)]
+            skipped = ev.StepSkipped(step=spec.name, blind=current.current.hidden, by=by)
+            return [*specs, skipped]
 
         await self._commit(run.pipeline_run_id, build)
         return await self.accept(run.pipeline_run_id)

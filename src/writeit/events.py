@@ -82,6 +82,7 @@ class RunCreated(Payload):
     models: list[str] = Field(default_factory=list)
     step_models: dict[str, list[str]] = Field(default_factory=dict)
     user_id: str = "default"
+    blind: bool = False
 
 
 class RunForked(Payload):
@@ -124,6 +125,7 @@ class StepStarted(Payload):
     prompt: str = ""
     attempt: int = 1
     guidance: str | None = None
+    order: list[int] | None = None  # blind review: the shuffle the writer sees
 
 
 class StepReset(Payload):
@@ -131,7 +133,14 @@ class StepReset(Payload):
     step: str
 
 
-class StepSkipped(Payload):
+class Decided(Payload):
+    """What every decision records besides its choice: was it blind, and who made it."""
+
+    blind: bool = False
+    by: str | None = None  # None: the writer
+
+
+class StepSkipped(Decided):
     type = EventType.STEP_SKIPPED
     step: str
 
@@ -194,14 +203,14 @@ class ResponseInterrupted(Payload):
     reason: str = "interrupted before it finished"
 
 
-class ResponseSelected(Payload):
+class ResponseSelected(Decided):
     type = EventType.RESPONSE_SELECTED
     step: str
     response_id: str
     feedback: str | None = None
 
 
-class ResponsesMerged(Payload):
+class ResponsesMerged(Decided):
     type = EventType.RESPONSES_MERGED
     step: str
     text: str
@@ -226,7 +235,11 @@ class ResponsesJudged(Payload):
 
 Payloads = list[Payload]  # what a change is made of, in order
 
-PAYLOADS: dict[EventType, type[Payload]] = {cls.type: cls for cls in Payload.__subclasses__()}
+PAYLOADS: dict[EventType, type[Payload]] = {
+    cls.type: cls
+    for cls in [*Payload.__subclasses__(), *Decided.__subclasses__()]
+    if cls is not Decided
+}
 assert set(PAYLOADS) == set(EventType), "every event type needs a payload model"
 
 
@@ -296,6 +309,7 @@ def new_run(event: Event) -> PipelineRun:
         step_models={k: list(v) for k, v in created.step_models.items()},
         user_id=created.user_id,
         last_seq=event.seq,
+        blind=created.blind,
     )
 
 
@@ -379,6 +393,7 @@ def _step_started(run: PipelineRun, p: StepStarted, event: Event) -> None:
     step.retry_count = p.attempt - 1
     step.prompt = p.prompt
     step.guidance = p.guidance
+    step.order = list(p.order) if p.order is not None else None
     run.current_step = step.step_name
 
 
@@ -387,12 +402,16 @@ def _step_reset(run: PipelineRun, p: StepReset, event: Event) -> None:
     run.step(p.step).transition(StepStatus.PENDING)
 
 
+def _decided(p: Decided, event: Event) -> dict[str, Any]:
+    return {"blind": p.blind, "by": p.by or "writer", "at": event.at}
+
+
 @_on(EventType.STEP_SKIPPED)
 def _step_skipped(run: PipelineRun, p: StepSkipped, event: Event) -> None:
     step = run.step(p.step)
     step.transition(StepStatus.SKIPPED)
     step.completed_at = event.at
-    step.decision = Decision(how="skipped")
+    step.decision = Decision(how="skipped", **_decided(p, event))
 
 
 @_on(EventType.STEP_ADVANCED)
@@ -422,7 +441,7 @@ def _selected(run: PipelineRun, p: ResponseSelected, event: Event) -> None:
         raise CorruptHistory(f"selected response {p.response_id} is not in {step.step_name}")
     step.select_response(index, p.feedback or "")
     step.completed_at = event.at
-    step.decision = Decision(how="selected", response_ids=[p.response_id])
+    step.decision = Decision(how="selected", response_ids=[p.response_id], **_decided(p, event))
 
 
 @_on(EventType.RESPONSES_MERGED)
@@ -440,6 +459,7 @@ def _merged(run: PipelineRun, p: ResponsesMerged, event: Event) -> None:
         merge_response_id=by_model,
         instruction=p.instruction,
         edited=p.edited_from is not None,
+        **_decided(p, event),
     )
 
 

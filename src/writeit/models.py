@@ -261,6 +261,9 @@ class Decision(BaseModel):
     merge_response_id: str | None = None
     instruction: str | None = None
     edited: bool = False
+    blind: bool = False  # decided while the candidates' models were hidden
+    by: str = "writer"  # or the autopilot's policy, e.g. "autopilot:first"
+    at: datetime | None = None
 
 
 class StepState(BaseModel):
@@ -276,6 +279,7 @@ class StepState(BaseModel):
     prompt: str = ""
     guidance: str | None = None  # the writer's instruction for this attempt (G)
     decision: Decision | None = None
+    order: list[int] | None = None  # blind review: "Candidate k" is candidates[order[k-1]]
 
     def transition(self, new: StepStatus) -> None:
         if not validate_step_transition(self.status, new):
@@ -317,6 +321,20 @@ class StepState(BaseModel):
                 response = newer[response.response_id]
             shown.append(response)
         return shown
+
+    @property
+    def hidden(self) -> bool:
+        """Blind review: the models stay hidden until the writer decides this attempt."""
+        return self.order is not None and self.status == StepStatus.RUNNING
+
+    def shown(self) -> list[AIResponse]:
+        """The candidates in the order the writer sees them (shuffled on a blind step;
+        one added later, by a retry of a finished candidate, comes last)."""
+        candidates = self.candidates
+        if self.order is None:
+            return candidates
+        first = [candidates[i] for i in self.order if i < len(candidates)]
+        return first + [c for i, c in enumerate(candidates) if i not in self.order]
 
     def earlier_candidate(self, response: AIResponse) -> AIResponse | None:
         """The same model's finished candidate of the latest attempt before `response`'s:
@@ -386,6 +404,7 @@ class PipelineRun(BaseModel):
     user_id: str = "default"
     error: str | None = None
     last_seq: int = 0
+    blind: bool = False  # blind review: each step's candidates shuffled, models hidden
     # Folded alongside the state so a lookup does not scan every response: where each
     # response is (step, position) and which are streaming. Rebuilt when missing.
     _where: dict[str, tuple[str, int]] | None = PrivateAttr(default=None)
@@ -611,6 +630,7 @@ class UserPreferences(BaseModel):
     request_timeout: float = Field(default=120.0, gt=0)
     max_retries: int = Field(default=2, ge=0, le=10)
     allowed_hosts: list[str] = Field(default_factory=list)
+    blind_review: bool = False  # hide models and shuffle candidates until each choice
 
     @field_validator("keyboard_shortcuts")
     @classmethod
