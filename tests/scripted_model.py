@@ -387,6 +387,8 @@ class ScriptedModel(llm.Model):
     can_stream = True
     Options = _ScriptedOptions
 
+    writeit_free = True  # offline: WriteIt prices it at $0, known
+
     def __init__(self, model_id: str) -> None:
         self.model_id = model_id
 
@@ -424,6 +426,8 @@ class AsyncScriptedModel(llm.AsyncModel):
 
     can_stream = True
     Options = _ScriptedOptions
+
+    writeit_free = True  # offline: WriteIt prices it at $0, known
 
     def __init__(self, model_id: str) -> None:
         self.model_id = model_id

@@ -31,7 +31,6 @@ from textual.widgets import (
 )
 from textual.worker import Worker
 
-from writeit import providers
 from writeit.engine import check_model as engine_check_model
 from writeit.models import (
     AIResponse,
@@ -124,7 +123,7 @@ class StepScreen(keys.SaysWhy, Screen[None]):
         yield Footer(compact=True)  # the palette key stays at the right, in sight at 80
 
     def on_mount(self) -> None:
-        self.board.prices = providers.pricing(self.app.engine.preferences.pricing)
+        self.board.prices = dict(self.app.engine.preferences.pricing)
         self.set_interval(1 / FPS, self._tick)
         self.set_interval(FOLLOW_SECONDS, self._follow_store)
         self.set_focus(None)

@@ -1,0 +1,109 @@
+"""A run's budget: a step forecast past it is not started, a stream crossing it is stopped
+(its text kept), the run pauses saying why, and raising the budget goes on."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from writeit_cli import run as writeit
+
+from writeit.errors import BudgetReached
+from writeit.models import PipelineStatus, ResponseStatus, StepStatus
+
+INPUTS = {"source_material": "We moved 140 cron jobs to Temporal in six weeks."}
+# $1 per thousand tokens each way: a step of the scripted models costs dollars, not cents
+DEAR = {"input": 1000.0, "output": 1000.0}
+
+
+async def test_a_step_forecast_past_the_budget_is_not_started_and_resume_with_more_goes_on(
+    engine, scripted
+):
+    engine.preferences.pricing = {"scripted-a": DEAR}
+    run = await engine.start_run("tech-article", INPUTS, models=["scripted-a"], budget_usd=0.05)
+    assert run.budget_usd == 0.05
+    with pytest.raises(BudgetReached) as info:
+        await engine.execute_step(run.pipeline_run_id)
+    message = str(info.value)
+    assert "$0.0500" in message and "spent $0.0000" in message and "angles" in message
+    assert "writeit resume" in message
+    assert scripted.calls == []  # no model was asked
+    paused = engine.load(run.pipeline_run_id)
+    assert paused.status == PipelineStatus.PAUSED
+    assert paused.paused_because.startswith("budget reached")
+    assert paused.current.status == StepStatus.PENDING
+
+    resumed = await engine.resume(run.pipeline_run_id, budget_usd=50.0)
+    assert resumed.status == PipelineStatus.RUNNING and resumed.paused_because is None
+    assert resumed.budget_usd == 50.0
+    (candidate,) = resumed.current.candidates
+    assert candidate.status == ResponseStatus.COMPLETED
+    assert candidate.usage_stats.cost_usd > 0.05
+    # the budget is in the log: a fresh fold reads it
+    assert engine.store.load(run.pipeline_run_id).budget_usd == 50.0
+
+
+async def test_a_stream_that_crosses_the_budget_stops_with_its_text_kept(engine, scripted):
+    # The forecast expects half of max_tokens (500 tokens, $0.50); this answer is longer.
+    engine.preferences.pricing = {"scripted-a": {"input": 0.0, "output": 1000.0}}
+    long_answer = "word " * 2000  # 10,000 characters: about 2,500 tokens, $2.50
+    scripted.script("scripted-a", replies=[long_answer, "short"], chunk_size=40)
+    run = await engine.start_run("tech-article", INPUTS, models=["scripted-a"], budget_usd=0.9)
+    run = await engine.execute_step(run.pipeline_run_id)
+    (stopped,) = run.current.candidates
+    assert stopped.status == ResponseStatus.INTERRUPTED
+    assert stopped.error.startswith("budget: the run's budget of $0.9000 was reached")
+    assert 0 < len(stopped.raw_output) < len(long_answer)  # kept, cut where it crossed
+    assert len(stopped.raw_output) <= 0.9 * 1000 * 4 + 40  # $0.90 of output at 4 chars a token
+    assert run.status == PipelineStatus.PAUSED and run.paused_because == stopped.error
+    assert engine.activity(run).state == "paused"
+
+    with pytest.raises(BudgetReached):  # the same budget: the step cannot start again
+        await engine.resume(run.pipeline_run_id)
+    resumed = await engine.resume(run.pipeline_run_id, budget_usd=10.0)
+    candidates = resumed.current.candidates
+    assert [c.processed_content for c in candidates] == ["short"]
+    assert candidates[0].replaces == stopped.response_id
+
+
+async def test_without_a_budget_nothing_is_forecast_or_refused(engine, scripted):
+    engine.preferences.pricing = {"scripted-a": DEAR}
+    run = await engine.start_run("tech-article", INPUTS, models=["scripted-a"])
+    assert run.budget_usd is None
+    run = await engine.execute_step(run.pipeline_run_id)
+    assert run.current.candidates[0].status == ResponseStatus.COMPLETED
+
+
+async def test_a_model_with_no_known_price_cannot_start_under_a_budget(engine, openai_server):
+    run = await engine.start_run("tech-article", INPUTS, models=["oai-ok"], budget_usd=5.0)
+    with pytest.raises(BudgetReached, match="price of oai-ok is unknown"):
+        await engine.execute_step(run.pipeline_run_id)
+    assert openai_server.count("ok") == 0
+
+
+async def test_the_default_budget_preference_applies_to_new_runs(engine, scripted):
+    engine.preferences.default_budget_usd = 2.5
+    run = await engine.start_run("tech-article", INPUTS, models=["scripted-a"])
+    assert run.budget_usd == 2.5
+    run = await engine.start_run("tech-article", INPUTS, models=["scripted-a"], budget_usd=1.0)
+    assert run.budget_usd == 1.0
+
+
+def test_headless_run_past_its_budget_exits_3_and_resume_with_more_finishes(isolated_env):
+    writeit("config", "set", "pricing.scripted-a.input", "1000")
+    writeit("config", "set", "pricing.scripted-a.output", "1000")
+    stopped = writeit(
+        "run", "tech-article", "--headless", "-m", "scripted-a", "--budget", "0.01",
+        "-i", "source_material=notes", "--json", check=False,
+    )  # fmt: skip
+    assert stopped.returncode == 3, stopped.stderr
+    assert "budget reached: the run's budget is $0.0100" in stopped.stderr
+    assert "writeit resume" in stopped.stderr
+    listed = json.loads(writeit("runs", "--json").stdout)
+    assert [r["status"] for r in listed] == ["paused"]
+    run_id = listed[0]["run_id"]
+    done = writeit("resume", run_id[:8], "--headless", "--budget", "1000", "--json")
+    result = json.loads(done.stdout)
+    assert result["status"] == "completed" and result["cost_usd"] > 0.01
+    shown = writeit("show", run_id[:8]).stdout
+    assert "budget $1000.0000" in shown
