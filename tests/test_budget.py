@@ -107,3 +107,83 @@ def test_headless_run_past_its_budget_exits_3_and_resume_with_more_finishes(isol
     assert result["status"] == "completed" and result["cost_usd"] > 0.01
     shown = writeit("show", run_id[:8]).stdout
     assert "budget $1000.0000" in shown
+
+
+# --- as a writer sees it in the TUI ---------------------------------------------------------
+
+LOOPBACK_PRICES = {  # USD per million tokens, as a writer would set them
+    "oai-ok": {"input": 100.0, "output": 200.0},
+    "oai-ok-b": {"input": 100.0, "output": 200.0},
+}
+
+
+async def test_the_tui_shows_the_forecast_stops_at_the_budget_and_goes_on_when_raised(
+    engine, openai_server
+):
+    from pilot import notified, until
+
+    from writeit.tui.app import WriteItApp
+    from writeit.tui.screens.dialogs import AskDialog
+    from writeit.tui.screens.input_form import InputFormScreen
+    from writeit.tui.screens.step_view import StepScreen
+
+    openai_server.add_llm_model("oai-ok-b", "ok-b")
+    engine.preferences.pricing = LOOPBACK_PRICES
+    app = WriteItApp(
+        engine=engine,
+        pipeline="tech-article",
+        inputs={"source_material": "We moved 140 cron jobs to Temporal in six weeks. " * 20},
+        models=["oai-ok", "oai-ok-b"],
+        budget=0.1,
+    )
+    async with app.run_test(size=(120, 40)) as pilot:
+        form = app.screen
+        assert isinstance(form, InputFormScreen)
+        assert form.query_one("#budget").value == "0.1"
+        forecast = form.query_one("#forecast")
+        await until(pilot, lambda: "whole run" in str(forecast.render()), "the run's forecast")
+        shown = str(forecast.render())
+        assert "Forecast for the whole run: ≈ $" in shown
+        assert "angles $" in shown and "polish $" in shown
+        assert "Over the budget of $0.1000: the run would pause." in shown
+
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: isinstance(app.screen, StepScreen), "the step view")
+        screen = app.screen
+        await until(pilot, lambda: notified(app, "budget reached"), "the budget's refusal")
+        assert notified(app, "the run's budget is $0.1000, it has spent $0.0000")
+        assert openai_server.count("ok") == openai_server.count("ok-b") == 0
+        run_id = screen.run_id
+
+        def header() -> str:
+            return str(screen.query_one("#step-header").render())
+
+        def notice() -> str:
+            return str(screen.query_one("#notice").render())
+
+        await until(pilot, lambda: "Paused: budget reached" in notice(), "the paused notice")
+        assert "U raises the budget and goes on" in notice()
+        assert "budget $0.1000 of $0.1000 left" in header()
+        assert "forecast ≈ $" in header()
+
+        await pilot.press("u")
+        await until(pilot, lambda: isinstance(app.screen, AskDialog), "the budget dialog")
+        answer = app.screen.query_one("#answer")
+        answer.value = "5"
+        await pilot.press("enter")
+        await until(
+            pilot,
+            lambda: (
+                (run := engine.load(run_id)).current.candidates
+                and not engine.streaming(run_id)
+                and all(c.status == ResponseStatus.COMPLETED for c in run.current.candidates)
+            ),
+            "both candidates written",
+        )
+        run = engine.load(run_id)
+        assert run.budget_usd == 5.0 and run.status == PipelineStatus.RUNNING
+        assert openai_server.count("ok") == openai_server.count("ok-b") == 1
+        spent = sum(c.usage_stats.cost_usd for c in run.current.candidates)
+        assert spent > 0
+        await until(pilot, lambda: "of $5.0000 left" in header(), "the new budget in the header")
+        assert f"budget ${5 - spent:.4f} of $5.0000 left" in header()

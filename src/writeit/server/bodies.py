@@ -32,6 +32,7 @@ InputText = Annotated[str, StringConstraints(max_length=200_000)]
 Feedback = Annotated[str, StringConstraints(max_length=20_000)]
 Instruction = Annotated[str, StringConstraints(max_length=5_000)]
 Models = Annotated[list[ModelName], Field(min_length=1, max_length=9)]
+BudgetUsd = Annotated[float, Field(ge=0, le=1_000_000, allow_inf_nan=False)]
 
 
 class Body(BaseModel):
@@ -54,6 +55,17 @@ class NewRun(Body):
     )
     step_models: Annotated[dict[StepName, Models], Field(max_length=32)] | None = Field(
         default=None, description="Per-step models, used where `models` is not given."
+    )
+    budget_usd: BudgetUsd | None = Field(
+        default=None,
+        description="The most the run may spend, in USD (omitted: the default_budget_usd "
+        "preference). A step forecast past it pauses the run instead of starting.",
+    )
+
+
+class Resume(Body):
+    budget_usd: BudgetUsd | None = Field(
+        default=None, description="The run's budget from now on, in USD (raise it to go on)."
     )
 
 

@@ -88,6 +88,7 @@ class WriteItApp(App[None]):
         models: list[str] | None = None,
         run_id: str | None = None,
         engine: Engine | None = None,
+        budget: float | None = None,
     ) -> None:
         super().__init__()
         self.workspace_name = workspace
@@ -97,6 +98,7 @@ class WriteItApp(App[None]):
             "style": style,
             "models": list(models or []),
             "run_id": run_id,
+            "budget": budget,
         }
         self._engine = engine
         self.keymap: dict[str, str] = {}
@@ -132,7 +134,9 @@ class WriteItApp(App[None]):
         self.push_screen(RunListScreen())
         start = self._start
         if start["pipeline"]:
-            self.open_form(start["pipeline"], start["inputs"], start["style"], start["models"])
+            self.open_form(
+                start["pipeline"], start["inputs"], start["style"], start["models"], start["budget"]
+            )
         elif start["run_id"]:
             self.open_run(start["run_id"], resume="auto")
 
@@ -224,9 +228,10 @@ class WriteItApp(App[None]):
         inputs: dict[str, str] | None = None,
         style: str | None = None,
         models: list[str] | None = None,
+        budget: float | None = None,
     ) -> None:
         self.to_run_list()
-        self.push_screen(InputFormScreen(pipeline, inputs or {}, style, models or []))
+        self.push_screen(InputFormScreen(pipeline, inputs or {}, style, models or [], budget))
 
     def action_new_run(self) -> None:
         def chosen(pipeline: str | None) -> None:

@@ -22,7 +22,11 @@ STEP_STYLE = {
 
 
 class StepHeader(Static):
-    def show(self, run: PipelineRun, prices: fmt.Prices | None = None) -> None:
+    def show(
+        self, run: PipelineRun, prices: fmt.Prices | None = None, budget: str = "", ahead: str = ""
+    ) -> None:
+        """`budget`: the spend against the run's budget; `ahead`: the forecast of the step
+        about to run (both "" when there is none)."""
         names = run.pipeline.step_names
         index = run.step_index
         spec = run.pipeline.step(run.current_step)
@@ -47,8 +51,12 @@ class StepHeader(Static):
         if run.style_primer and wide:
             text.append(f"  ·  style {run.style_primer}")
         text.append(f"  ·  {fmt.tokens(run.total_tokens)} · {fmt.run_cost(run, prices or {})}")
+        if budget:
+            text.append(f"  ·  {budget}", "bold yellow" if "$0.0000 of" in budget else "")
         text.append("\n")
         text.append(f"Step {index + 1}/{len(names)}: {run.current_step}", "bold reverse")
+        if ahead:
+            text.append(f"  {ahead}", "cyan")
         if spec.description and wide:
             text.append(f"  {spec.description}", "italic")
         text.append("\n")
