@@ -204,6 +204,9 @@ async def _direct_calls() -> None:
             await response.usage()
 
 
+INSTANT = ("instant-a", "instant-b")
+
+
 def bench_engine() -> None:
     engine = _engine()
     asyncio.run(_full_run(engine))  # warm caches (imports, templates, model lookup)
@@ -792,6 +795,53 @@ def _print_table() -> None:
             console.print(f"[dim]- {f.name}:[/] {f.note}", highlight=False)
 
 
+def bench_forecast() -> None:
+    """A forecast and a budget cost a writer nothing they would notice: the whole run's
+    forecast with 20 runs of history, a price lookup, and a budgeted run's overhead."""
+    from writeit import pricing
+
+    engine = _engine()
+    engine.preferences.pricing = {m: {"input": 1.0, "output": 2.0} for m in INSTANT}
+    for _ in range(20):
+        asyncio.run(_full_run(engine))
+    inputs = {"source_material": "notes " * 2000}
+
+    def ahead():
+        return engine.forecast(pipeline="tech-article", inputs=inputs, models=list(INSTANT))
+
+    ahead()
+    record(
+        "forecast: a whole 4-step run, 2 models, 20 runs of history",
+        timed(ahead, 20) * 1000,
+        "ms",
+        50,
+    )
+    pricing.cost("gpt-4o-mini", 1000, 500)
+    lookup = timed(lambda: [pricing.cost("gpt-4o-mini", 1000, 500) for _ in range(1000)], 5)
+    record("pricing: one response priced (genai-prices, cached lookup)", lookup * 1000, "µs", 100)
+
+    async def budgeted() -> None:
+        run = await engine.start_run(
+            "tech-article",
+            {"source_material": "notes " * 200},
+            models=list(INSTANT),
+            budget_usd=100,
+        )
+        from writeit import autopilot
+
+        await autopilot.drive(engine, run.pipeline_run_id, "first")
+
+    plain = timed(lambda: asyncio.run(_full_run(engine)), 5)
+    held = timed(lambda: asyncio.run(budgeted()), 5)
+    record(
+        "budget: overhead per step of a run with a budget",
+        max(held - plain, 0.0) / 4 * 1000,
+        "ms",
+        20,
+        note="a forecast in each step's claim and a spend count per streamed chunk",
+    )
+
+
 BENCHES = (
     bench_help,
     bench_engine,
@@ -807,6 +857,7 @@ BENCHES = (
     bench_runs_cli,
     bench_disk,
     bench_diff,
+    bench_forecast,
 )
 
 

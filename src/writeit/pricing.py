@@ -41,6 +41,9 @@ _PROVIDERS = {
 }
 
 Overrides = Mapping[str, Mapping[str, float]]
+# Providers charge more above a prompt size (128K or 200K tokens today): from this size
+# on, a cost is worked out by genai-prices itself (~0.2 ms), below it from the base price.
+LONG_PROMPT = 100_000
 
 
 @dataclass(frozen=True)
@@ -78,9 +81,9 @@ def price_of(model: str, overrides: Overrides | None = None) -> Price | None:
 def cost(
     model: str, input_tokens: int, output_tokens: int, overrides: Overrides | None = None
 ) -> float | None:
-    """What a call cost in USD, None when the model's price is unknown. Maintained prices
-    go through genai-prices itself, so tiered prices (long prompts) are charged right."""
-    if _override(model, overrides or {}) is None:
+    """What a call cost in USD, None when the model's price is unknown. A long prompt's
+    maintained price goes through genai-prices itself, so its tiers are charged right."""
+    if _override(model, overrides or {}) is None and input_tokens >= LONG_PROMPT:
         exact = _calc(model, input_tokens, output_tokens)
         if exact is not None:
             return exact
