@@ -88,6 +88,7 @@ class WriteItApp(App[None]):
         models: list[str] | None = None,
         run_id: str | None = None,
         engine: Engine | None = None,
+        blind: bool | None = None,
     ) -> None:
         super().__init__()
         self.workspace_name = workspace
@@ -97,6 +98,7 @@ class WriteItApp(App[None]):
             "style": style,
             "models": list(models or []),
             "run_id": run_id,
+            "blind": blind,
         }
         self._engine = engine
         self.keymap: dict[str, str] = {}
@@ -132,7 +134,9 @@ class WriteItApp(App[None]):
         self.push_screen(RunListScreen())
         start = self._start
         if start["pipeline"]:
-            self.open_form(start["pipeline"], start["inputs"], start["style"], start["models"])
+            self.open_form(
+                start["pipeline"], start["inputs"], start["style"], start["models"], start["blind"]
+            )
         elif start["run_id"]:
             self.open_run(start["run_id"], resume="auto")
 
@@ -224,14 +228,18 @@ class WriteItApp(App[None]):
         inputs: dict[str, str] | None = None,
         style: str | None = None,
         models: list[str] | None = None,
+        blind: bool | None = None,
     ) -> None:
         self.to_run_list()
-        self.push_screen(InputFormScreen(pipeline, inputs or {}, style, models or []))
+        self.push_screen(InputFormScreen(pipeline, inputs or {}, style, models or [], blind))
 
     def action_new_run(self) -> None:
         def chosen(pipeline: str | None) -> None:
             if pipeline:  # the command line's --style and --model hold for the whole session
-                self.open_form(pipeline, style=self._start["style"], models=self._start["models"])
+                start = self._start
+                self.open_form(
+                    pipeline, style=start["style"], models=start["models"], blind=start["blind"]
+                )
 
         self.push_screen(NewRunDialog(), chosen)
 
