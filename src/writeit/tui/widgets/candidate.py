@@ -12,6 +12,7 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Button, Static
 
+from writeit import quality
 from writeit.models import AIResponse, ResponseStatus
 from writeit.tui import format as fmt
 from writeit.tui import keys
@@ -154,6 +155,12 @@ class CandidatePane(Vertical):
         if text == self.shown and live == self._live:
             return
         view = self.query_one(MarkdownView)
+        avoided = (
+            tuple(f.detail for f in self.response.flags if f.kind == "avoid")
+            if self.response
+            else ()
+        )
+        view.marks = quality.avoid_pattern(avoided) if avoided else None
         view.show(text, live=live)
         self.shown, self._live = view.on_screen, live  # scrolled back: the text of then
 
