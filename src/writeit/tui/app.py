@@ -89,7 +89,10 @@ class WriteItApp(App[None]):
         run_id: str | None = None,
         engine: Engine | None = None,
         blind: bool | None = None,
+        reopen: bool = False,
     ) -> None:
+        """`reopen`: with nothing else to open, go back to the run the writer last worked
+        on (in any front end), if it is unfinished."""
         super().__init__()
         self.workspace_name = workspace
         self._start = {
@@ -99,6 +102,7 @@ class WriteItApp(App[None]):
             "models": list(models or []),
             "run_id": run_id,
             "blind": blind,
+            "reopen": reopen,
         }
         self._engine = engine
         self.keymap: dict[str, str] = {}
@@ -139,6 +143,28 @@ class WriteItApp(App[None]):
             )
         elif start["run_id"]:
             self.open_run(start["run_id"], resume="auto")
+        elif start["reopen"]:
+            self._reopen_last()
+
+    def _reopen_last(self) -> None:
+        """Open the run of the last session at its step; nothing is asked of a model."""
+        from writeit.models import PipelineStatus
+
+        session = self.engine.last_session()
+        run_id = session.active_pipeline_run_id if session else None
+        if run_id is None:
+            return
+        try:
+            summary = self.engine.store.summary(run_id)
+        except WriteItError:
+            return
+        if summary.deleted or summary.status == PipelineStatus.COMPLETED:
+            return
+        self.open_run(run_id)
+        self.notify(
+            f"Reopened run {run_id[:8]} where you left off. Esc goes to all runs.",
+            timeout=6,
+        )
 
     def _apply_keymap(self, shortcuts: dict[str, str]) -> None:
         """The writer's remaps, less unknown actions and keys another action holds."""
