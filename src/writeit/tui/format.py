@@ -47,6 +47,12 @@ def cost(value: float) -> str:
     return f"${value:.4f}"
 
 
+def model(step: StepState, response: AIResponse) -> str:
+    """Who wrote a candidate, as the writer may see it: on a blind step, until the
+    choice, nobody (the model is revealed with the decision)."""
+    return "model hidden" if step.hidden else response.model_name
+
+
 def priced(response: AIResponse, prices: Prices | None = None) -> bool:
     """Whether the response's cost is known: the engine stores None for a model with no
     known price ("price unknown", never $0); free models store 0."""

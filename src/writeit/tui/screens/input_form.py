@@ -15,7 +15,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
-from textual.widgets import Button, Footer, Input, Label, Select, Static, TextArea
+from textual.widgets import Button, Checkbox, Footer, Input, Label, Select, Static, TextArea
 
 from writeit.models import PipelineConfiguration, WriteItError
 from writeit.providers import OFFLINE_MODEL
@@ -67,9 +67,11 @@ class InputFormScreen(HoldsEarlyKeys[None]):
         inputs: dict[str, str],
         style: str | None,
         models: list[str],
+        blind: bool | None = None,
         budget: float | None = None,
     ) -> None:
         super().__init__()
+        self.given_blind = blind
         self.given_budget = budget
         self.pipeline_name = pipeline
         self.given_inputs = inputs
@@ -130,6 +132,13 @@ class InputFormScreen(HoldsEarlyKeys[None]):
             )
             yield Static("", id="error-models", classes="field-error")
             yield Static("", id="models-note", classes="field-help")
+            blind = self.given_blind
+            yield Checkbox(
+                "Blind review: candidates shuffled, models hidden until you choose",
+                value=engine.preferences.blind_review if blind is None else blind,
+                id="blind",
+                compact=True,
+            )
             yield Label("Budget (USD)", classes="field-label")
             yield Static(
                 "The most the run may spend: it pauses before a step that would go past it. "
@@ -418,7 +427,12 @@ class InputFormScreen(HoldsEarlyKeys[None]):
         self._busy("Starting…")
         try:
             run = await self.app.engine.start_run(
-                self.pipeline_name, values, style=style, models=models, budget_usd=budget
+                self.pipeline_name,
+                values,
+                style=style,
+                models=models,
+                blind=self.query_one("#blind", Checkbox).value,
+                budget_usd=budget,
             )
         except WriteItError as error:
             message = str(error)
