@@ -168,19 +168,25 @@ def _print_forecast(ahead, as_json: bool, budget: float | None) -> None:
     if as_json:
         _print_json({**ahead.to_json(), "budget_usd": budget})
         return
-    table = _table("Step", "Model", "In tok", "Out tok (range)", "$/M in·out", "Cost (range)")
+    table = _table("Step", "Model", "In tok", "Out tok (range)", "Cost (range)")
     for item in ahead.items:
-        price = "unknown" if item.price is None else f"{item.price.input:g} · {item.price.output:g}"
-        mark = "≈" if item.estimated else ""
         table.add_row(
             item.step,
             item.model,
-            f"{mark}{item.input_tokens}",
+            f"{'≈' if item.estimated else ''}{item.input_tokens}",
             f"{item.output_tokens} ({item.output_low}-{item.output_high})",
-            price,
             _span(item.cost, item.low, item.high),
         )
     console.print(table)
+    prices = {i.model: i.price for i in ahead.items}
+    console.print(
+        "Prices, USD per million tokens in · out: "
+        + "; ".join(
+            f"{model} {price.input:g} · {price.output:g}" if price else f"{model} unknown"
+            for model, price in prices.items()
+        ),
+        highlight=False,
+    )
     console.print(f"Total: [bold]{_span(ahead.cost, ahead.low, ahead.high)}[/]", highlight=False)
     if ahead.unpriced:
         console.print(
@@ -197,7 +203,7 @@ def _print_forecast(ahead, as_json: bool, budget: float | None) -> None:
 def _span(cost: float | None, low: float | None, high: float | None) -> str:
     if cost is None or low is None or high is None:
         return "price unknown"
-    return f"${cost:.4f} (${low:.4f}-${high:.4f})"
+    return f"${cost:.4f} ({low:.4f}-{high:.4f})"
 
 
 def _announce_models(engine, pipeline: str, models: list[str], quiet: bool) -> dict[str, list[str]]:

@@ -74,12 +74,13 @@ def run_cost(run: PipelineRun, prices: Prices | None = None) -> str:
     return f"{cost(sum(r.cost for r in known))} + unknown"
 
 
-def budget(run: PipelineRun, spent: float) -> str:
-    """ "budget $0.0120 of $0.0500 left" for a run with a budget, else ""."""
-    if run.budget_usd is None:
+def budget(run: PipelineRun, spent: float | None, wide: bool = True) -> str:
+    """ "budget $0.0120 of $0.0500 left" (narrow: "$0.0120 left") for a run with a
+    budget, else ""."""
+    if run.budget_usd is None or spent is None:
         return ""
     left = max(run.budget_usd - spent, 0.0)
-    return f"budget {cost(left)} of {cost(run.budget_usd)} left"
+    return f"budget {cost(left)} of {cost(run.budget_usd)} left" if wide else f"{cost(left)} left"
 
 
 def forecast(total: float | None, low: float | None, high: float | None, estimated: bool) -> str:

@@ -210,13 +210,16 @@ class StepScreen(keys.SaysWhy, Screen[None]):
         await self._fill_box(run)
         self.refresh_bindings()
 
-    def _money(self, run: PipelineRun) -> tuple[str, str]:
-        """The header's budget (spent and left) and the forecast of the step about to run
-        (this one before it starts, else the next), forecast again only when the step moves."""
+    def _money(self, run: PipelineRun) -> tuple[float | None, str]:
+        """The header's spend against the budget (None: no budget) and the forecast of the
+        step about to run (this one before it starts, else the next), forecast again only
+        when the step moves."""
         from writeit import pricing
 
         engine = self.app.engine
-        spent = pricing.spent(run, engine.preferences.pricing) if run.budget_usd is not None else 0
+        spent = (
+            pricing.spent(run, engine.preferences.pricing) if run.budget_usd is not None else None
+        )
         step = run.current
         key = (run.pipeline_run_id, run.current_step, step.status, step.attempt, run.budget_usd)
         if getattr(self, "_ahead_key", None) != key:
@@ -232,7 +235,7 @@ class StepScreen(keys.SaysWhy, Screen[None]):
                 label = "forecast" if name == run.current_step else f"next ({name})"
                 shown = fmt.forecast(part.cost, part.low, part.high, part.estimated)
                 self._ahead_text = f"{label} {shown}"
-        return fmt.budget(run, spent), self._ahead_text
+        return spent, self._ahead_text
 
     def _feedback_label(self, run: PipelineRun) -> str:
         nxt = run.pipeline.next_step(run.current_step)

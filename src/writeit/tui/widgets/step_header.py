@@ -23,10 +23,14 @@ STEP_STYLE = {
 
 class StepHeader(Static):
     def show(
-        self, run: PipelineRun, prices: fmt.Prices | None = None, budget: str = "", ahead: str = ""
+        self,
+        run: PipelineRun,
+        prices: fmt.Prices | None = None,
+        spent: float | None = None,
+        ahead: str = "",
     ) -> None:
-        """`budget`: the spend against the run's budget; `ahead`: the forecast of the step
-        about to run (both "" when there is none)."""
+        """`spent`: what the run has spent against its budget (None: no budget); `ahead`:
+        the forecast of the step about to run ("" when there is none)."""
         names = run.pipeline.step_names
         index = run.step_index
         spec = run.pipeline.step(run.current_step)
@@ -51,8 +55,10 @@ class StepHeader(Static):
         if run.style_primer and wide:
             text.append(f"  ·  style {run.style_primer}")
         text.append(f"  ·  {fmt.tokens(run.total_tokens)} · {fmt.run_cost(run, prices or {})}")
+        budget = fmt.budget(run, spent, wide)
         if budget:
-            text.append(f"  ·  {budget}", "bold yellow" if "$0.0000 of" in budget else "")
+            spent_all = spent is not None and spent >= (run.budget_usd or 0.0)
+            text.append(f"  ·  {budget}", "bold yellow" if spent_all else "")
         text.append("\n")
         text.append(f"Step {index + 1}/{len(names)}: {run.current_step}", "bold reverse")
         if ahead:
