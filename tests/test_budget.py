@@ -187,3 +187,46 @@ async def test_the_tui_shows_the_forecast_stops_at_the_budget_and_goes_on_when_r
         assert spent > 0
         await until(pilot, lambda: "of $5.0000 left" in header(), "the new budget in the header")
         assert f"budget ${5 - spent:.4f} of $5.0000 left" in header()
+
+
+# --- over the API -------------------------------------------------------------------------------
+
+
+def test_the_api_takes_a_budget_refuses_past_it_and_goes_on_when_resumed_with_more(
+    engine, server, client, scripted
+):
+    from test_server import read_until, receive, step_done, watch
+
+    engine.preferences.pricing = {"scripted-a": DEAR}
+    body = {"pipeline": "tech-article", "inputs": INPUTS, "models": ["scripted-a"]}
+    created = client.post("/api/runs", json=body | {"budget_usd": 0.01})
+    assert created.status_code == 201, created.text
+    run = created.json()
+    assert run["budget_usd"] == 0.01
+    assert run["budget"] == {"budget_usd": 0.01, "spent_usd": 0.0, "remaining_usd": 0.01}
+    run_id = run["pipeline_run_id"]
+
+    ahead = client.get(f"/api/runs/{run_id}/forecast").json()
+    assert [s["step"] for s in ahead["steps"]] == ["angles", "outline", "draft", "polish"]
+    assert ahead["steps"][0]["cost_usd"] > 0.01
+
+    refused = client.post(f"/api/runs/{run_id}/steps/angles/execute")
+    assert refused.status_code == 409, refused.text
+    error = refused.json()["error"]
+    assert error["code"] == "budget_reached"
+    assert "the run's budget is $0.0100" in error["message"] and "--budget" in error["hint"]
+    paused = client.get(f"/api/runs/{run_id}").json()
+    assert paused["status"] == "paused" and paused["paused_because"].startswith("budget reached")
+    assert scripted.calls == []
+
+    assert client.post(f"/api/runs/{run_id}/resume", json={"budget_usd": -1}).status_code == 422
+    with watch(server, run_id) as ws:
+        receive(ws)
+        resumed = client.post(f"/api/runs/{run_id}/resume", json={"budget_usd": 100})
+        assert resumed.status_code == 202, resumed.text
+        read_until(ws, step_done("angles"))
+    run = client.get(f"/api/runs/{run_id}").json()
+    assert run["status"] == "running" and run["budget_usd"] == 100
+    assert run["candidates"][0]["status"] == "completed"
+    assert 0 < run["budget"]["spent_usd"] == run["cost_usd"]
+    assert run["budget"]["remaining_usd"] == pytest.approx(100 - run["cost_usd"])

@@ -110,3 +110,19 @@ def test_models_json_lists_prices_per_million(openai_server):
     writeit("config", "set", "pricing.oai-ok.output", "2")
     listed = {m["model_id"]: m for m in json.loads(writeit("models", "--json").stdout)}
     assert (listed["oai-ok"]["input_price"], listed["oai-ok"]["output_price"]) == (0.5, 2.0)
+
+
+async def test_the_tui_run_list_and_history_say_unknown_not_zero(engine, openai_server):
+    from pilot import until
+
+    from writeit.tui.app import WriteItApp
+    from writeit.tui.screens.run_list import RunListScreen
+
+    run = await engine.start_run("tech-article", INPUTS, models=["oai-ok"])
+    await engine.execute_step(run.pipeline_run_id)
+    app = WriteItApp(engine=engine)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, RunListScreen), "the run list")
+        table = app.screen.query_one("DataTable")
+        await until(pilot, lambda: table.row_count == 1, "the run's row")
+        assert "unknown" in [str(cell) for cell in table.get_row_at(0)]
