@@ -120,3 +120,14 @@ def test_dry_run_prints_the_forecast_per_step_and_model_and_calls_no_model(isola
     )
     assert "angles" in table.stdout and "gpt-4o-mini" in table.stdout
     assert "0.15 · 0.6" in table.stdout and "Total: $" in table.stdout
+
+
+def test_a_damaged_tiktoken_vocabulary_is_not_used_or_fetched(tmp_path, monkeypatch):
+    import hashlib
+
+    url = "https://openaipublic.blob.core.windows.net/encodings/o200k_base.tiktoken"
+    (tmp_path / hashlib.sha1(url.encode()).hexdigest()).write_bytes(b"not a vocabulary")
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))
+    forecast._tiktoken_for.cache_clear()
+    assert forecast.count_tokens("gpt-4o-mini", "x" * 400) == (100, "chars/4")
+    assert (tmp_path / hashlib.sha1(url.encode()).hexdigest()).read_bytes() == b"not a vocabulary"

@@ -224,7 +224,7 @@ def count_tokens(model: str, text: str, history: History | None = None) -> tuple
 def _tiktoken_for(model: str) -> Any:
     """tiktoken's encoding for an OpenAI model when its vocabulary is cached here (it is
     fetched from the network on first use, which a forecast must never wait for)."""
-    model_id, (provider, name, api_base, _) = pricing._identity(model)
+    model_id, (provider, name, api_base, _) = pricing.identity(model)
     if provider != "openai" or api_base:
         return None
     try:
@@ -234,7 +234,7 @@ def _tiktoken_for(model: str) -> Any:
         encoding = encoding_name_for_model(name)
     except (ImportError, KeyError):
         return None
-    if encoding not in ("o200k_base", "cl100k_base") or not _vocabulary_cached(encoding):
+    if not _vocabulary_cached(encoding):
         return None
     try:
         return tiktoken.get_encoding(encoding)
@@ -242,12 +242,30 @@ def _tiktoken_for(model: str) -> Any:
         return None
 
 
+# tiktoken's vocabularies and their sha256, as tiktoken_ext.openai_public checks them: a
+# file that does not match would make tiktoken fetch it again, from the network.
+_VOCABULARIES = {
+    "o200k_base": "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d",
+    "cl100k_base": "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7",
+}
+
+
 def _vocabulary_cached(encoding: str) -> bool:
-    """Where tiktoken's `read_file_cached` would find the file, without reading it."""
+    """Whether tiktoken's `read_file_cached` would find the vocabulary whole on disk."""
+    expected = _VOCABULARIES.get(encoding)
+    if expected is None:
+        return False
     url = f"https://openaipublic.blob.core.windows.net/encodings/{encoding}.tiktoken"
     folder = os.environ.get("TIKTOKEN_CACHE_DIR") or os.environ.get("DATA_GYM_CACHE_DIR")
-    folder = folder or os.path.join(tempfile.gettempdir(), "data-gym-cache")
-    return os.path.exists(os.path.join(folder, hashlib.sha1(url.encode()).hexdigest()))
+    path = os.path.join(
+        folder or os.path.join(tempfile.gettempdir(), "data-gym-cache"),
+        hashlib.sha1(url.encode()).hexdigest(),
+    )
+    try:
+        with open(path, "rb") as file:
+            return hashlib.sha256(file.read()).hexdigest() == expected
+    except OSError:
+        return False
 
 
 def expected_output(

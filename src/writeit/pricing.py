@@ -135,12 +135,12 @@ def _override(model: str, overrides: Overrides) -> Mapping[str, float] | None:
         return None
     if model in overrides:
         return overrides[model]
-    model_id, _ = _identity(model)
+    model_id, _ = identity(model)
     return overrides.get(model_id)
 
 
 @functools.lru_cache(maxsize=512)
-def _identity(model: str) -> tuple[str, tuple[str, str, str, bool]]:
+def identity(model: str) -> tuple[str, tuple[str, str, str, bool]]:
     """(llm's model id, (provider, model name, api_base, free)) for a name or alias;
     the name itself when llm does not know it (it may still be in the price data)."""
     from writeit import providers
@@ -159,7 +159,7 @@ def _find(model: str) -> Any:
     """genai-prices' (provider, model info) for an llm model, or None."""
     from genai_prices import data_snapshot
 
-    model_id, (provider, name, api_base, _) = _identity(model)
+    model_id, (provider, name, api_base, _) = identity(model)
     snapshot = data_snapshot.get_snapshot()
     if api_base:  # only the URL says who serves it: a local server is nobody's price list
         attempts = [(name, None, api_base)]
@@ -178,7 +178,7 @@ def _find(model: str) -> Any:
 
 @functools.lru_cache(maxsize=512)
 def _maintained(model: str) -> Price | None:
-    _, (_, _, _, free) = _identity(model)
+    _, (_, _, _, free) = identity(model)
     if free:
         return Price(0.0, 0.0, "free")
     found = _find(model)
@@ -195,7 +195,7 @@ def _maintained(model: str) -> Price | None:
 def _calc(model: str, input_tokens: int, output_tokens: int) -> float | None:
     from genai_prices import Usage, calc_price
 
-    _, (_, _, _, free) = _identity(model)
+    _, (_, _, _, free) = identity(model)
     if free:
         return 0.0
     found = _find(model)
@@ -216,5 +216,5 @@ def _calc(model: str, input_tokens: int, output_tokens: int) -> float | None:
 
 def forget() -> None:
     """Drop cached lookups (llm's models changed: a key set, a new extra model)."""
-    _identity.cache_clear()
+    identity.cache_clear()
     _maintained.cache_clear()
