@@ -120,10 +120,8 @@ async def test_win_rates_count_picks_merges_written_texts_skips_blind_decisions_
 
 async def test_each_decision_has_one_outcome_record_in_the_run_that_made_it(engine):
     runs = await _known_picks(engine)
-    records = dict(stats._records(engine.store, "default", ""))
-    by_run = {
-        name: [r for k, r in records.items() if f":{run_id}:" in k] for name, run_id in runs.items()
-    }
+    records = [record for _, record in stats.records(engine.store)]
+    by_run = {name: [r for r in records if r["run_id"] == run_id] for name, run_id in runs.items()}
 
     assert [r["how"] for r in by_run["first"]] == ["selected", "selected", "merged", "written"]
     merged = by_run["first"][2]
@@ -138,6 +136,7 @@ async def test_each_decision_has_one_outcome_record_in_the_run_that_made_it(engi
     assert (chosen_again["step"], chosen_again["blind"]) == ("angles", False)
     assert [o["model"] for o in chosen_again["offered"] if o["chosen"]] == [A]
     assert by_run["other"][0] | {"offered": None} == {
+        "run_id": runs["other"],
         "pipeline": "blog-post",
         "style": "executive-brief",
         "step": "hook",
