@@ -275,3 +275,22 @@ async def test_get_api_stats(live_server, preferences):
         assert (
             client.get("/api/stats", headers={"Authorization": "Bearer wrong"}).status_code == 401
         )
+
+
+async def test_a_merge_of_an_earlier_attempt_counts_that_response_as_offered_and_chosen(engine):
+    run = await engine.start_run("tech-article", {"source_material": "n"}, models=[A, B])
+    run_id = run.pipeline_run_id
+    first = (await engine.execute_step(run_id)).current
+    earlier_b = _by_model(first, B)
+    again = (await engine.regenerate(run_id)).current
+    await engine.merge(run_id, [_by_model(again, A), earlier_b], text="Both attempts, mine.")
+
+    ((_, record),) = stats.records(engine.store)
+    offered = [(o["model"], o["chosen"], o["response"]) for o in record["offered"]]
+    assert record["how"] == "written"
+    assert offered == [
+        (A, True, _by_model(again, A)[:12]),
+        (B, False, _by_model(again, B)[:12]),
+        (B, True, earlier_b[:12]),
+    ]
+    assert _counts(stats.win_rates(engine.store)) == {A: (1, 1, 0, 0), B: (2, 1, 0, 0)}
