@@ -8,11 +8,13 @@ outcome record, written by the store in the same transaction as the decision's e
 
 `decided_at` is fixed-width UTC (`20261130T125126.123456Z`), so `--since` is a range
 scan and the other filters are a look at each record: `writeit stats` never folds a
-run. The record is a bare list, its step in the key: parsing 40,000 of them (10,000
-four-step runs) is most of what `stats` costs, and a list of scalars parses fastest. Offered: the step's finished candidates of the attempt decided on, plus any
-earlier response the decision used; chosen: the pick, or a source of a merge or of a
-text written by hand; a skip chooses nothing. Costs and quality come from the run as
-folded at the decision, so a later judge or rewind does not change what was counted.
+run. A record is a bare list, its step in the key: parsing them is most of what `stats`
+costs (40,000 for 10,000 four-step runs), and a list of scalars parses fastest.
+
+Offered: the step's finished candidates of the attempt decided on, plus any earlier
+response the decision used; chosen: the pick, or a source of a merge or of a text
+written by hand; a skip chooses nothing. Costs and quality come from the run as folded
+at the decision, so a later judge or rewind does not change what was counted.
 
 A decision made in a fork is in the fork's own events only, so nothing counts twice;
 a decision later replaced (rewind, choose again) still counts: it was made. A deleted
@@ -98,8 +100,8 @@ def outcome(run: PipelineRun, event: Event) -> tuple[str, list[Any]]:
         decided.by or "writer",
         offered,
     ]
-    key = f"{_PREFIX}{run.user_id}:{stamp(event.at)}:{run.pipeline_run_id}:{decided.step}:{event.seq:010d}"
-    return key, record
+    where = f"{run.user_id}:{stamp(event.at)}:{run.pipeline_run_id}:{decided.step}"
+    return f"{_PREFIX}{where}:{event.seq:010d}", record
 
 
 def index(txn: lmdb.Transaction, run: PipelineRun, events: list[Event]) -> None:
