@@ -294,3 +294,18 @@ async def test_a_merge_of_an_earlier_attempt_counts_that_response_as_offered_and
         (B, True, earlier_b[:12]),
     ]
     assert _counts(stats.win_rates(engine.store)) == {A: (1, 1, 0, 0), B: (2, 1, 0, 0)}
+
+
+async def test_records_of_another_layout_are_rebuilt_in_place(engine):
+    await _known_picks(engine)
+    store = engine.store
+    written = {k: store.get(k) for k in store.keys("outcome")}
+    expected = stats.win_rates(store)
+    with store.env.begin(write=True) as txn:  # as an earlier layout marked its store
+        txn.put(stats.INDEXED, b"1")
+        for key in store.keys("outcome:"):
+            txn.put(key.encode(), b'j{"named": "fields"}')
+    told: list[int] = []
+    assert stats.win_rates(store, announce=told.append) == expected
+    assert told == [4]
+    assert {k: store.get(k) for k in store.keys("outcome")} == written

@@ -47,8 +47,8 @@ if TYPE_CHECKING:
     from writeit.store import RunSummary, Store
 
 DECIDING = {EventType.RESPONSE_SELECTED, EventType.RESPONSES_MERGED, EventType.STEP_SKIPPED}
-INDEXED = b"meta:stats"  # present: every decision in the store has its outcome record
-VERSION = b"1"
+INDEXED = b"meta:stats"  # VERSION: every decision in the store has its outcome record
+VERSION = b"2"  # of the records' layout (1: named fields, never released)
 _PREFIX = "outcome:"
 _KEYS = "outcome_keys:"  # outcome_keys:{run} -> the run's outcome keys, to drop on delete
 _AT = "%Y%m%dT%H%M%S.%fZ"
@@ -158,7 +158,7 @@ def ensure_indexed(store: Store, announce: Callable[[int], None] | None = None) 
     first, since it takes a while on a large store. Safe to repeat or race: a record's
     key is the decision's own, so replaying writes the same keys again."""
     with store.env.begin() as txn:
-        if txn.get(INDEXED) is not None:
+        if txn.get(INDEXED) == VERSION:  # another version's records are rebuilt in place
             return 0
     summaries = [store.summary(key[len("run:") :]) for key in store.keys("run:")]
     runs = [s for s in summaries if not s.deleted]

@@ -60,7 +60,9 @@ def _announce(runs: int) -> None:
 
 def _counted(found: dict[str, Any], filters: dict[str, str | None]) -> str:
     """What the figures cover: decisions, runs and the filters, in one line."""
-    given = ", ".join(f"{name} {value}" for name, value in filters.items() if value)
+    from rich.markup import escape
+
+    given = ", ".join(f"{name} {escape(value)}" for name, value in filters.items() if value)
     where = f" ({given})" if given else " (all pipelines, steps and styles)"
     decisions, runs = found["decisions"], found["runs"]
     if not decisions:
@@ -77,8 +79,10 @@ def _row(model: dict[str, Any]) -> tuple[str, ...]:
         f"{_percent(model['blind_win_rate'])}, {model['blind_chosen']} of {model['blind_offered']}"
     )
     quality, cost, seconds = model["mean_quality"], model["mean_cost_usd"], model["mean_seconds"]
+    from rich.markup import escape
+
     return (
-        model["model"],
+        escape(model["model"]),
         _percent(model["win_rate"]),
         f"{model['chosen']} of {model['offered']}",
         blind or "-",
