@@ -304,7 +304,7 @@ async def test_records_of_another_layout_are_rebuilt_in_place(engine):
     with store.env.begin(write=True) as txn:  # as an earlier layout marked its store
         txn.put(stats.INDEXED, b"1")
         for key in store.keys("outcome:"):
-            txn.put(key.encode(), b'j{"named": "fields"}')
+            txn.put(key.encode(), stats._dump({"named": "fields"}))
     told: list[int] = []
     assert stats.win_rates(store, announce=told.append) == expected
     assert told == [4]
