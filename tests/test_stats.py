@@ -166,8 +166,8 @@ async def test_filters_by_pipeline_step_style_and_since(engine):
     recent = stats.win_rates(store, since=between)
     assert _counts(recent) == {B: (1, 1, 0, 0), A: (1, 0, 0, 0)}
     assert stats.win_rates(store, since=between.strftime("%Y-%m-%dT%H:%M:%S.%f")) == recent
-    today = between.date().isoformat()
-    assert stats.win_rates(store, since=today)["decisions"] == 11
+    yesterday = (between - timedelta(days=1)).date().isoformat()  # safe across midnight
+    assert stats.win_rates(store, since=yesterday)["decisions"] == 11
     tomorrow = (between + timedelta(days=1)).date().isoformat()
     assert stats.win_rates(store, since=tomorrow) == {"models": [], "decisions": 0, "runs": 0}
     assert runs  # made before `between`, so left out of `recent`
