@@ -25,7 +25,8 @@ async def test_a_step_forecast_past_the_budget_is_not_started_and_resume_with_mo
     with pytest.raises(BudgetReached) as info:
         await engine.execute_step(run.pipeline_run_id)
     message = str(info.value)
-    assert "$0.0500" in message and "spent $0.0000" in message and "angles" in message
+    assert "$0.0500" in message and "spent $0.0000" in message
+    assert "step angles is forecast at $" in message
     assert "writeit resume" in message
     assert scripted.calls == []  # no model was asked
     paused = engine.load(run.pipeline_run_id)

@@ -470,7 +470,7 @@ def refusal(run: PipelineRun, spent: float, ahead: Forecast) -> str | None:
     step = ", ".join(ahead.steps) or run.current_step
     return (
         f"budget reached: the run's budget is ${budget:.4f}, it has spent ${spent:.4f} and "
-        f"{step} is forecast at ${cost:.4f} (${ahead.low or 0:.4f}-${ahead.high or 0:.4f})"
+        f"step {step} is forecast at ${cost:.4f} (${ahead.low or 0:.4f}-${ahead.high or 0:.4f})"
     )
 
 

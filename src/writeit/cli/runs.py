@@ -302,8 +302,8 @@ async def _drive(
         finally:
             watcher.cancel()
             subscription.close()
-    if not quiet:
-        err.print()
+            if not quiet:
+                err.print()  # the table ends its line, also before an error (a budget)
     return run_state
 
 
