@@ -288,22 +288,24 @@ async def _drive(
             if live is not None:
                 live.update(table())
 
-    with (
-        Live(table(), console=err, refresh_per_second=8, transient=False)
-        if not quiet
-        else _Null() as live
-    ):
-        watcher = asyncio.create_task(watch(live if not quiet else None))
-        try:
-            if instead:
-                await _resume_with(engine, run_id, instead)
-            run_state = await autopilot.drive(engine, run_id, pick, judge=judge)
-            run_id = run_state.pipeline_run_id
-        finally:
-            watcher.cancel()
-            subscription.close()
-            if not quiet:
-                err.print()  # the table ends its line, also before an error (a budget)
+    try:
+        with (
+            Live(table(), console=err, refresh_per_second=8, transient=False)
+            if not quiet
+            else _Null() as live
+        ):
+            watcher = asyncio.create_task(watch(live if not quiet else None))
+            try:
+                if instead:
+                    await _resume_with(engine, run_id, instead)
+                run_state = await autopilot.drive(engine, run_id, pick, judge=judge)
+                run_id = run_state.pipeline_run_id
+            finally:
+                watcher.cancel()
+                subscription.close()
+    finally:
+        if not quiet:
+            err.print()  # the table ends its line, also before an error (a budget)
     return run_state
 
 
