@@ -102,8 +102,16 @@ async def test_a_replay_needs_every_earlier_step_decided(engine, source, scripte
 async def test_writeit_replay_headless_and_tree_shows_the_branch(engine, source, scripted):
     parent_id = await finished_run(engine, source, ["scripted-a"])
     done = writeit(
-        "replay", parent_id[:8], "--from", "draft", "--model", "scripted-c", "--headless",
-        "--pick", "1", "--json",
+        "replay",
+        parent_id[:8],
+        "--from",
+        "draft",
+        "--model",
+        "scripted-c",
+        "--headless",
+        "--pick",
+        "1",
+        "--json",
     )
     result = json.loads(done.stdout)
     child_id = result["run_id"]
@@ -114,3 +122,60 @@ async def test_writeit_replay_headless_and_tree_shows_the_branch(engine, source,
     child = engine.store.load(child_id)
     assert [r.model_name for r in child.steps["polish"].ai_responses] == ["scripted-c"]
     assert child.steps["polish"].decision.by == "autopilot:1"
+
+
+def test_the_api_replays_a_run_on_a_new_branch_that_streams(server, source, scripted):
+    import httpx
+    from websockets.sync.client import connect
+
+    def until_done(run_id: str, step: str, act) -> httpx.Response:
+        url = f"{server.ws_url}/api/runs/{run_id}/stream"
+        with connect(url, additional_headers=server.headers, open_timeout=10) as ws:
+            json.loads(ws.recv(timeout=20))  # the state
+            answer = act()
+            while True:
+                message = json.loads(ws.recv(timeout=20))
+                if message["type"] == "step_done" and message["step"] == step:
+                    return answer
+
+    with httpx.Client(base_url=server.url, headers=server.headers, timeout=15) as client:
+        body = {"pipeline": "tech-article", "inputs": {"source_material": source}}
+        run_id = client.post("/api/runs", json=body | {"models": ["scripted-a"]}).json()[
+            "pipeline_run_id"
+        ]
+        early = client.post(f"/api/runs/{run_id}/replay", json={"from_step": "outline"})
+        assert early.status_code == 409 and "no choice yet" in early.json()["error"]["message"]
+        for step in STEPS:
+            until_done(
+                run_id, step, lambda s=step: client.post(f"/api/runs/{run_id}/steps/{s}/execute")
+            )
+            assert client.post(f"/api/runs/{run_id}/select", json={"index": 0}).status_code == 200
+            assert client.post(f"/api/runs/{run_id}/accept").status_code == 200
+        parent = server.engine.store.load(run_id)
+        unknown = client.post(
+            f"/api/runs/{run_id}/replay", json={"from_step": "draft", "style": "nope"}
+        )
+        assert unknown.status_code == 422 and unknown.json()["error"]["code"] == "unknown_style"
+        asked = len(scripted.calls)
+
+        wanted = {"from_step": "draft", "models": ["scripted-c"], "style": "executive-brief"}
+        replayed = client.post(f"/api/runs/{run_id}/replay", json=wanted)
+        assert replayed.status_code == 202, replayed.text
+        child = replayed.json()
+        assert child["parent_pipeline_run_id"] == run_id and child["branched_from"] == run_id
+        child_id = child["pipeline_run_id"]
+        assert [r["model_name"] for r in child["steps"]["draft"]["ai_responses"]] == ["scripted-c"]
+        url = f"{server.ws_url}/api/runs/{child_id}/stream"
+        with connect(url, additional_headers=server.headers, open_timeout=10) as ws:
+            state = json.loads(ws.recv(timeout=20))["run"]
+            message = {"type": "state"}
+            if state["steps"]["draft"]["ai_responses"][0]["status"] == "streaming":
+                while not (message["type"] == "step_done" and message["step"] == "draft"):
+                    message = json.loads(ws.recv(timeout=20))
+        done = server.engine.store.load(child_id)
+        assert done.steps["draft"].ai_responses[0].status == "completed"
+
+    assert [c["model_id"] for c in scripted.calls[asked:]] == ["scripted-c"]
+    assert scripted.calls[-1]["system"].startswith("WRITING STYLE GUIDE: Executive Brief")
+    assert done.steps["outline"].output == parent.steps["outline"].output
+    assert server.engine.store.load(run_id) == parent

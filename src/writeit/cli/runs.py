@@ -242,13 +242,21 @@ class _Null:
         return None
 
 
-def _finish(engine, run_state, export: str | None, out: Path | None, as_json: bool) -> None:
-
+def _finish(
+    engine,
+    run_state,
+    export: str | None,
+    out: Path | None,
+    as_json: bool,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """The finished run in a line (or JSON, with `extra`), and its export if asked."""
     result: dict[str, Any] = {
         "run_id": run_state.pipeline_run_id,
         "status": run_state.status.value,
         "tokens": run_state.total_tokens,
         "cost_usd": None if run_state.known_cost is None else round(run_state.known_cost, 6),
+        **(extra or {}),
     }
     if export:
         path, size = _export(engine, run_state, export, out, include_history=True)

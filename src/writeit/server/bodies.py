@@ -126,6 +126,20 @@ class Fork(Body):
     step: StepName
 
 
+class Replay(Body):
+    from_step: StepName = Field(description="The step to ask again; the steps before it are kept.")
+    models: Models | None = Field(
+        default=None, description="Ask these models from the step on (default: the run's)."
+    )
+    style: (
+        Annotated[str, StringConstraints(pattern=r"^$|^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")] | None
+    ) = Field(
+        default=None,
+        description="A style from GET /api/styles from the step on; omitted: the run's; "
+        "empty: none.",
+    )
+
+
 class Retry(Body):
     model: ModelName | None = Field(default=None, description="Ask another model instead.")
 

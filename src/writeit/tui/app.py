@@ -87,6 +87,7 @@ class WriteItApp(App[None]):
         style: str | None = None,
         models: list[str] | None = None,
         run_id: str | None = None,
+        start: bool = False,
         engine: Engine | None = None,
     ) -> None:
         super().__init__()
@@ -97,6 +98,7 @@ class WriteItApp(App[None]):
             "style": style,
             "models": list(models or []),
             "run_id": run_id,
+            "start": start,  # ask the run's current step at once (a replay's branch)
         }
         self._engine = engine
         self.keymap: dict[str, str] = {}
@@ -134,7 +136,7 @@ class WriteItApp(App[None]):
         if start["pipeline"]:
             self.open_form(start["pipeline"], start["inputs"], start["style"], start["models"])
         elif start["run_id"]:
-            self.open_run(start["run_id"], resume="auto")
+            self.open_run(start["run_id"], resume="auto", start=start["start"])
 
     def _apply_keymap(self, shortcuts: dict[str, str]) -> None:
         """The writer's remaps, less unknown actions and keys another action holds."""
