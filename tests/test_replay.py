@@ -179,3 +179,49 @@ def test_the_api_replays_a_run_on_a_new_branch_that_streams(server, source, scri
     assert scripted.calls[-1]["system"].startswith("WRITING STYLE GUIDE: Executive Brief")
     assert done.steps["outline"].output == parent.steps["outline"].output
     assert server.engine.store.load(run_id) == parent
+
+
+async def test_the_history_tree_replays_from_the_highlighted_step(engine, source, scripted):
+    from pilot import until
+    from textual.widgets import Input
+
+    from writeit.tui.app import WriteItApp
+    from writeit.tui.screens.history import HistoryScreen
+    from writeit.tui.screens.replay import ReplayDialog
+    from writeit.tui.screens.step_view import StepScreen
+
+    parent_id = await finished_run(engine, source, ["scripted-a"])
+    parent = engine.store.load(parent_id)
+    scripted.reset()
+    app = WriteItApp(engine=engine)
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.open_run(parent_id)
+        await until(pilot, lambda: isinstance(app.screen, StepScreen), "the step view")
+        await pilot.press("h")
+        await until(pilot, lambda: isinstance(app.screen, HistoryScreen), "history")
+        history = app.screen
+        await until(pilot, lambda: history.family is not None, "the tree")
+        run_node = history._run_nodes[parent_id]
+        draft = next(n for n in run_node.children if n.data.step == "draft")
+        history.query_one("Tree").move_cursor(draft)
+        await pilot.press("r")
+        await until(pilot, lambda: isinstance(app.screen, ReplayDialog), "the replay dialog")
+        dialog = app.screen
+        models = dialog.query_one("#replay-models", Input)
+        assert models.value == "scripted-a"  # the run's model for the step, to change
+        models.value = "scripted-c"
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: engine.store.children(parent_id), "the branch")
+        child_id = engine.store.children(parent_id)[0]
+        await until(
+            pilot,
+            lambda: isinstance(app.screen, StepScreen) and app.screen.run_id == child_id,
+            "the branch open",
+        )
+        await until(pilot, lambda: not engine.streaming(child_id), "the draft written")
+    child = engine.store.load(child_id)
+    assert (child.current_step, child.branch_point) == ("draft", "draft")
+    assert [r.model_name for r in child.steps["draft"].ai_responses] == ["scripted-c"]
+    assert [c["model_id"] for c in scripted.calls] == ["scripted-c"]
+    assert child.steps["outline"].output == parent.steps["outline"].output
+    assert engine.store.load(parent_id) == parent
