@@ -365,6 +365,7 @@ def _forked(run: PipelineRun, p: RunForked, event: Event) -> None:
     run.created_at = event.at
     run.completed_at = None
     run.current_step = p.current_step or run.current_step
+    run.replayed = p.replay
     if p.models is not None:
         run.models = list(p.models)
     if p.step_models is not None:

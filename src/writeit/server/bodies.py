@@ -147,6 +147,12 @@ class Retry(Body):
 class Export(Body):
     format: Literal["md", "yaml", "json"] = "md"
     include_history: StrictBool = True
+    include_candidates: StrictBool = Field(
+        default=True, description="Every candidate's text and figures (false: leave them out)."
+    )
+    all_branches: StrictBool = Field(
+        default=False, description="Also every fork of the run, with its branch point."
+    )
     save: StrictBool = Field(default=False, description="Write it into the workspace's exports.")
     path: Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f\x7f]{1,1024}$")] | None = Field(
         default=None,

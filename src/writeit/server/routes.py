@@ -452,9 +452,14 @@ async def export_run(run_id: RunId, body: bodies.Export, state: State) -> Json:
     engine = state.engine
     full = state.run_id(run_id)
     run = await engine.fetch(full)
-    branches = len(engine.store.children(full))
     text = await asyncio.to_thread(
-        export.render, run, body.format, include_history=body.include_history, branches=branches
+        export.export_run,
+        engine,
+        run,
+        body.format,
+        history=body.include_history,
+        candidates=body.include_candidates,
+        all_branches=body.all_branches,
     )
     if not (body.save or body.path):
         return {"format": body.format, "content": text}
