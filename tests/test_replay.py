@@ -175,6 +175,16 @@ def test_the_api_replays_a_run_on_a_new_branch_that_streams(server, source, scri
         done = server.engine.store.load(child_id)
         assert done.steps["draft"].ai_responses[0].status == "completed"
 
+        exported = client.post(
+            f"/api/runs/{run_id}/export",
+            json={"format": "json", "all_branches": True, "include_candidates": False},
+        )
+        doc = json.loads(exported.json()["content"])
+        assert [(b["run_id"], b["branch_point"], b["replay"]) for b in doc["branches"]] == [
+            (child_id, "draft", True)
+        ]
+        assert all("responses" not in step for step in doc["history"])
+
     assert [c["model_id"] for c in scripted.calls[asked:]] == ["scripted-c"]
     assert scripted.calls[-1]["system"].startswith("WRITING STYLE GUIDE: Executive Brief")
     assert done.steps["outline"].output == parent.steps["outline"].output
