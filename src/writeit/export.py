@@ -471,7 +471,7 @@ def _rounded(cost: float | None) -> float | None:
 
 def _numbers(step: StepState) -> dict[str, int]:
     """Response id -> the number the writer saw it as (1.., shuffled on a blind step)."""
-    return {r.response_id: n for n, r in enumerate(step.shown(), 1)}
+    return {r.response_id: n for n, r in enumerate(step.candidates, 1)}
 
 
 def _model_of(step: StepState, response_id: str | None) -> str:
