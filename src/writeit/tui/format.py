@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from writeit import export
-from writeit.models import AIResponse, PipelineRun
+from writeit.models import AIResponse, PipelineRun, StepState
 
 Prices = Mapping[str, Mapping[str, float]]
 
