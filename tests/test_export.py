@@ -283,3 +283,15 @@ def test_the_schema_in_the_docs_is_the_one_exports_follow():
     doc = (Path(__file__).parent.parent / "docs" / "export-schema.md").read_text()
     block = doc.split("```json\n", 1)[1].split("\n```", 1)[0]
     assert json.loads(block) == export.schema()
+
+
+async def test_an_export_names_no_model_of_a_blind_step_before_its_choice(engine, source):
+    run = await engine.start_run(
+        "tech-article", {"source_material": source}, models=["scripted-a", "scripted-b"], blind=True
+    )
+    run = await engine.execute_step(run.pipeline_run_id)
+    text = export.export_run(engine, run, "json")
+    angles = json.loads(text)["history"][0]
+    assert (angles["models"], angles["asked"]) == ([], [])
+    assert [r["model"] for r in angles["responses"]] == ["hidden", "hidden"]
+    assert all(r["tokens"] is None for r in angles["responses"])

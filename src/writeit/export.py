@@ -368,6 +368,7 @@ def _step(run: PipelineRun, name: str, options: Options, price_of: PriceOf) -> S
     numbers = _numbers(step)
     ran = bool(step.ai_responses or step.prompt)
     system = next((r.system_prompt for r in step.ai_responses if r.kind == "candidate"), None)
+    hidden = step.hidden  # blind review, undecided: no model is named yet
     return StepRecord(
         step=name,
         status=step.status.value,
@@ -375,8 +376,8 @@ def _step(run: PipelineRun, name: str, options: Options, price_of: PriceOf) -> S
         prompt=Prompt(system=run.style_prompt if system is None else system, user=step.prompt)
         if ran
         else None,
-        models=[r.model_name for r in step.ai_responses if r.kind == "candidate"],
-        asked=_asked(step, price_of),
+        models=[] if hidden else [r.model_name for r in step.ai_responses if r.kind == "candidate"],
+        asked=[] if hidden else _asked(step, price_of),
         selection=Selection(
             response_id=selected.response_id,
             model=selected.model_name,
@@ -392,7 +393,7 @@ def _step(run: PipelineRun, name: str, options: Options, price_of: PriceOf) -> S
         started_at=step.started_at,
         completed_at=step.completed_at,
         output=step.output,
-        responses=[_candidate(r, numbers) for r in step.ai_responses]
+        responses=[_candidate(r, numbers, hidden) for r in step.ai_responses]
         if options.candidates
         else None,
     )
@@ -419,18 +420,19 @@ def _price(found: Any) -> Price | None:
     )
 
 
-def _candidate(r: AIResponse, numbers: dict[str, int]) -> Candidate:
+def _candidate(r: AIResponse, numbers: dict[str, int], hidden: bool = False) -> Candidate:
+    """One response; on a blind step not yet decided, without what would name its model."""
     return Candidate(
         response_id=r.response_id,
         number=numbers.get(r.response_id),
-        model=r.model_name,
-        provider=r.provider,
+        model="hidden" if hidden else r.model_name,
+        provider="" if hidden else r.provider,
         kind=r.kind,
         attempt=r.attempt,
         status=r.status.value,
         error=r.error,
-        tokens=r.usage_stats,
-        seconds=r.processing_time,
+        tokens=None if hidden else r.usage_stats,
+        seconds=0.0 if hidden else r.processing_time,
         quality=r.quality,
         quality_score=r.quality_score,
         flags=r.flags,
