@@ -108,7 +108,7 @@ def root(
 ) -> None:
     """Run `writeit` alone to open the TUI on your recent runs."""
     if ctx.invoked_subcommand is None:
-        _open_tui(workspace)
+        _open_tui(workspace, reopen=True)
 
 
 def _open_tui(workspace: str | None, **kwargs: Any) -> None:

@@ -163,6 +163,7 @@ async def start_run(body: bodies.NewRun, state: State) -> Json:
             style=body.style,
             models=body.models,
             step_models=body.step_models,
+            blind=body.blind,
         )
     return run_response(engine, run, status_code=201)
 
@@ -192,14 +193,17 @@ async def get_run(
     run_id: RunId,
     state: State,
     at: Annotated[int | None, Query(ge=1, description="An event's seq: time travel.")] = None,
+    reveal: Annotated[
+        bool, Query(description="Blind review: include the models of an undecided step.")
+    ] = False,
 ) -> Json:
     engine = state.engine
     full = state.run_id(run_id)
     if at is None:
-        return run_response(engine, await engine.live(full))
+        return run_response(engine, await engine.live(full), reveal=reveal)
     with plain_errors_as(Unprocessable):
         past = await asyncio.to_thread(engine.store.state_at, full, at)
-    data = past.model_dump(mode="json")
+    data = run_json(engine, past, reveal=reveal)
     data["at"] = at
     return data
 

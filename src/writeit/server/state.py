@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import Request, Response
 from starlette.requests import HTTPConnection
 
-from writeit.models import AIResponse, PipelineRun, WriteItError
+from writeit.models import BLIND_FIELDS, AIResponse, PipelineRun, WriteItError
 from writeit.server.errors import message_of
 from writeit.store import UnknownRun
 from writeit.workspaces import Workspace, ensure_token, get_workspace
@@ -159,15 +159,24 @@ def request_state(request: Request) -> ServerState:
 
 
 def run_json(
-    engine: Engine, run: PipelineRun, *, branched_from: str | None = None
+    engine: Engine,
+    run: PipelineRun,
+    *,
+    branched_from: str | None = None,
+    reveal: bool = False,
 ) -> dict[str, Any]:
     """The run as docs/data-model.md models it, plus what a client needs to act on it next.
 
     Extras: ``candidates`` (the current step's latest candidates with the 0-based
     ``index`` that select/merge take), ``streaming`` (responses generating now in this
-    server) and ``branched_from`` when the request created a new branch.
+    server), ``hidden`` (blind review: the current step's models are left out until the
+    writer decides, unless `reveal`) and ``branched_from`` when the request created a new
+    branch.
     """
-    return run.model_dump(mode="json") | _extras(engine, run, branched_from)
+    exclude = _excluded(run, latest=False, reveal=reveal)
+    return run.model_dump(mode="json", exclude=exclude) | _extras(
+        engine, run, branched_from, reveal
+    )
 
 
 def run_response(
@@ -177,6 +186,7 @@ def run_response(
     branched_from: str | None = None,
     status_code: int = 200,
     texts: str = "all",
+    reveal: bool = False,
 ) -> Response:
     """`run_json` as a response, written by pydantic's own serialiser: a long run is
     megabytes of text, which FastAPI's generic encoder would walk value by value.
@@ -185,11 +195,10 @@ def run_response(
     keep their place, id, model, kind and status but not their text or figures, and no
     response repeats its step's prompt or the run's style prompt: an answer costs what the step holds, not
     what the run's history holds (GET /api/runs/{id} has every text)."""
-    extras = _extras(engine, run, branched_from)
-    exclude = None
+    extras = _extras(engine, run, branched_from, reveal)
     if texts == "latest":
         extras["texts"] = "latest"
-        exclude = _earlier_texts(run)
+    exclude = _excluded(run, latest=texts == "latest", reveal=reveal)
     body = run.model_dump_json(exclude=exclude)[:-1] + "," + json.dumps(extras, default=str)[1:]
     return Response(body, status_code=status_code, media_type="application/json")
 
@@ -200,41 +209,49 @@ _KEPT = {"response_id", "model_name", "status", "attempt", "kind", "replaces"}
 _TEXTS = set(AIResponse.model_fields) - _KEPT
 
 
-def _earlier_texts(run: PipelineRun) -> dict[str, Any]:
+def _excluded(run: PipelineRun, *, latest: bool, reveal: bool) -> dict[str, Any] | None:
+    """Fields left out per response: with `latest`, earlier attempts' texts and the
+    prompts every response repeats; unless `reveal`, a blind step's models."""
     steps: dict[str, Any] = {}
     for name, step in run.steps.items():
-        if step.ai_responses:
-            latest = step.attempt
-            steps[name] = {
-                "ai_responses": {
-                    index: _REPEATED if response.attempt == latest else _TEXTS
-                    for index, response in enumerate(step.ai_responses)
-                }
+        hide = BLIND_FIELDS if step.hidden and not reveal else set()
+        if not step.ai_responses or not (latest or hide):
+            continue
+        steps[name] = {
+            "ai_responses": {
+                index: hide
+                | ((_REPEATED if response.attempt == step.attempt else _TEXTS) if latest else set())
+                for index, response in enumerate(step.ai_responses)
             }
-    return {"steps": steps}
+        }
+    return {"steps": steps} if steps else None
 
 
-def _extras(engine: Engine, run: PipelineRun, branched_from: str | None) -> dict[str, Any]:
+def _extras(
+    engine: Engine, run: PipelineRun, branched_from: str | None, reveal: bool = False
+) -> dict[str, Any]:
     run_id = run.pipeline_run_id
+    hidden = run.current.hidden and not reveal
     extras: dict[str, Any] = {
         "candidates": [
             {
                 "index": index,
                 "response_id": response.response_id,
-                "model": response.model_name,
+                **({} if hidden else {"model": response.model_name}),
                 "status": response.status.value,
                 "error": response.error,
             }
             for index, response in enumerate(run.current.candidates)
         ],
         "streaming": engine.streaming(run_id),
+        "hidden": hidden,
     }
     if branched_from and branched_from != run_id:
         extras["branched_from"] = branched_from
     return extras
 
 
-def snapshot_json(engine: Engine, run_id: str) -> dict[str, Any]:
+def snapshot_json(engine: Engine, run_id: str, reveal: bool = False) -> dict[str, Any]:
     """`run_json` of the live state (text streamed but not yet checkpointed included);
     synchronous, so it is consistent with the deltas sent after it."""
-    return run_json(engine, engine.snapshot(run_id))
+    return run_json(engine, engine.snapshot(run_id), reveal=reveal)
