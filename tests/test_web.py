@@ -217,3 +217,13 @@ def test_foreign_hosts_and_origins_are_refused(web):
         for origin in ("http://evil.example", f"http://localhost:{web.port + 1}"):
             refused = client.get("/ws", headers={**upgrade, "Origin": origin})
             assert refused.status_code == 403, origin
+
+
+def test_a_port_in_use_is_an_error_with_a_hint(web):
+    from writeit_cli import run
+
+    done = run("web", "--port", str(web.port), check=False)
+    assert done.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{web.port}" in done.stderr
+    assert "--port" in done.stderr
+    assert web.process.poll() is None  # the first server is untouched

@@ -44,6 +44,7 @@ from textual_serve.app_service import AppService
 from textual_serve.server import Server
 
 from writeit import __version__
+from writeit.errors import InvalidInput
 from writeit.server.security import (
     LOOPBACK_NAMES,
     host_name,
@@ -206,7 +207,13 @@ class WebServer(Server):
         runner = web.AppRunner(await self._make_app(), shutdown_timeout=SHUTDOWN_SECONDS)
         await runner.setup()
         try:
-            await web.TCPSite(runner, self.host, self.port).start()
+            try:
+                await web.TCPSite(runner, self.host, self.port).start()
+            except OSError as error:
+                raise InvalidInput(
+                    f"cannot listen on {self.host}:{self.port}: {error.strerror or error}",
+                    hint="another program holds that port: choose one with --port",
+                ) from None
             print(self.start_url, flush=True)
             print(
                 f"WriteIt {__version__} in your browser: open the address above "
