@@ -54,7 +54,7 @@ from writeit.server.security import (
 )
 
 DEFAULT_PORT = 8001  # beside `writeit serve`'s 8000
-SHUTDOWN_SECONDS = 10.0  # TUI processes saving their streams; then connections are cut
+SHUTDOWN_SECONDS = 10.0  # for the TUI processes to save their streams; then they are killed
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -187,7 +187,14 @@ class WebServer(Server):
                 f"Stopping {len(self.services)} WriteIt session(s); saving their streams…",
                 flush=True,
             )
-        await asyncio.gather(*(s.stop() for s in list(self.services)), return_exceptions=True)
+        stopping = asyncio.gather(*(s.stop() for s in list(self.services)), return_exceptions=True)
+        try:
+            await asyncio.wait_for(stopping, SHUTDOWN_SECONDS)
+        except TimeoutError:  # a session that cannot save in time must not keep us up
+            for service in self.services:
+                process = service._process  # textual-serve keeps no public handle
+                if process is not None and process.returncode is None:
+                    process.kill()
 
     # --- running -----------------------------------------------------------------------------
 
