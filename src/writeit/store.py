@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 import lmdb
 
-from writeit import processes
+from writeit import processes, stats
 from writeit.errors import TooManyRuns
 from writeit.events import Event, EventType, ResponseCompleted, ResponseStarted, apply, fold
 from writeit.models import PipelineRun, PipelineStatus, ResponseStatus, UserSession, WriteItError
@@ -455,6 +455,7 @@ class Store:
             txn.put(f"completed_runs:{user}:{new.updated_at}:{run_id}".encode(), run_id.encode())
         self._index_steps(txn, run, events, fresh=old is None)
         self._index_lists(txn, old, new)
+        stats.index(txn, run, events)  # an outcome record per decision, for win rates
 
     @staticmethod
     def _index_steps(
@@ -721,6 +722,8 @@ class Store:
                 _migrate_from_1(txn)
             if raw is None or int(raw) < SCHEMA_VERSION:
                 txn.put(b"meta:schema", str(SCHEMA_VERSION).encode())
+            if raw is None:  # a new store: every decision gets its outcome record
+                stats.mark_indexed(txn)
             return raw
 
         raw = self._write(check)
