@@ -190,3 +190,4 @@ def _place(name: str, after: str) -> None:
 
 
 _place("diff", after="tree")
+_place("web", after="serve")
