@@ -60,10 +60,11 @@ class Web:
             stderr=subprocess.STDOUT,
             text=True,
         )
-        self.url = self.process.stdout.readline().strip()  # printed once it listens
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
+        poll(lambda: self.lines or self.process.poll() is not None, 30, "writeit web starting")
+        self.url = self.lines[0].strip() if self.lines else ""  # printed once it listens
         assert self.url.startswith(f"http://127.0.0.1:{self.port}/?token="), self.url
         self.base = f"http://127.0.0.1:{self.port}"
         self.token = self.url.split("token=", 1)[1]
