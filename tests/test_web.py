@@ -87,7 +87,8 @@ class Web:
 
     @property
     def output(self) -> str:
-        return "".join(self.lines)
+        """Everything after the address (whose token is meant to be there)."""
+        return "".join(self.lines[1:])
 
 
 class Screen:
