@@ -229,3 +229,37 @@ def test_a_port_in_use_is_an_error_with_a_hint(web):
     assert f"cannot listen on 127.0.0.1:{web.port}" in done.stderr
     assert "--port" in done.stderr
     assert web.process.poll() is None  # the first server is untouched
+
+
+def test_an_export_from_the_browser_is_also_downloaded(web, page, engine, scripted):
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from writeit import autopilot
+
+    async def finished_run() -> str:
+        scripted.script("scripted-a", replies=["angles", "outline", "draft", "# Done\n\nIt ran."])
+        inputs = {"source_material": SOURCE}
+        run = await engine.start_run("tech-article", inputs, models=["scripted-a"])
+        await autopilot.drive(engine, run.pipeline_run_id, "first")
+        return run.pipeline_run_id
+
+    with ThreadPoolExecutor(1) as thread:  # Playwright's loop runs in this thread
+        run_id = thread.submit(asyncio.run, finished_run()).result(60)
+    screen = Screen(page)
+    page.goto(web.url)
+    screen.wait_for(run_id[:8])  # the run list, the finished run on it
+    page.focus(".xterm-helper-textarea")
+    screen.press("e", then="Export run")
+    screen.press("Control+s", then="Saved")
+    with page.expect_download(timeout=20_000) as download:
+        page.keyboard.press("Escape")
+    got = download.value
+    saved = sorted((web_home() / "workspaces" / "default" / "exports").glob("*.md"))
+    assert [p.name for p in saved] == [got.suggested_filename]
+    assert Path(got.path()).read_text() == saved[0].read_text()
+    assert "It ran." in saved[0].read_text()
+
+
+def web_home() -> Path:
+    return Path(os.environ["WRITEIT_HOME"])

@@ -36,6 +36,7 @@ import shlex
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -298,10 +299,12 @@ def run_web(
 
 def browser_app(**kwargs: Any) -> Any:
     """WriteItApp, quitting as Q does when textual-serve asks it to (a tab closed, the
-    server stopping) or on SIGINT/SIGTERM, which the web driver turns into ExitApp."""
+    server stopping) or on SIGINT/SIGTERM, which the web driver turns into ExitApp; an
+    export, once its dialog closes, is also handed to the browser as a download."""
     from textual import messages
 
     from writeit.tui.app import WriteItApp
+    from writeit.tui.screens.export import ExportDialog
 
     class BrowserApp(WriteItApp):
         async def _on_exit_app(self, message: messages.ExitApp) -> None:
@@ -309,7 +312,21 @@ def browser_app(**kwargs: Any) -> Any:
                 message.prevent_default()
                 await self.action_quit()  # saves, then exits (another ExitApp)
 
+        def push_screen(self, screen: Any, callback: Any = None, *args: Any, **kw: Any) -> Any:
+            if isinstance(screen, ExportDialog) and callback is None:
+                callback = self._download
+            return super().push_screen(screen, callback, *args, **kw)
+
+        def _download(self, saved: Path | None) -> None:
+            """The file the writer exported, to the browser's downloads (the export
+            dialog wrote it in the workspace, on the machine `writeit web` runs on)."""
+            if saved is not None:
+                self.deliver_binary(saved, mime_type=_MIME.get(saved.suffix))
+
     return BrowserApp(**kwargs)
+
+
+_MIME = {".md": "text/markdown", ".yaml": "application/yaml", ".json": "application/json"}
 
 
 def main(argv: list[str] | None = None) -> None:
