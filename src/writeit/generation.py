@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from writeit import events as ev
-from writeit import forecast, pricing, processes, providers, quality
+from writeit import forecast, llmlog, pricing, processes, providers, quality
 from writeit.errors import BudgetReached, StepRunning, TooManyRuns
 from writeit.events import Payloads
 from writeit.models import (
@@ -547,6 +547,7 @@ class Generation:
             ]
 
         await self._commit(run_id, completed, retry=True)
+        await llmlog.record(result.response, run, step_name, enabled=self.preferences.log_to_llm)
 
 
 # --- helpers -------------------------------------------------------------------------------

@@ -476,7 +476,7 @@ def show(
     ] = False,
 ) -> None:
     """Show a run: its steps, candidates and choices (optionally as it was at an event)."""
-    from writeit import export
+    from writeit import export, llmlog
     from writeit.models import blind_exclude
 
     engine = _engine(workspace)
@@ -498,6 +498,7 @@ def show(
     console.print(f"cost {_cost(state.known_cost)}" + _budget_line(engine, state), highlight=False)
     if state.paused_because:
         console.print(f"[yellow]paused: {state.paused_because}[/]", highlight=False)
+    calls = llmlog.conversations(state)
     for name in state.pipeline.step_names:
         step = state.steps[name]
         marker = "▶" if name == state.current_step else " "
@@ -527,6 +528,8 @@ def show(
             if response.flags:
                 flagged = "; ".join(flag.label() for flag in response.flags)
                 console.print(f"      ⚑ {flagged}", style="yellow", highlight=False, markup=False)
+        for cid in calls.get(name, []):
+            console.print(f"    llm logs --cid {cid}", style="dim", highlight=False, markup=False)
         if step.decision:
             console.print(f"    {export.decided(step)}", highlight=False, markup=False)
         if step.user_feedback:
