@@ -458,7 +458,13 @@ async def test_every_model_failing_is_shown_and_regenerate_recovers(engine, scri
         )
         scripted.reset()
         await pilot.press("r")
-        await until(pilot, lambda: candidates_shown(app), "new candidates")
+
+        def recovered() -> bool:  # the failed candidates also count as "shown"
+            candidates = engine.store.load(run_id).current.candidates
+            done = all(c.status == ResponseStatus.COMPLETED for c in candidates)
+            return done and candidates_shown(app)
+
+        await until(pilot, recovered, "new candidates")
         assert engine.store.load(run_id).status == PipelineStatus.RUNNING
 
 
