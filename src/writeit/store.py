@@ -13,6 +13,7 @@ corrupt the store. It saves one fsync per commit, a third of a step's bookkeepin
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import threading
@@ -29,7 +30,7 @@ from writeit.errors import TooManyRuns
 from writeit.events import Event, EventType, ResponseCompleted, ResponseStarted, apply, fold
 from writeit.models import PipelineRun, PipelineStatus, ResponseStatus, UserSession, WriteItError
 
-SCHEMA_VERSION = 2  # 2: listing indexes, counters, snapshots, live records
+SCHEMA_VERSION = 3  # 2: listings, counters, snapshots, live; 3: shared texts, records
 DEFAULT_MAP_SIZE = 1 << 30  # grows on demand; the file stays sparse
 _COMPRESS_OVER = 400  # bytes of JSON before zlib pays for itself
 _LIVE = b"live:"  # live:{run_id} -> the process streaming the run's responses
@@ -40,6 +41,11 @@ _BOUNDARIES = {
     EventType.REWOUND,
     EventType.RUN_COMPLETED,
     EventType.RUN_FORKED,
+}
+_DELTAS = {
+    EventType.RESPONSE_PROGRESS,
+    EventType.RESPONSE_COMPLETED,
+    EventType.RESPONSE_FAILED,
 }
 _STREAM_ENDS = {
     EventType.RESPONSE_STARTED,
@@ -78,6 +84,70 @@ def _decode(blob: bytes) -> Any:
     if blob[:1] == b"z":
         return json.loads(zlib.decompress(blob[1:]))
     return json.loads(blob[1:])
+
+
+def _encode_record(events: list[dict[str, Any]], dictionary: tuple[str, bytes] | None) -> bytes:
+    """The events of one commit as one value (one event as itself): a record per event
+    cost LMDB a node each. Compressed against the run's dictionary when it has one."""
+    raw = json.dumps(events[0] if len(events) == 1 else events, separators=(",", ":")).encode()
+    if len(raw) <= _COMPRESS_OVER:
+        return b"j" + raw
+    if dictionary is None:
+        return b"z" + zlib.compress(raw, 6)
+    name, data = dictionary
+    packer = zlib.compressobj(6, zdict=data)
+    return b"d" + name.encode() + packer.compress(raw) + packer.flush()
+
+
+def _decode_record(txn: lmdb.Transaction, blob: bytes) -> list[dict[str, Any]]:
+    if blob[:1] == b"d":
+        name = blob[1 : 1 + _DICTIONARY_ID].decode()
+        unpacker = zlib.decompressobj(zdict=_dictionary(txn, name))
+        value = json.loads(unpacker.decompress(blob[1 + _DICTIONARY_ID :]))
+    else:
+        value = _decode(blob)
+    return value if isinstance(value, list) else [value]
+
+
+_DICTIONARY_ID = 16  # hex characters naming a dictionary (`zdict:{id}`)
+_DICTIONARY_SIZE = 32 * 1024  # zlib's window: a longer preset dictionary is cut to its end
+_dictionaries: dict[str, bytes] = {}  # immutable (content addressed): cached per process
+
+
+def _new_dictionary(txn: lmdb.Transaction, created: dict[str, Any]) -> str | None:
+    """A run's compression dictionary, from its `run_created` as stored: the shared
+    texts its records repeat words of (the step templates, the style, the long inputs,
+    the source last, where zlib looks first). Stored as the list of those texts, so it
+    costs a few digests, not another copy."""
+    values = [created.get("pipeline"), created.get("style_prompt")]
+    values += list((created.get("inputs") or {}).values())
+    refs = [v["$text"] for v in values if isinstance(v, dict) and set(v) == {"$text"}]
+    if not refs:
+        return None
+    raw = _encode(refs)
+    name = hashlib.sha256(raw).hexdigest()[:_DICTIONARY_ID]
+    txn.put(f"zdict:{name}".encode(), raw, overwrite=False)
+    return name
+
+
+def _dictionary(txn: lmdb.Transaction, name: str) -> bytes:
+    data = _dictionaries.get(name)
+    if data is not None:
+        return data
+    raw = txn.get(f"zdict:{name}".encode())
+    if raw is None:
+        raise StoreError("the store lost a compression dictionary", hint="restore a backup")
+    pieces = []
+    for digest in _decode(bytes(raw)):
+        value = _get_shared(txn, {"$text": digest}, "a compression dictionary")
+        if isinstance(value, dict):  # a pipeline: its templates
+            value = "\n".join(step.get("template", "") for step in value.get("steps", []))
+        pieces.append(value)
+    data = "\n".join(pieces).encode()[-_DICTIONARY_SIZE:]
+    if len(_dictionaries) >= 256:
+        _dictionaries.clear()
+    _dictionaries[name] = data
+    return data
 
 
 _LISTED = ("status", "pipeline", "style")
@@ -143,30 +213,156 @@ def _asked(summary: dict[str, Any] | None, events: list[Event], run: PipelineRun
 
 _SNAPSHOT_RAW_OVER = 1 << 20  # a snapshot larger than this is stored uncompressed
 _SHARED_FIELDS = ("pipeline", "primer", "style_prompt")  # the same in most runs
+_SHARE_OVER = 200  # characters: a text this long is stored once and referenced
+
+
+def _put_shared(txn: lmdb.Transaction, value: Any) -> dict[str, str]:
+    """Store `value` once per workspace (`text:{digest}`, content addressed) and return
+    the reference that stands for it in an event."""
+    raw = _encode(value)
+    digest = hashlib.sha256(raw).hexdigest()[:32]
+    txn.put(f"text:{digest}".encode(), raw, overwrite=False)
+    return {"$text": digest}
+
+
+def _get_shared(txn: lmdb.Transaction, value: Any, name: str) -> Any:
+    """The value a `{"$text": digest}` reference stands for (anything else as it is)."""
+    if not (isinstance(value, dict) and set(value) == {"$text"}):
+        return value
+    raw = txn.get(f"text:{value['$text']}".encode())
+    if raw is None:
+        raise StoreError(f"the store lost a shared text ({name})", hint="restore a backup")
+    return _decode(bytes(raw))
 
 
 def _share(txn: lmdb.Transaction, data: dict[str, Any]) -> dict[str, Any]:
-    """A run's pipeline and style, stored once per workspace (`text:{digest}`, content
-    addressed) and referenced from the run's first event: most runs share them."""
+    """A run's pipeline, style and long inputs, stored once per workspace and referenced
+    from the run's first event: most runs share the pipeline and style, and a step's
+    prompt references the same input text again instead of repeating it."""
     shared = dict(data)
     for name in _SHARED_FIELDS:
         if shared.get(name):
-            raw = _encode(shared[name])
-            digest = hashlib.sha256(raw).hexdigest()[:32]
-            txn.put(f"text:{digest}".encode(), raw, overwrite=False)
-            shared[name] = {"$text": digest}
+            shared[name] = _put_shared(txn, shared[name])
+    if "inputs" in shared:
+        shared["inputs"] = {
+            name: _put_shared(txn, value) if len(value) >= _SHARE_OVER else value
+            for name, value in shared["inputs"].items()
+        }
     return shared
 
 
 def _unshare(txn: lmdb.Transaction, data: dict[str, Any]) -> dict[str, Any]:
     for name in _SHARED_FIELDS:
-        value = data.get(name)
-        if isinstance(value, dict) and set(value) == {"$text"}:
-            raw = txn.get(f"text:{value['$text']}".encode())
-            if raw is None:
-                raise StoreError(f"the store lost a shared text ({name})", hint="restore a backup")
-            data[name] = _decode(bytes(raw))
+        if name in data:
+            data[name] = _get_shared(txn, data[name], name)
+    if "inputs" in data:
+        data["inputs"] = {k: _get_shared(txn, v, k) for k, v in data["inputs"].items()}
     return data
+
+
+def _sources(run: PipelineRun) -> list[tuple[str, dict[str, str] | None]]:
+    """The long texts a step's prompt is rendered from, with the reference each is
+    stored as: a chosen response by its id (its text is in its own events), anything
+    else (the inputs, a merged or hand-written output) as a shared text (None here)."""
+    found: list[tuple[str, dict[str, str] | None]] = [
+        (value, None) for value in run.user_inputs.values() if len(value) >= _SHARE_OVER
+    ]
+    for step in run.steps.values():
+        text = step.output
+        if text is None or len(text) < _SHARE_OVER:
+            continue
+        chosen = step.ai_responses[step.user_selection] if step.user_selection is not None else None
+        if chosen is not None and chosen.processed_content == text:
+            found.append((text, {"$r": chosen.response_id}))
+        else:
+            found.append((text, None))
+    return sorted(found, key=lambda source: -len(source[0]))
+
+
+def _prompt_parts(txn: lmdb.Transaction, prompt: str, run: PipelineRun) -> Any:
+    """A step's prompt as literal pieces and references to the texts it was rendered
+    from (the source and earlier outputs are most of every prompt): `{"$parts": [...]}`,
+    or the prompt itself when it holds none of them."""
+    spans: list[tuple[int, int, dict[str, str] | None, str]] = []
+    for text, ref in _sources(run):
+        at = prompt.find(text)
+        while at >= 0:
+            end = at + len(text)
+            if not any(at < e and s < end for s, e, _, _ in spans):
+                spans.append((at, end, ref, text))
+            at = prompt.find(text, end)
+    if not spans:
+        return prompt
+    parts: list[Any] = []
+    at = 0
+    for start, end, ref, text in sorted(spans, key=lambda span: span[0]):
+        if start > at:
+            parts.append(prompt[at:start])
+        parts.append(ref if ref is not None else _put_shared(txn, text))
+        at = end
+    if at < len(prompt):
+        parts.append(prompt[at:])
+    return {"$parts": parts}
+
+
+class _Texts:
+    """What references in stored events stand for, while a history is read in order:
+    shared texts from the store; a response's text from the run as it stood before the
+    events read (`base`: a snapshot, a cached run) plus their deltas. `live`: `base` is
+    the run being folded as the events are read, already holding every delta."""
+
+    def __init__(
+        self, txn: lmdb.Transaction, base: PipelineRun | None = None, *, live: bool = False
+    ) -> None:
+        self.txn, self.base, self.live = txn, base, live
+        self.streamed: dict[str, list[str]] = {}
+
+    def read(self, data: dict[str, Any]) -> dict[str, Any]:
+        """A stored event's data as it was appended (references resolved)."""
+        kind, payload = data["type"], data["data"]
+        if kind == EventType.RUN_CREATED:
+            data["data"] = _unshare(self.txn, payload)
+        elif kind == EventType.STEP_STARTED and isinstance(payload.get("prompt"), dict):
+            payload["prompt"] = "".join(self._part(p) for p in payload["prompt"]["$parts"])
+        elif kind == EventType.RESPONSES_MERGED:
+            payload["text"] = _get_shared(self.txn, payload.get("text"), "a merged text")
+        elif kind in _DELTAS and not self.live:
+            self.streamed.setdefault(payload["response_id"], []).append(payload.get("delta", ""))
+        return data
+
+    def _part(self, part: str | dict[str, str]) -> str:
+        if isinstance(part, str):
+            return part
+        if "$text" in part:
+            return _get_shared(self.txn, part, "a prompt's source")
+        return self._response(part["$r"])
+
+    def _response(self, response_id: str) -> str:
+        deltas = self.streamed.get(response_id, [])
+        if self.base is not None:
+            with contextlib.suppress(WriteItError):
+                raw = self.base.find_response(response_id)[1].raw_output
+                return (raw + "".join(deltas)).strip()
+        if response_id not in self.streamed:
+            raise StoreError(
+                f"a prompt refers to response {response_id}, which its history lacks",
+                hint="restore a backup",
+            )
+        return "".join(deltas).strip()
+
+
+def _stored(txn: lmdb.Transaction, event: Event, run: PipelineRun) -> dict[str, Any]:
+    """An event as stored: without its run id, long texts it repeats as references
+    (`_share`, `_prompt_parts`, a long merged text shared), compressed when large."""
+    stored = event.model_dump(mode="json", exclude={"run_id"})
+    data = stored["data"]
+    if event.type == EventType.RUN_CREATED:
+        stored["data"] = _share(txn, data)
+    elif event.type == EventType.STEP_STARTED and data.get("prompt"):
+        data["prompt"] = _prompt_parts(txn, data["prompt"], run)
+    elif event.type == EventType.RESPONSES_MERGED and len(data["text"]) >= _SHARE_OVER:
+        data["text"] = _put_shared(txn, data["text"])
+    return stored
 
 
 def _snapshot_due(run: PipelineRun, events: list[Event], snap_seq: int) -> bool:
@@ -237,6 +433,39 @@ def _unpack(blob: bytes) -> PipelineRun:
     return run
 
 
+_REPACK_MOST = 64  # records re-packed into one at a step boundary, at most
+_REPACK_ONTO = 24 * 1024  # bytes: a packed record smaller than this takes in the next step
+
+
+def _repack(
+    txn: lmdb.Transaction, run_id: str, since: int, dictionary: tuple[str, bytes] | None
+) -> int:
+    """The run's records after seq `since` (the step that just ended), re-packed into one
+    record with the packed one before them while it is small: the same events,
+    compressed together. LMDB gives a value of 1.4-4 KB (a compressed answer) a page of
+    its own, and a run's answers share most of their words: a 4-step run takes half the
+    pages. Returns the seq now packed up to."""
+    cursor = txn.cursor()
+    prefix = f"event:{run_id}:".encode()
+    keys: list[bytes] = []
+    events: list[dict[str, Any]] = []
+    before = txn.get(_event_key(run_id, since)) if since else None
+    start = since if before is not None and len(before) < _REPACK_ONTO else since + 1
+    if cursor.set_range(_event_key(run_id, start)):
+        for key, value in cursor:
+            if not key.startswith(prefix) or len(keys) == _REPACK_MOST:
+                break
+            keys.append(bytes(key))
+            events += _decode_record(txn, bytes(value))
+    if len(keys) == _REPACK_MOST:
+        return int(keys[-1][len(prefix) :])  # a long step: left as it was written
+    if len(keys) > 1:
+        for key in keys:
+            txn.delete(key)
+        txn.put(keys[-1], _encode_record(events, dictionary))
+    return events[-1]["seq"] if events else since
+
+
 def _event_key(run_id: str, seq: int) -> bytes:
     return f"event:{run_id}:{seq:010d}".encode()
 
@@ -267,6 +496,8 @@ class RunSummary:
     deleted: bool = False
     snap_seq: int = 0  # the seq of the run's latest snapshot (0: none yet)
     asked: list[str] | None = None  # every model asked in the run, for `runs --model`
+    zdict: str | None = None  # the dictionary its records are compressed against
+    packed: int = 0  # the seq up to which its records were re-packed at a step boundary
 
     @classmethod
     def of(
@@ -348,11 +579,14 @@ class Store:
                     f"(at event {current}, expected {expected_seq})",
                     hint="reload the run and try again",
                 )
-            for event in events:
-                stored = event.model_dump(mode="json", exclude={"run_id"})
-                if event.type == EventType.RUN_CREATED:
-                    stored["data"] = _share(txn, stored["data"])
-                txn.put(_event_key(run_id, event.seq), _encode(stored), overwrite=False)
+            stored = [_stored(txn, event, run) for event in events]
+            zdict = self._zdict(txn, summary, events, stored)
+            dictionary = (zdict, _dictionary(txn, zdict)) if zdict else None
+            record = _encode_record(stored, dictionary)
+            txn.put(_event_key(run_id, events[-1].seq), record, overwrite=False)
+            packed = (summary or {}).get("packed", events[0].seq - 1)
+            if index and any(e.type in _BOUNDARIES for e in events):
+                packed = _repack(txn, run_id, packed, dictionary)
             if slots is not None:
                 running = self._live_count(txn, exclude=run_id)
                 if running >= slots:
@@ -368,6 +602,7 @@ class Store:
                     snap_seq = run.last_seq
                 new = RunSummary.of(run, own_from, deleted, snap_seq, _totals(summary, events))
                 new.asked = _asked(summary, events, run)
+                new.zdict, new.packed = zdict, packed
                 self._index(txn, run, events, summary, new)
             else:
                 summary["last_seq"] = run.last_seq
@@ -378,6 +613,23 @@ class Store:
                 txn.put(key.encode(), value if isinstance(value, bytes) else _encode(value))
 
         self._write(write)
+
+    @staticmethod
+    def _zdict(
+        txn: lmdb.Transaction,
+        summary: dict[str, Any] | None,
+        events: list[Event],
+        stored: list[dict[str, Any]],
+    ) -> str | None:
+        """The dictionary a run's records are compressed against: made with the run, a
+        fork's its parent's, none for runs stored before schema 3."""
+        if summary is not None:
+            return summary.get("zdict")
+        if events[0].type == EventType.RUN_CREATED:
+            return _new_dictionary(txn, stored[0]["data"])
+        parent = events[0].data.get("parent")
+        raw = txn.get(f"run:{parent}".encode()) if parent else None
+        return _decode(raw).get("zdict") if raw else None
 
     def _snapshot(self, run: PipelineRun, events: list[Event]) -> tuple[int, bytes] | None:
         """A snapshot to store with these events, if one is due: packed before the write
@@ -546,11 +798,12 @@ class Store:
         with self.env.begin(buffers=True) as txn:
             return list(self._lineage(txn, run_id, upto))
 
-    def tail(self, run_id: str, after: int) -> list[Event]:
-        """The run's own events after seq `after`: what a reader holding the run folded up
-        to `after` still has to apply."""
+    def tail(self, run: PipelineRun) -> list[Event]:
+        """The run's own events after the ones `run` was folded from: what a reader holding
+        it still has to apply."""
         with self.env.begin(buffers=True) as txn:
-            return list(self._own_events(txn, run_id, after + 1, None))
+            texts = _Texts(txn, run)
+            return list(self._own_events(txn, run.pipeline_run_id, run.last_seq + 1, None, texts))
 
     def _lineage(self, txn: lmdb.Transaction, run_id: str, upto: int | None) -> Iterator[Event]:
         chain: list[tuple[str, int, int | None]] = []  # (run, first own seq, last seq wanted)
@@ -564,25 +817,26 @@ class Store:
             parent_limit = summary.get("branch_seq")
             limit = parent_limit if limit is None else min(limit, parent_limit or limit)
             current = summary.get("parent")
+        texts = _Texts(txn)
         for owner, first, last in reversed(chain):
-            yield from self._own_events(txn, owner, first, last)
+            yield from self._own_events(txn, owner, first, last, texts)
 
     def _own_events(
-        self, txn: lmdb.Transaction, run_id: str, first: int, last: int | None
+        self, txn: lmdb.Transaction, run_id: str, first: int, last: int | None, texts: _Texts
     ) -> Iterator[Event]:
         cursor = txn.cursor()
         prefix = f"event:{run_id}:".encode()
         if not cursor.set_range(_event_key(run_id, first)):
             return
-        for key, value in cursor:
+        for key, value in cursor:  # a record is keyed by its last event's seq
             if not bytes(key).startswith(prefix):
                 break
-            data = _decode(bytes(value))
-            if last is not None and data["seq"] > last:
-                break
-            if data["type"] == EventType.RUN_CREATED:
-                data["data"] = _unshare(txn, data["data"])
-            yield Event(run_id=run_id, **data)
+            for data in _decode_record(txn, bytes(value)):
+                if data["seq"] < first:
+                    continue
+                if last is not None and data["seq"] > last:
+                    return
+                yield Event(run_id=run_id, **texts.read(data))
 
     def load(self, run_id: str) -> PipelineRun:
         """The run now: its latest snapshot and the events after it (or a full fold)."""
@@ -591,7 +845,8 @@ class Store:
             if raw is None:
                 return fold(self._lineage(txn, run_id, None))
             run = _unpack(bytes(raw))
-            for event in self._own_events(txn, run_id, run.last_seq + 1, None):
+            texts = _Texts(txn, run, live=True)
+            for event in self._own_events(txn, run_id, run.last_seq + 1, None, texts):
                 apply(run, event)
             return run
 
