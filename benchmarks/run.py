@@ -715,15 +715,14 @@ def _text_bytes(run) -> tuple[int, list[str]]:
     return sum(len(t.encode()) for t in texts), texts
 
 
-def bench_disk() -> None:
-    """Bytes on disk per short 4-step run, and per byte of text, with prose models.
-
-    Used pages (LMDB's last page number times the page size, from `Store.env`) grow as
-    runs are stored; one run first, so the measured ones find a store in use."""
+def _disk(words: int) -> tuple[float, float, float]:
+    """Store SIZES.disk_runs short 4-step runs on a `words`-word prose source: used bytes
+    grown per run, text bytes per run, and zlib alone on each text over the text."""
     import zlib
 
     from instant_model import prose
 
+    from writeit import autopilot
     from writeit.workspaces import create_workspace
 
     home = Path(tempfile.mkdtemp(prefix="writeit-bench-disk-"))
@@ -735,10 +734,8 @@ def bench_disk() -> None:
         return (info["last_pgno"] + 1) * stat["psize"]
 
     async def one(i: int):
-        inputs = {"source_material": prose(f"disk-{i}", 600)}
+        inputs = {"source_material": prose(f"disk-{words}-{i}", words)}
         run = await engine.start_run("tech-article", inputs, models=scale.PROSE_MODELS)
-        from writeit import autopilot
-
         return await autopilot.drive(engine, run.pipeline_run_id, "first")
 
     asyncio.run(one(-1))
@@ -748,24 +745,38 @@ def bench_disk() -> None:
         size, parts = _text_bytes(asyncio.run(one(i)))
         text, texts = text + size, texts + parts
     grown = used() - before
-    zlib_alone = sum(len(zlib.compress(t.encode(), 6)) for t in texts) / text
-    runs = SIZES.disk_runs
-    record(
-        f"disk per short 4-step run, 2 prose models ({runs} runs)",
-        grown / runs / 1024,
-        "KB",
-        30,
-        note=f"{text / runs / 1024:.0f} KB of text a run; used LMDB pages grown over {runs} runs",
-    )
-    record(
-        f"store: bytes stored per text byte, prose ({runs} runs)",
-        grown / text,
-        "x",
-        1.5,
-        note=f"text: inputs, prompts, feedback, responses; zlib alone on each text: "
-        f"{zlib_alone:.2f}x",
-    )
     shutil.rmtree(home, ignore_errors=True)
+    runs = SIZES.disk_runs
+    zlib_alone = sum(len(zlib.compress(t.encode(), 6)) for t in texts) / text
+    return grown / runs, text / runs, zlib_alone
+
+
+def bench_disk() -> None:
+    """Bytes on disk per short 4-step run, and per byte of text, with prose models: on
+    a 600-word source (the row issue 12 set) and on a 2,000-word one (a longer source is
+    repeated in every step's prompt, unless prompts reference it).
+
+    Used pages (LMDB's last page number times the page size, from `Store.env`) grow as
+    runs are stored; one run first, so the measured ones find a store in use."""
+    runs = SIZES.disk_runs
+    for words in (600, 2000):
+        per_run, text, zlib_alone = _disk(words)
+        source = "" if words == 600 else f", {words:,}-word source"
+        record(
+            f"disk per short 4-step run, 2 prose models ({runs} runs{source})",
+            per_run / 1024,
+            "KB",
+            30,
+            note=f"{text / 1024:.0f} KB of text a run; used LMDB pages grown over {runs} runs",
+        )
+        record(
+            f"store: bytes stored per text byte, prose ({runs} runs{source})",
+            per_run / text,
+            "x",
+            1.5,
+            note=f"text: inputs, prompts, feedback, responses; zlib alone on each text: "
+            f"{zlib_alone:.2f}x",
+        )
 
 
 # --- the table ------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ _COMPRESS_OVER = 400  # bytes of JSON before zlib pays for itself
 _LIVE = b"live:"  # live:{run_id} -> the process streaming the run's responses
 SNAPSHOT_EVERY = 100  # events between snapshots: opening a run folds at most this many
 _SNAPSHOT_AT_BOUNDARY = 10  # ...or this many, when a step boundary is a natural point
+_SNAPSHOT_SPACING = 16  # ...or a run's response count over this, when that is more
 _BOUNDARIES = {
     EventType.STEP_ADVANCED,
     EventType.REWOUND,
@@ -366,12 +367,13 @@ def _stored(txn: lmdb.Transaction, event: Event, run: PipelineRun) -> dict[str, 
 
 
 def _snapshot_due(run: PipelineRun, events: list[Event], snap_seq: int) -> bool:
-    """Every SNAPSHOT_EVERY events (or more, for a run with many responses: a snapshot
-    costs what the run holds, so spacing them by its size keeps the cost per event
-    flat), or at a step boundary."""
+    """Every SNAPSHOT_EVERY events, or at a step boundary. A run with thousands of
+    responses spaces them by its size (a snapshot costs what the run holds to write, and
+    to read: about what folding a sixteenth as many events costs), so the events folded
+    after it cost no more than reading it, and writing one stays flat per event."""
     since = run.last_seq - snap_seq
     responses = len(run._indexes()[0])
-    if since >= max(SNAPSHOT_EVERY, responses // 4):
+    if since >= max(SNAPSHOT_EVERY, responses // _SNAPSHOT_SPACING):
         return True
     if run.last_seq < SNAPSHOT_EVERY:  # a short run folds in a millisecond: no snapshot
         return False

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import asdict
 from pathlib import Path as FilePath
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Security, status
 from fastapi.responses import JSONResponse, Response
@@ -192,11 +192,15 @@ async def get_run(
     run_id: RunId,
     state: State,
     at: Annotated[int | None, Query(ge=1, description="An event's seq: time travel.")] = None,
+    texts: Annotated[
+        Literal["all", "latest"],
+        Query(description="`latest`: as actions answer (each step from its latest attempt)"),
+    ] = "all",
 ) -> Json:
     engine = state.engine
     full = state.run_id(run_id)
     if at is None:
-        return run_response(engine, await engine.live(full))
+        return run_response(engine, await engine.live(full), texts=texts)
     with plain_errors_as(Unprocessable):
         past = await asyncio.to_thread(engine.store.state_at, full, at)
     data = past.model_dump(mode="json")

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import Request, Response
 from starlette.requests import HTTPConnection
 
-from writeit.models import AIResponse, PipelineRun, WriteItError
+from writeit.models import PipelineRun, WriteItError
 from writeit.server.errors import message_of
 from writeit.store import UnknownRun
 from writeit.workspaces import Workspace, ensure_token, get_workspace
@@ -181,37 +181,40 @@ def run_response(
     """`run_json` as a response, written by pydantic's own serialiser: a long run is
     megabytes of text, which FastAPI's generic encoder would walk value by value.
 
-    With `texts="latest"` (what actions answer), responses of a step's earlier attempts
-    keep their place, id, model, kind and status but not their text or figures, and no
-    response repeats its step's prompt or the run's style prompt: an answer costs what the step holds, not
-    what the run's history holds (GET /api/runs/{id} has every text)."""
+    With `texts="latest"` (what actions answer), each step lists its responses from its
+    latest attempt on (and the chosen one, if older), `responses_from` saying at which
+    index of the run's own list each step's starts, and no response repeats its step's
+    prompt or the run's style prompt: an answer costs what the steps hold now, not what
+    the run's history holds (GET /api/runs/{id} has every response)."""
     extras = _extras(engine, run, branched_from)
     exclude = None
     if texts == "latest":
+        run, extras["responses_from"] = _latest_attempts(run)
         extras["texts"] = "latest"
-        exclude = _earlier_texts(run)
+        exclude = _REPEATED
     body = run.model_dump_json(exclude=exclude)[:-1] + "," + json.dumps(extras, default=str)[1:]
     return Response(body, status_code=status_code, media_type="application/json")
 
 
-_REPEATED = {"prompt_used", "system_prompt"}
-# An earlier attempt's response: which it was and how it ended, enough to find it again.
-_KEPT = {"response_id", "model_name", "status", "attempt", "kind", "replaces"}
-_TEXTS = set(AIResponse.model_fields) - _KEPT
+_REPEATED = {"steps": {"__all__": {"ai_responses": {"__all__": {"prompt_used", "system_prompt"}}}}}
 
 
-def _earlier_texts(run: PipelineRun) -> dict[str, Any]:
-    steps: dict[str, Any] = {}
+def _latest_attempts(run: PipelineRun) -> tuple[PipelineRun, dict[str, int]]:
+    """A shallow copy of the run whose steps list their responses from the latest
+    attempt's first on (from the chosen one when it is older), and where each list
+    starts in the run's own (steps that lost none are left out)."""
+    steps, starts = dict(run.steps), {}
     for name, step in run.steps.items():
-        if step.ai_responses:
-            latest = step.attempt
-            steps[name] = {
-                "ai_responses": {
-                    index: _REPEATED if response.attempt == latest else _TEXTS
-                    for index, response in enumerate(step.ai_responses)
-                }
-            }
-    return {"steps": steps}
+        responses = step.ai_responses
+        start = len(responses)
+        while start and responses[start - 1].attempt == step.attempt:
+            start -= 1
+        if step.user_selection is not None:
+            start = min(start, step.user_selection)
+        if start:
+            starts[name] = start
+            steps[name] = step.model_copy(update={"ai_responses": responses[start:]})
+    return run.model_copy(update={"steps": steps}), starts
 
 
 def _extras(engine: Engine, run: PipelineRun, branched_from: str | None) -> dict[str, Any]:
