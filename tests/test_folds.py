@@ -10,7 +10,7 @@ import random
 
 import pytest
 
-from writeit import autopilot
+from writeit import autopilot, records
 from writeit import store as store_module
 from writeit.engine import Engine
 from writeit.events import apply, fold
@@ -61,7 +61,7 @@ async def test_snapshot_and_tail_equal_a_full_fold_for_every_prefix(engine, sour
     full = fold(events)
     prefix = fold(events[:1])
     for cut in range(1, len(events)):
-        restored = store_module._unpack(store_module._pack(prefix))
+        restored = records.unpack(records.pack(prefix))
         assert restored == prefix, cut
         for event in events[cut:]:
             apply(restored, event)

@@ -320,17 +320,17 @@ LONG_SOURCE = "\n\n".join(f"Fact {i}: the nightly batch moved {i * 13} jobs." fo
 
 def _stored_json(store: Store) -> str:
     """Every value in the store as the JSON it holds (records and texts decompressed)."""
-    from writeit import store as store_module
+    from writeit import records
 
     found = []
     with store.env.begin() as txn:
         for key, value in txn.cursor():
             if key.startswith(b"event:"):
-                found.append(json.dumps(store_module._decode_record(txn, bytes(value))))
+                found.append(json.dumps(records.decode_record(txn, bytes(value))))
             elif key.startswith(b"snap:"):
-                found.append(store_module._unpack(bytes(value)).model_dump_json())
+                found.append(records.unpack(bytes(value)).model_dump_json())
             elif value[:1] in (b"j", b"z"):
-                found.append(json.dumps(store_module._decode(bytes(value))))
+                found.append(json.dumps(records.decode(bytes(value))))
     return "\n".join(found)
 
 

@@ -4,7 +4,9 @@ The keys are listed in docs/data-model.md.
 
 Every append writes the events and every index they touch in one write transaction,
 so a crash leaves either all of it or none of it. A fork stores only its own events
-and a pointer to the parent's history up to the branch point.
+and a pointer to the parent's history up to the branch point. Each long text is stored
+once (prompts reference the source and earlier outputs), and a commit's events are one
+record, packed with the rest of its step at a step boundary (same events, fewer pages).
 
 Commits flush the data pages but not the meta page (LMDB's `metasync=False`): a killed
 process loses nothing, and a power cut can at worst undo the last commit, never
@@ -13,11 +15,7 @@ corrupt the store. It saves one fsync per commit, a third of a step's bookkeepin
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
 import threading
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,14 +23,14 @@ from typing import Any, TypeVar
 
 import lmdb
 
-from writeit import processes
+from writeit import processes, records
 from writeit.errors import TooManyRuns
 from writeit.events import Event, EventType, ResponseCompleted, ResponseStarted, apply, fold
-from writeit.models import PipelineRun, PipelineStatus, ResponseStatus, UserSession, WriteItError
+from writeit.models import PipelineRun, PipelineStatus, UserSession, WriteItError
+from writeit.records import StoreError
 
 SCHEMA_VERSION = 3  # 2: listings, counters, snapshots, live; 3: shared texts, records
 DEFAULT_MAP_SIZE = 1 << 30  # grows on demand; the file stays sparse
-_COMPRESS_OVER = 400  # bytes of JSON before zlib pays for itself
 _LIVE = b"live:"  # live:{run_id} -> the process streaming the run's responses
 SNAPSHOT_EVERY = 100  # events between snapshots: opening a run folds at most this many
 _SNAPSHOT_AT_BOUNDARY = 10  # ...or this many, when a step boundary is a natural point
@@ -42,11 +40,6 @@ _BOUNDARIES = {
     EventType.REWOUND,
     EventType.RUN_COMPLETED,
     EventType.RUN_FORKED,
-}
-_DELTAS = {
-    EventType.RESPONSE_PROGRESS,
-    EventType.RESPONSE_COMPLETED,
-    EventType.RESPONSE_FAILED,
 }
 _STREAM_ENDS = {
     EventType.RESPONSE_STARTED,
@@ -62,93 +55,12 @@ _envs: dict[Path, lmdb.Environment] = {}
 _envs_lock = threading.Lock()
 
 
-class StoreError(WriteItError):
-    """The store cannot be opened or written safely; nothing was changed."""
-
-
 class Conflict(WriteItError):
     """Someone else appended to this run since the caller last looked."""
 
 
 class UnknownRun(WriteItError):
     pass
-
-
-def _encode(value: Any) -> bytes:
-    raw = json.dumps(value, separators=(",", ":"), default=str).encode()
-    if len(raw) > _COMPRESS_OVER:
-        return b"z" + zlib.compress(raw, 6)
-    return b"j" + raw
-
-
-def _decode(blob: bytes) -> Any:
-    if blob[:1] == b"z":
-        return json.loads(zlib.decompress(blob[1:]))
-    return json.loads(blob[1:])
-
-
-def _encode_record(events: list[dict[str, Any]], dictionary: tuple[str, bytes] | None) -> bytes:
-    """The events of one commit as one value (one event as itself): a record per event
-    cost LMDB a node each. Compressed against the run's dictionary when it has one."""
-    raw = json.dumps(events[0] if len(events) == 1 else events, separators=(",", ":")).encode()
-    if len(raw) <= _COMPRESS_OVER:
-        return b"j" + raw
-    if dictionary is None:
-        return b"z" + zlib.compress(raw, 6)
-    name, data = dictionary
-    packer = zlib.compressobj(6, zdict=data)
-    return b"d" + name.encode() + packer.compress(raw) + packer.flush()
-
-
-def _decode_record(txn: lmdb.Transaction, blob: bytes) -> list[dict[str, Any]]:
-    if blob[:1] == b"d":
-        name = blob[1 : 1 + _DICTIONARY_ID].decode()
-        unpacker = zlib.decompressobj(zdict=_dictionary(txn, name))
-        value = json.loads(unpacker.decompress(blob[1 + _DICTIONARY_ID :]))
-    else:
-        value = _decode(blob)
-    return value if isinstance(value, list) else [value]
-
-
-_DICTIONARY_ID = 16  # hex characters naming a dictionary (`zdict:{id}`)
-_DICTIONARY_SIZE = 32 * 1024  # zlib's window: a longer preset dictionary is cut to its end
-_dictionaries: dict[str, bytes] = {}  # immutable (content addressed): cached per process
-
-
-def _new_dictionary(txn: lmdb.Transaction, created: dict[str, Any]) -> str | None:
-    """A run's compression dictionary, from its `run_created` as stored: the shared
-    texts its records repeat words of (the step templates, the style, the long inputs,
-    the source last, where zlib looks first). Stored as the list of those texts, so it
-    costs a few digests, not another copy."""
-    values = [created.get("pipeline"), created.get("style_prompt")]
-    values += list((created.get("inputs") or {}).values())
-    refs = [v["$text"] for v in values if isinstance(v, dict) and set(v) == {"$text"}]
-    if not refs:
-        return None
-    raw = _encode(refs)
-    name = hashlib.sha256(raw).hexdigest()[:_DICTIONARY_ID]
-    txn.put(f"zdict:{name}".encode(), raw, overwrite=False)
-    return name
-
-
-def _dictionary(txn: lmdb.Transaction, name: str) -> bytes:
-    data = _dictionaries.get(name)
-    if data is not None:
-        return data
-    raw = txn.get(f"zdict:{name}".encode())
-    if raw is None:
-        raise StoreError("the store lost a compression dictionary", hint="restore a backup")
-    pieces = []
-    for digest in _decode(bytes(raw)):
-        value = _get_shared(txn, {"$text": digest}, "a compression dictionary")
-        if isinstance(value, dict):  # a pipeline: its templates
-            value = "\n".join(step.get("template", "") for step in value.get("steps", []))
-        pieces.append(value)
-    data = "\n".join(pieces).encode()[-_DICTIONARY_SIZE:]
-    if len(_dictionaries) >= 256:
-        _dictionaries.clear()
-    _dictionaries[name] = data
-    return data
 
 
 _LISTED = ("status", "pipeline", "style")
@@ -212,160 +124,6 @@ def _asked(summary: dict[str, Any] | None, events: list[Event], run: PipelineRun
     return sorted(known)
 
 
-_SNAPSHOT_RAW_OVER = 1 << 20  # a snapshot larger than this is stored uncompressed
-_SHARED_FIELDS = ("pipeline", "primer", "style_prompt")  # the same in most runs
-_SHARE_OVER = 200  # characters: a text this long is stored once and referenced
-
-
-def _put_shared(txn: lmdb.Transaction, value: Any) -> dict[str, str]:
-    """Store `value` once per workspace (`text:{digest}`, content addressed) and return
-    the reference that stands for it in an event."""
-    raw = _encode(value)
-    digest = hashlib.sha256(raw).hexdigest()[:32]
-    txn.put(f"text:{digest}".encode(), raw, overwrite=False)
-    return {"$text": digest}
-
-
-def _get_shared(txn: lmdb.Transaction, value: Any, name: str) -> Any:
-    """The value a `{"$text": digest}` reference stands for (anything else as it is)."""
-    if not (isinstance(value, dict) and set(value) == {"$text"}):
-        return value
-    raw = txn.get(f"text:{value['$text']}".encode())
-    if raw is None:
-        raise StoreError(f"the store lost a shared text ({name})", hint="restore a backup")
-    return _decode(bytes(raw))
-
-
-def _share(txn: lmdb.Transaction, data: dict[str, Any]) -> dict[str, Any]:
-    """A run's pipeline, style and long inputs, stored once per workspace and referenced
-    from the run's first event: most runs share the pipeline and style, and a step's
-    prompt references the same input text again instead of repeating it."""
-    shared = dict(data)
-    for name in _SHARED_FIELDS:
-        if shared.get(name):
-            shared[name] = _put_shared(txn, shared[name])
-    if "inputs" in shared:
-        shared["inputs"] = {
-            name: _put_shared(txn, value) if len(value) >= _SHARE_OVER else value
-            for name, value in shared["inputs"].items()
-        }
-    return shared
-
-
-def _unshare(txn: lmdb.Transaction, data: dict[str, Any]) -> dict[str, Any]:
-    for name in _SHARED_FIELDS:
-        if name in data:
-            data[name] = _get_shared(txn, data[name], name)
-    if "inputs" in data:
-        data["inputs"] = {k: _get_shared(txn, v, k) for k, v in data["inputs"].items()}
-    return data
-
-
-def _sources(run: PipelineRun) -> list[tuple[str, dict[str, str] | None]]:
-    """The long texts a step's prompt is rendered from, with the reference each is
-    stored as: a chosen response by its id (its text is in its own events), anything
-    else (the inputs, a merged or hand-written output) as a shared text (None here)."""
-    found: list[tuple[str, dict[str, str] | None]] = [
-        (value, None) for value in run.user_inputs.values() if len(value) >= _SHARE_OVER
-    ]
-    for step in run.steps.values():
-        text = step.output
-        if text is None or len(text) < _SHARE_OVER:
-            continue
-        chosen = step.ai_responses[step.user_selection] if step.user_selection is not None else None
-        if chosen is not None and chosen.processed_content == text:
-            found.append((text, {"$r": chosen.response_id}))
-        else:
-            found.append((text, None))
-    return sorted(found, key=lambda source: -len(source[0]))
-
-
-def _prompt_parts(txn: lmdb.Transaction, prompt: str, run: PipelineRun) -> Any:
-    """A step's prompt as literal pieces and references to the texts it was rendered
-    from (the source and earlier outputs are most of every prompt): `{"$parts": [...]}`,
-    or the prompt itself when it holds none of them."""
-    spans: list[tuple[int, int, dict[str, str] | None, str]] = []
-    for text, ref in _sources(run):
-        at = prompt.find(text)
-        while at >= 0:
-            end = at + len(text)
-            if not any(at < e and s < end for s, e, _, _ in spans):
-                spans.append((at, end, ref, text))
-            at = prompt.find(text, end)
-    if not spans:
-        return prompt
-    parts: list[Any] = []
-    at = 0
-    for start, end, ref, text in sorted(spans, key=lambda span: span[0]):
-        if start > at:
-            parts.append(prompt[at:start])
-        parts.append(ref if ref is not None else _put_shared(txn, text))
-        at = end
-    if at < len(prompt):
-        parts.append(prompt[at:])
-    return {"$parts": parts}
-
-
-class _Texts:
-    """What references in stored events stand for, while a history is read in order:
-    shared texts from the store; a response's text from the run as it stood before the
-    events read (`base`: a snapshot, a cached run) plus their deltas. `live`: `base` is
-    the run being folded as the events are read, already holding every delta."""
-
-    def __init__(
-        self, txn: lmdb.Transaction, base: PipelineRun | None = None, *, live: bool = False
-    ) -> None:
-        self.txn, self.base, self.live = txn, base, live
-        self.streamed: dict[str, list[str]] = {}
-
-    def read(self, data: dict[str, Any]) -> dict[str, Any]:
-        """A stored event's data as it was appended (references resolved)."""
-        kind, payload = data["type"], data["data"]
-        if kind == EventType.RUN_CREATED:
-            data["data"] = _unshare(self.txn, payload)
-        elif kind == EventType.STEP_STARTED and isinstance(payload.get("prompt"), dict):
-            payload["prompt"] = "".join(self._part(p) for p in payload["prompt"]["$parts"])
-        elif kind == EventType.RESPONSES_MERGED:
-            payload["text"] = _get_shared(self.txn, payload.get("text"), "a merged text")
-        elif kind in _DELTAS and not self.live:
-            self.streamed.setdefault(payload["response_id"], []).append(payload.get("delta", ""))
-        return data
-
-    def _part(self, part: str | dict[str, str]) -> str:
-        if isinstance(part, str):
-            return part
-        if "$text" in part:
-            return _get_shared(self.txn, part, "a prompt's source")
-        return self._response(part["$r"])
-
-    def _response(self, response_id: str) -> str:
-        deltas = self.streamed.get(response_id, [])
-        if self.base is not None:
-            with contextlib.suppress(WriteItError):
-                raw = self.base.find_response(response_id)[1].raw_output
-                return (raw + "".join(deltas)).strip()
-        if response_id not in self.streamed:
-            raise StoreError(
-                f"a prompt refers to response {response_id}, which its history lacks",
-                hint="restore a backup",
-            )
-        return "".join(deltas).strip()
-
-
-def _stored(txn: lmdb.Transaction, event: Event, run: PipelineRun) -> dict[str, Any]:
-    """An event as stored: without its run id, long texts it repeats as references
-    (`_share`, `_prompt_parts`, a long merged text shared), compressed when large."""
-    stored = event.model_dump(mode="json", exclude={"run_id"})
-    data = stored["data"]
-    if event.type == EventType.RUN_CREATED:
-        stored["data"] = _share(txn, data)
-    elif event.type == EventType.STEP_STARTED and data.get("prompt"):
-        data["prompt"] = _prompt_parts(txn, data["prompt"], run)
-    elif event.type == EventType.RESPONSES_MERGED and len(data["text"]) >= _SHARE_OVER:
-        data["text"] = _put_shared(txn, data["text"])
-    return stored
-
-
 def _snapshot_due(run: PipelineRun, events: list[Event], snap_seq: int) -> bool:
     """Every SNAPSHOT_EVERY events, or at a step boundary. A run with thousands of
     responses spaces them by its size (a snapshot costs what the run holds to write, and
@@ -378,98 +136,6 @@ def _snapshot_due(run: PipelineRun, events: list[Event], snap_seq: int) -> bool:
     if run.last_seq < SNAPSHOT_EVERY:  # a short run folds in a millisecond: no snapshot
         return False
     return since >= _SNAPSHOT_AT_BOUNDARY and any(e.type in _BOUNDARIES for e in events)
-
-
-# Repeated in every response of a step (its prompt) and of a run (the style): a snapshot
-# stores each prompt once, in a table beside the run. A completed response's processed
-# text is its raw text stripped: not stored twice.
-_REPEATS = {"prompt_used", "system_prompt", "processed_content", "raw_output"}
-_SHARED = {"steps": {"__all__": {"ai_responses": {"__all__": _REPEATS}}}}
-
-
-def _pack(run: PipelineRun) -> bytes:
-    """A snapshot of the folded state: a table of the prompts (each response repeats its
-    step's), the run as pydantic writes its JSON (several times faster than building
-    dicts) without its responses' texts, then those texts as one UTF-8 block: parsing
-    megabytes of JSON strings costs more than slicing them out of bytes."""
-    prompts: dict[str, int] = {}
-    order, texts = [], []
-    for step in run.steps.values():
-        for response in step.ai_responses:
-            order.append(prompts.setdefault(response.prompt_used, len(prompts)))
-            texts.append(response.raw_output.encode())
-    head = json.dumps(
-        {"prompts": list(prompts), "order": order, "texts": [len(t) for t in texts]}
-    ).encode()
-    body = run.model_dump_json(exclude=_SHARED).encode()
-    packed = b"".join(
-        [len(head).to_bytes(4, "big"), head, len(body).to_bytes(4, "big"), body, *texts]
-    )
-    if len(packed) > _SNAPSHOT_RAW_OVER:
-        return b"S" + packed  # inflating megabytes would cost more than parsing them
-    return b"s" + zlib.compress(packed, 1)
-
-
-def _unpack(blob: bytes) -> PipelineRun:
-    raw = memoryview(blob[1:] if blob[:1] == b"S" else zlib.decompress(blob[1:]))
-    size = int.from_bytes(raw[:4], "big")
-    head = json.loads(bytes(raw[4 : 4 + size]))
-    at = 4 + size
-    size = int.from_bytes(raw[at : at + 4], "big")
-    run = PipelineRun.model_validate_json(bytes(raw[at + 4 : at + 4 + size]))
-    at += 4 + size
-    prompts, order, lengths = head["prompts"], iter(head["order"]), iter(head["texts"])
-    style = run.style_prompt
-    for step in run.steps.values():
-        for response in step.ai_responses:
-            # Straight into the fields: pydantic's setattr hook would cost more than the
-            # whole JSON parse for a run of a few thousand responses.
-            fields = response.__dict__
-            length = next(lengths)
-            fields["raw_output"] = str(raw[at : at + length], "utf-8")
-            at += length
-            fields["prompt_used"] = prompts[next(order)]
-            fields["system_prompt"] = style
-            if response.status == ResponseStatus.COMPLETED:
-                fields["processed_content"] = fields["raw_output"].strip()
-    return run
-
-
-_REPACK_MOST = 64  # records re-packed into one at a step boundary, at most
-_REPACK_ONTO = 24 * 1024  # bytes: a packed record smaller than this takes in the next step
-
-
-def _repack(
-    txn: lmdb.Transaction, run_id: str, since: int, dictionary: tuple[str, bytes] | None
-) -> int:
-    """The run's records after seq `since` (the step that just ended), re-packed into one
-    record with the packed one before them while it is small: the same events,
-    compressed together. LMDB gives a value of 1.4-4 KB (a compressed answer) a page of
-    its own, and a run's answers share most of their words: a 4-step run takes half the
-    pages. Returns the seq now packed up to."""
-    cursor = txn.cursor()
-    prefix = f"event:{run_id}:".encode()
-    keys: list[bytes] = []
-    events: list[dict[str, Any]] = []
-    before = txn.get(_event_key(run_id, since)) if since else None
-    start = since if before is not None and len(before) < _REPACK_ONTO else since + 1
-    if cursor.set_range(_event_key(run_id, start)):
-        for key, value in cursor:
-            if not key.startswith(prefix) or len(keys) == _REPACK_MOST:
-                break
-            keys.append(bytes(key))
-            events += _decode_record(txn, bytes(value))
-    if len(keys) == _REPACK_MOST:
-        return int(keys[-1][len(prefix) :])  # a long step: left as it was written
-    if len(keys) > 1:
-        for key in keys:
-            txn.delete(key)
-        txn.put(keys[-1], _encode_record(events, dictionary))
-    return events[-1]["seq"] if events else since
-
-
-def _event_key(run_id: str, seq: int) -> bytes:
-    return f"event:{run_id}:{seq:010d}".encode()
 
 
 @dataclass
@@ -573,7 +239,7 @@ class Store:
 
         def write(txn: lmdb.Transaction) -> None:
             summary_raw = txn.get(f"run:{run_id}".encode())
-            summary = _decode(summary_raw) if summary_raw else None
+            summary = records.decode(summary_raw) if summary_raw else None
             current = summary["last_seq"] if summary else 0
             if current != expected_seq:
                 raise Conflict(
@@ -581,14 +247,14 @@ class Store:
                     f"(at event {current}, expected {expected_seq})",
                     hint="reload the run and try again",
                 )
-            stored = [_stored(txn, event, run) for event in events]
+            stored = [records.stored(txn, event, run) for event in events]
             zdict = self._zdict(txn, summary, events, stored)
-            dictionary = (zdict, _dictionary(txn, zdict)) if zdict else None
-            record = _encode_record(stored, dictionary)
-            txn.put(_event_key(run_id, events[-1].seq), record, overwrite=False)
+            dictionary = (zdict, records.dictionary(txn, zdict)) if zdict else None
+            record = records.encode_record(stored, dictionary)
+            txn.put(records.event_key(run_id, events[-1].seq), record, overwrite=False)
             packed = (summary or {}).get("packed", events[0].seq - 1)
             if index and any(e.type in _BOUNDARIES for e in events):
-                packed = _repack(txn, run_id, packed, dictionary)
+                packed = records.repack(txn, run_id, packed, dictionary)
             if slots is not None:
                 running = self._live_count(txn, exclude=run_id)
                 if running >= slots:
@@ -608,11 +274,11 @@ class Store:
                 self._index(txn, run, events, summary, new)
             else:
                 summary["last_seq"] = run.last_seq
-                txn.put(f"run:{run_id}".encode(), _encode(summary))
+                txn.put(f"run:{run_id}".encode(), records.encode(summary))
             if any(e.type in _STREAM_ENDS for e in events):
                 self._track_live(txn, run, events)
             for key, value in (extra or {}).items():
-                txn.put(key.encode(), value if isinstance(value, bytes) else _encode(value))
+                txn.put(key.encode(), value if isinstance(value, bytes) else records.encode(value))
 
         self._write(write)
 
@@ -628,10 +294,10 @@ class Store:
         if summary is not None:
             return summary.get("zdict")
         if events[0].type == EventType.RUN_CREATED:
-            return _new_dictionary(txn, stored[0]["data"])
+            return records.new_dictionary(txn, stored[0]["data"])
         parent = events[0].data.get("parent")
         raw = txn.get(f"run:{parent}".encode()) if parent else None
-        return _decode(raw).get("zdict") if raw else None
+        return records.decode(raw).get("zdict") if raw else None
 
     def _snapshot(self, run: PipelineRun, events: list[Event]) -> tuple[int, bytes] | None:
         """A snapshot to store with these events, if one is due: packed before the write
@@ -639,8 +305,8 @@ class Store:
         follows, so the write stores it only if no other snapshot landed meanwhile."""
         with self.env.begin() as txn:
             raw = txn.get(f"run:{run.pipeline_run_id}".encode())
-        snap_seq = _decode(raw).get("snap_seq", 0) if raw else 0
-        return (snap_seq, _pack(run)) if _snapshot_due(run, events, snap_seq) else None
+        snap_seq = records.decode(raw).get("snap_seq", 0) if raw else 0
+        return (snap_seq, records.pack(run)) if _snapshot_due(run, events, snap_seq) else None
 
     @staticmethod
     def _track_live(txn: lmdb.Transaction, run: PipelineRun, events: list[Event]) -> None:
@@ -653,7 +319,9 @@ class Store:
             return
         starts = [p for p in _payloads(events, ResponseStarted) if p.pid is not None]
         if starts:
-            txn.put(key, _encode({"pid": starts[-1].pid, "pid_started": starts[-1].pid_started}))
+            txn.put(
+                key, records.encode({"pid": starts[-1].pid, "pid_started": starts[-1].pid_started})
+            )
 
     @staticmethod
     def _live_count(txn: lmdb.Transaction, exclude: str = "") -> int:
@@ -671,7 +339,7 @@ class Store:
         for key, value in cursor:
             if not key.startswith(_LIVE):
                 break
-            data = _decode(value)
+            data = records.decode(value)
             found[key[len(_LIVE) :].decode()] = (data["pid"], data.get("pid_started"))
         return found
 
@@ -690,7 +358,7 @@ class Store:
         new: RunSummary,
     ) -> None:
         run_id, user = new.run_id, new.user_id
-        txn.put(f"run:{run_id}".encode(), _encode(new.__dict__))
+        txn.put(f"run:{run_id}".encode(), records.encode(new.__dict__))
         if old is None:
             txn.put(
                 f"run_by_config:{new.pipeline}:{new.created_at}:{run_id}".encode(), run_id.encode()
@@ -699,8 +367,8 @@ class Store:
             if new.parent:
                 txn.put(f"branch_parent:{run_id}".encode(), new.parent.encode())
                 children_key = f"branch_children:{new.parent}".encode()
-                children = _decode(txn.get(children_key)) if txn.get(children_key) else []
-                txn.put(children_key, _encode([*children, run_id]))
+                children = records.decode(txn.get(children_key)) if txn.get(children_key) else []
+                txn.put(children_key, records.encode([*children, run_id]))
         else:
             txn.delete(f"recent_runs:{user}:{old['updated_at']}:{run_id}".encode())
         if not new.deleted:
@@ -723,7 +391,7 @@ class Store:
             info = {"run_id": run_id, "step": start.step, "model": start.model}
             if start.pid is not None:
                 info |= {"pid": start.pid, "pid_started": start.pid_started}
-            txn.put(f"response:{start.response_id}".encode(), _encode(info))
+            txn.put(f"response:{start.response_id}".encode(), records.encode(info))
         changed = {e.step for e in events if e.step}
         if fresh:
             changed |= {name for name, step in run.steps.items() if step.ai_responses}
@@ -733,13 +401,15 @@ class Store:
                 continue
             key = f"step_responses:{run_id}:{name}".encode()
             if fresh:
-                txn.put(key, _encode([r.response_id for r in step.ai_responses]))
+                txn.put(key, records.encode([r.response_id for r in step.ai_responses]))
             elif name in started:
                 known = txn.get(key)
-                txn.put(key, _encode([*(_decode(known) if known else []), *started[name]]))
+                txn.put(
+                    key, records.encode([*(records.decode(known) if known else []), *started[name]])
+                )
             txn.put(
                 f"step:{run_id}:{name}".encode(),
-                _encode(
+                records.encode(
                     {
                         "status": step.status.value,
                         "user_selection": step.user_selection,
@@ -772,7 +442,7 @@ class Store:
         in its history: it is not said yet. Empty text drops the draft."""
         key = f"draft:{run_id}:{name}".encode()
         if text:
-            self._write(lambda txn: txn.put(key, _encode(text)))
+            self._write(lambda txn: txn.put(key, records.encode(text)))
         else:
             self._write(lambda txn: txn.delete(key))
 
@@ -784,7 +454,7 @@ class Store:
         with self.env.begin() as txn:
             session_id = txn.get(f"active_sessions:{user_id}".encode())
             raw = session_id and txn.get(f"session:{session_id.decode()}".encode())
-            return UserSession.model_validate(_decode(raw)) if raw else None
+            return UserSession.model_validate(records.decode(raw)) if raw else None
 
     # --- reading -----------------------------------------------------------------
 
@@ -793,7 +463,7 @@ class Store:
             raw = txn.get(f"run:{run_id}".encode())
         if raw is None:
             raise UnknownRun(f"no run {run_id!r} in this workspace", hint="see `writeit runs`")
-        return RunSummary(**_decode(raw))
+        return RunSummary(**records.decode(raw))
 
     def events(self, run_id: str, upto: int | None = None) -> list[Event]:
         """The run's whole lineage of events: inherited ones first, then its own."""
@@ -804,7 +474,7 @@ class Store:
         """The run's own events after the ones `run` was folded from: what a reader holding
         it still has to apply."""
         with self.env.begin(buffers=True) as txn:
-            texts = _Texts(txn, run)
+            texts = records.Texts(txn, run)
             return list(self._own_events(txn, run.pipeline_run_id, run.last_seq + 1, None, texts))
 
     def _lineage(self, txn: lmdb.Transaction, run_id: str, upto: int | None) -> Iterator[Event]:
@@ -814,26 +484,26 @@ class Store:
             raw = txn.get(f"run:{current}".encode())
             if raw is None:
                 raise UnknownRun(f"no run {current!r} in this workspace", hint="see `writeit runs`")
-            summary = _decode(bytes(raw))
+            summary = records.decode(bytes(raw))
             chain.append((current, summary["own_from"], limit))
             parent_limit = summary.get("branch_seq")
             limit = parent_limit if limit is None else min(limit, parent_limit or limit)
             current = summary.get("parent")
-        texts = _Texts(txn)
+        texts = records.Texts(txn)
         for owner, first, last in reversed(chain):
             yield from self._own_events(txn, owner, first, last, texts)
 
     def _own_events(
-        self, txn: lmdb.Transaction, run_id: str, first: int, last: int | None, texts: _Texts
+        self, txn: lmdb.Transaction, run_id: str, first: int, last: int | None, texts: records.Texts
     ) -> Iterator[Event]:
         cursor = txn.cursor()
         prefix = f"event:{run_id}:".encode()
-        if not cursor.set_range(_event_key(run_id, first)):
+        if not cursor.set_range(records.event_key(run_id, first)):
             return
         for key, value in cursor:  # a record is keyed by its last event's seq
             if not bytes(key).startswith(prefix):
                 break
-            for data in _decode_record(txn, bytes(value)):
+            for data in records.decode_record(txn, bytes(value)):
                 if data["seq"] < first:
                     continue
                 if last is not None and data["seq"] > last:
@@ -846,8 +516,8 @@ class Store:
             raw = txn.get(f"snap:{run_id}".encode())
             if raw is None:
                 return fold(self._lineage(txn, run_id, None))
-            run = _unpack(bytes(raw))
-            texts = _Texts(txn, run, live=True)
+            run = records.unpack(bytes(raw))
+            texts = records.Texts(txn, run, live=True)
             for event in self._own_events(txn, run_id, run.last_seq + 1, None, texts):
                 apply(run, event)
             return run
@@ -872,7 +542,7 @@ class Store:
     def children(self, run_id: str) -> list[str]:
         with self.env.begin() as txn:
             raw = txn.get(f"branch_children:{run_id}".encode())
-        return _decode(raw) if raw else []
+        return records.decode(raw) if raw else []
 
     def recent(
         self,
@@ -894,7 +564,7 @@ class Store:
         found: list[RunSummary] = []
         with self.env.begin() as txn:
             for run_id in _newest_first(txn, prefix):
-                summary = RunSummary(**_decode(txn.get(b"run:" + run_id)))
+                summary = RunSummary(**records.decode(txn.get(b"run:" + run_id)))
                 if all(_matches(summary, field, value) for field, value in given[1:]):
                     found.append(summary)
                     if limit and len(found) >= limit:
@@ -943,7 +613,7 @@ class Store:
     def get(self, key: str) -> Any:
         with self.env.begin() as txn:
             raw = txn.get(key.encode())
-        return _decode(raw) if raw else None
+        return records.decode(raw) if raw else None
 
     def keys(self, prefix: str) -> list[str]:
         with self.env.begin() as txn:
@@ -976,6 +646,9 @@ class Store:
             raw = txn.get(b"meta:schema")
             if raw is not None and int(raw) == 1:
                 _migrate_from_1(txn)
+            # 2 -> 3 rewrites nothing: a schema-2 record is one event with its texts
+            # inline, which schema 3 reads as it is; the bump keeps older WriteIts,
+            # which could not read references or packed records, out.
             if raw is None or int(raw) < SCHEMA_VERSION:
                 txn.put(b"meta:schema", str(SCHEMA_VERSION).encode())
             return raw
@@ -998,17 +671,17 @@ def _migrate_from_1(txn: lmdb.Transaction) -> None:
         for key, value in cursor:
             if not key.startswith(b"response:"):
                 break
-            info = _decode(value)
+            info = records.decode(value)
             asked.setdefault(info["run_id"], set()).add(info["model"])
     summaries = []
     if cursor.set_range(b"run:"):
         for key, value in cursor:
             if not key.startswith(b"run:"):
                 break
-            summaries.append(_decode(value))
+            summaries.append(records.decode(value))
     for data in summaries:
         data["asked"] = sorted(asked.get(data["run_id"], set()) | set(data.get("models") or []))
-        txn.put(f"run:{data['run_id']}".encode(), _encode(data))
+        txn.put(f"run:{data['run_id']}".encode(), records.encode(data))
         Store._index_lists(txn, None, RunSummary(**data))
 
 
