@@ -372,3 +372,17 @@ async def test_a_step_boundary_packs_the_records_of_the_step_into_one(engine):
     assert engine.store.load(child.pipeline_run_id) == fold(
         engine.store.events(child.pipeline_run_id)
     )
+
+
+async def test_a_damaged_record_is_not_packed_and_the_step_still_ends(engine):
+    run = await engine.start_run(
+        "tech-article", {"source_material": LONG_SOURCE}, models=["scripted-a"]
+    )
+    run_id = run.pipeline_run_id
+    await engine.execute_step(run_id)
+    await engine.select(run_id, 0)
+    damaged = engine.store.keys(f"event:{run_id}:")[1]
+    engine.store._write(lambda txn: txn.put(damaged.encode(), b"j{not json"))
+    run = await engine.accept(run_id)  # a step boundary: its records would be packed
+    assert engine.store.summary(run_id).last_seq == run.last_seq
+    assert damaged in engine.store.keys(f"event:{run_id}:")  # left as it was

@@ -337,12 +337,15 @@ def repack(
     events: list[dict[str, Any]] = []
     before = txn.get(event_key(run_id, since)) if since else None
     start = since if before is not None and len(before) < _REPACK_ONTO else since + 1
-    if cursor.set_range(event_key(run_id, start)):
-        for key, value in cursor:
-            if not key.startswith(prefix) or len(keys) == _REPACK_MOST:
-                break
-            keys.append(bytes(key))
-            events += decode_record(txn, bytes(value))
+    try:
+        if cursor.set_range(event_key(run_id, start)):
+            for key, value in cursor:
+                if not key.startswith(prefix) or len(keys) == _REPACK_MOST:
+                    break
+                keys.append(bytes(key))
+                events += decode_record(txn, bytes(value))
+    except (ValueError, zlib.error, StoreError):  # a damaged record: all left as written
+        return since
     if len(keys) == _REPACK_MOST:
         return int(keys[-1][len(prefix) :])  # a long step: left as it was written
     if len(keys) > 1:
