@@ -673,6 +673,142 @@ def bench_diff() -> None:
     )
 
 
+# --- win rates ------------------------------------------------------------------------------
+
+STATS_RUNS = 1_000 if os.environ.get("WRITEIT_BENCH_QUICK") == "1" else 10_000
+_STATS_MODELS = ["gpt-4o-mini", "claude-sonnet-4", "gemini-2.0-flash", "local-llama"]
+_STATS_EVERY = 52  # minutes between two runs' starts: 10,000 runs span a year
+
+
+def _decided_run(store, index: int, skeletons: dict) -> None:
+    """One finished 4-step run with 2 candidates a step, each step decided (a pick, a blind
+    one in three runs), appended as one transaction; its decisions a year apart from the
+    first run's to the last's, so `--since` has something to leave out."""
+    from datetime import UTC, datetime, timedelta
+
+    from writeit.events import Event, EventType, apply, new_run
+    from writeit.models import new_id
+
+    run_id = new_id()
+    pipeline = skeletons["blog-post" if index % 4 == 0 else "tech-article"]
+    models = [_STATS_MODELS[index % 4], _STATS_MODELS[(index + 1 + index // 4) % 4]]
+    if models[0] == models[1]:
+        models[1] = _STATS_MODELS[(index + 2) % 4]
+    when = datetime(2025, 12, 1, tzinfo=UTC) + timedelta(minutes=_STATS_EVERY * index)
+    style = ["tech-journalist", "executive-brief", None][index % 3]
+    created = {"pipeline": pipeline, "inputs": {"source_material": "n"}, "style": style}
+    specs: list[tuple[EventType, dict]] = [
+        (EventType.RUN_CREATED, created),
+        (EventType.RUN_STARTED, {}),
+    ]
+    steps = [s["name"] for s in pipeline["steps"]]
+    for number, step in enumerate(steps):
+        ids = [new_id() for _ in models]
+        specs.append((EventType.STEP_STARTED, {"step": step, "models": models, "prompt": "p"}))
+        specs += [
+            (EventType.RESPONSE_STARTED, {"step": step, "response_id": i, "model": m})
+            for i, m in zip(ids, models, strict=True)
+        ]
+        for k, (response_id, model) in enumerate(zip(ids, models, strict=True)):
+            usage = {"input_tokens": 900, "output_tokens": 700, "total_tokens": 1600}
+            usage["cost_usd"] = None if model == "local-llama" else 0.001 * (k + 1)
+            done = {"response_id": response_id, "delta": f"text {index} {step} {k}"}
+            done |= {"usage": usage, "processing_time": 2.5 + k, "quality_score": 0.5 + k / 10}
+            specs.append((EventType.RESPONSE_COMPLETED, done))
+        chosen = ids[(index + number) % 2]
+        specs.append(
+            (
+                EventType.RESPONSE_SELECTED,
+                {"step": step, "response_id": chosen, "blind": index % 3 == 0},
+            )
+        )
+        following = steps[number + 1] if number + 1 < len(steps) else None
+        specs.append(
+            (EventType.STEP_ADVANCED, {"from": step, "to": following})
+            if following
+            else (EventType.RUN_COMPLETED, {})
+        )
+    events = []
+    run = None
+    for seq, (kind, data) in enumerate(specs, start=1):
+        at = when + timedelta(minutes=seq)
+        event = Event(seq=seq, type=kind, run_id=run_id, data=data, at=at)
+        run = new_run(event) if run is None else apply(run, event)
+        events.append(event)
+    store.append(run, events, 0)
+
+
+def bench_stats() -> None:
+    """`writeit stats` over 10,000 finished runs (40,000 decisions), read from the outcome
+    records the store writes with each decision; the baseline is what the index spares:
+    replaying every run's decisions (what indexing an older store does, once)."""
+    from typer.testing import CliRunner
+
+    from writeit import stats
+    from writeit.cli import app
+    from writeit.workspaces import create_workspace
+
+    home = scale.temp_dir("writeit-bench-stats-")
+    skeletons = {n: scale._skeleton(n) for n in ("tech-article", "blog-post")}
+    with scale.writeit_home(home):
+        store = create_workspace("stats").open_store()
+        started = time.perf_counter()
+        for index in range(STATS_RUNS):
+            _decided_run(store, index, skeletons)
+        built = time.perf_counter() - started
+    runner = CliRunner()
+    env = {"WRITEIT_HOME": str(home), "COLUMNS": "120"}
+
+    def invoke(*args: str) -> Callable[[], None]:
+        def go() -> None:
+            result = runner.invoke(app, ["stats", "-w", "stats", *args], env=env)
+            if result.exit_code or "decisions in" not in result.output:
+                raise RuntimeError(f"writeit stats {' '.join(args)}: {result.output[-300:]}")
+
+        return go
+
+    everything = invoke()
+    everything()  # warm: imports and the store's environment paid once
+    warm = timed(everything, 5)
+    cpu = time.process_time()
+    everything()
+    cpu = time.process_time() - cpu  # what a busy machine cannot inflate much
+    filtered = timed(invoke("--pipeline", "blog-post", "--step", "outline"), 5)
+    from datetime import date, timedelta
+
+    month = date(2025, 12, 1) + timedelta(minutes=_STATS_EVERY * STATS_RUNS) - timedelta(days=30)
+    recent = timed(invoke("--since", month.isoformat()), 5)
+    wall = timed(
+        lambda: subprocess.run(
+            [str(WRITEIT), "stats", "-w", "stats"],
+            capture_output=True,
+            env={**os.environ, **env},
+        ),
+        3,
+    )
+    with store.env.begin(write=True) as txn:  # the store as WriteIt before stats left it
+        for prefix in ("outcome:", "outcome_keys:"):
+            for key in store.keys(prefix):
+                txn.delete(key.encode())
+        txn.delete(stats.INDEXED)
+    started = time.perf_counter()
+    replayed = stats.ensure_indexed(store)
+    replay = time.perf_counter() - started
+    decisions = stats.win_rates(store)["decisions"]
+    record(
+        f"`writeit stats` at {STATS_RUNS:,} runs ({decisions:,} decisions, warm, in process)",
+        warm * 1000,
+        "ms",
+        500,
+        replay * 1000,
+        note=f"baseline: replaying the {replayed:,} runs' decisions (indexing an older store, "
+        f"once); CPU time: {cpu * 1000:.0f} ms; --pipeline --step: {filtered * 1000:.0f} ms; --since the last month: "
+        f"{recent * 1000:.0f} ms (from {month}); as a fresh process: {wall:.2f} s; building the runs "
+        f"(one append each, outcome records included): {built / STATS_RUNS * 1000:.1f} ms a run",
+        target_text="< 500 ms",
+    )
+
+
 # --- the store ------------------------------------------------------------------------------
 
 
@@ -818,6 +954,7 @@ BENCHES = (
     bench_runs_cli,
     bench_disk,
     bench_diff,
+    bench_stats,
 )
 
 

@@ -43,6 +43,7 @@ def _pin_llm_plugins() -> None:
 
 _pin_llm_plugins()
 
+import httpx  # noqa: E402
 import pytest  # noqa: E402
 import scripted_model  # noqa: E402
 from openai_server import OpenAIServer  # noqa: E402
@@ -321,6 +322,13 @@ def live_server(engine):
 def server(live_server) -> LiveServer:
     """One running server over this test's engine."""
     return live_server()
+
+
+@pytest.fixture
+def client(server) -> Iterator[httpx.Client]:
+    """An HTTP client of that server, with its token."""
+    with httpx.Client(base_url=server.url, headers=server.headers, timeout=15) as http:
+        yield http
 
 
 # --------------------------------------------------------------------------

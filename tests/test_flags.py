@@ -87,3 +87,33 @@ async def test_show_lists_a_responses_flags(engine, source, scripted):
     shown = writeit("show", run_id[:8])
     flagged = [line for line in shown.stdout.splitlines() if "⚑" in line]
     assert flagged and 'avoid "delve" ×6' in flagged[0]
+
+
+async def test_the_pane_highlights_the_avoid_terms_in_the_text():
+    from writeit.tui.widgets.markdown_text import MARK, MarkdownView
+
+    text = "We **delve** into it.\n\nThen we delve again, and Delve once more."
+    flags = [Flag(kind="avoid", detail="delve", count=3)]
+    response = AIResponse(model_name="m", status=ResponseStatus.COMPLETED, flags=flags)
+    async with OnePane().run_test(size=(60, 12)) as pilot:
+        pane = pilot.app.query_one(CandidatePane)
+        pane.set_response(response, selected=False)
+        pane.show_text(text)
+        await pilot.pause()
+        view = pane.query_one(MarkdownView)
+        lines = [view.render_line(y) for y in range(view.size.height)]
+        marked = [
+            segment.text
+            for line in lines
+            for segment in line
+            if segment.style and segment.style.bgcolor == MARK.bgcolor
+        ]
+        assert marked == ["delve", "delve", "Delve"]
+        # without the flag, the same text is plain
+        pane.set_response(response.model_copy(update={"flags": []}), selected=False)
+        pane.show_text(text + " ")
+        await pilot.pause()
+        lines = [view.render_line(y) for y in range(view.size.height)]
+        assert not [
+            s for line in lines for s in line if s.style and s.style.bgcolor == MARK.bgcolor
+        ]

@@ -211,8 +211,10 @@ async def test_a_cached_run_catches_up_on_prompts_that_reference_its_texts(engin
     await other.accept(run_id)
     await other.execute_step(run_id)
     events = engine.store.events(run_id)
-    tail = engine.store.tail(cached)
+    tail = engine.store.tail(run_id, cached.last_seq, cached)
     assert [e.model_dump() for e in tail] == [e.model_dump() for e in events[cached.last_seq :]]
+    unaided = engine.store.tail(run_id, cached.last_seq)  # the history folded to resolve
+    assert [e.model_dump() for e in unaided] == [e.model_dump() for e in tail]
     outline = next(e for e in tail if e.type.value == "step_started").data["prompt"]
     assert LONG_SOURCE in outline and cached.steps["angles"].output in outline
     assert engine.load(run_id) == fold(events)

@@ -30,12 +30,6 @@ STEPS = ["angles", "outline", "draft", "polish"]
 # --- helpers -------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def client(server) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, headers=server.headers, timeout=15) as http:
-        yield http
-
-
 def start_run(client: httpx.Client, source: str, models: list[str] = TWO, **extra) -> str:
     response = client.post(
         "/api/runs",

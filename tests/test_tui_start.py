@@ -303,3 +303,26 @@ async def test_offline_a_new_run_asks_two_candidates_of_the_offline_model(engine
         form = app.screen
         assert isinstance(form, InputFormScreen)
         assert form.query_one("#models").value == "markov, markov"
+
+
+async def test_writeit_alone_reopens_the_unfinished_run_left_last(engine, scripted):
+    from writeit import autopilot
+    from writeit.engine import Engine
+
+    finished = await engine.start_run("tech-article", {"source_material": "n"}, models=TWO)
+    left = await engine.start_run("tech-article", {"source_material": "m"}, models=TWO)
+    await engine.execute_step(left.pipeline_run_id)
+    await engine.select(left.pipeline_run_id, 1)
+    # a later session, in a new process: a new engine on the same workspace
+    app = WriteItApp(engine=Engine(engine.workspace, preferences=engine.preferences), reopen=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, StepScreen), "the step view")
+        assert app.screen.run_id == left.pipeline_run_id
+        assert app.engine.load(left.pipeline_run_id).current_step == "angles"
+        assert not app.engine.streaming(left.pipeline_run_id)  # nothing was asked of a model
+    # a finished run is not reopened: the run list is where a writer starts something new
+    await autopilot.drive(engine, finished.pipeline_run_id, "first")
+    app = WriteItApp(engine=Engine(engine.workspace, preferences=engine.preferences), reopen=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert not isinstance(app.screen, StepScreen)

@@ -305,9 +305,10 @@ class StepState(BaseModel):
 
     @property
     def candidates(self) -> list[AIResponse]:
-        """The latest attempt's candidates, the ones a writer chooses between. A candidate
-        asked again (retry, resume) takes the place of the one it replaces, which stays in
-        `ai_responses`."""
+        """The latest attempt's candidates, the ones a writer chooses between, numbered in
+        this order everywhere. A candidate asked again (retry, resume) takes the place of
+        the one it replaces, which stays in `ai_responses`. On a blind step they come in
+        the step's shuffled `order` (one a retry adds beside a finished one comes last)."""
         latest = [
             r for r in self.ai_responses if r.kind == "candidate" and r.attempt == self.attempt
         ]
@@ -320,21 +321,15 @@ class StepState(BaseModel):
             while response.response_id in newer:
                 response = newer[response.response_id]
             shown.append(response)
-        return shown
+        if self.order is None:
+            return shown
+        first = [shown[i] for i in self.order if i < len(shown)]
+        return first + [c for i, c in enumerate(shown) if i not in self.order]
 
     @property
     def hidden(self) -> bool:
         """Blind review: the models stay hidden until the writer decides this attempt."""
         return self.order is not None and self.status == StepStatus.RUNNING
-
-    def shown(self) -> list[AIResponse]:
-        """The candidates in the order the writer sees them (shuffled on a blind step;
-        one added later, by a retry of a finished candidate, comes last)."""
-        candidates = self.candidates
-        if self.order is None:
-            return candidates
-        first = [candidates[i] for i in self.order if i < len(candidates)]
-        return first + [c for i, c in enumerate(candidates) if i not in self.order]
 
     def earlier_candidate(self, response: AIResponse) -> AIResponse | None:
         """The same model's finished candidate of the latest attempt before `response`'s:
@@ -380,6 +375,20 @@ class StepState(BaseModel):
     def output(self) -> str | None:
         """What later steps receive as `<step>_output`: the chosen or merged text."""
         return self.merged_content if self.merged_content is not None else None
+
+
+# Blind review: what would say which model wrote a candidate before the writer decides.
+BLIND_FIELDS = {"model_name", "provider", "usage_stats", "processing_time", "pid", "pid_started"}
+
+
+def blind_exclude(run: PipelineRun) -> dict[str, Any] | None:
+    """`model_dump(exclude=...)` for a run's blind steps still undecided (None if none)."""
+    steps = {
+        name: {"ai_responses": dict.fromkeys(range(len(step.ai_responses)), BLIND_FIELDS)}
+        for name, step in run.steps.items()
+        if step.hidden
+    }
+    return {"steps": steps} if steps else None
 
 
 class PipelineRun(BaseModel):

@@ -26,11 +26,11 @@ def _literal(term: str) -> str:
 
 
 def avoid_hits(text: str, avoid: list[str]) -> int:
-    return len(_avoid_pattern(tuple(avoid)).findall(text)) if avoid else 0
+    return len(avoid_pattern(tuple(avoid)).findall(text)) if avoid else 0
 
 
 @functools.lru_cache(maxsize=64)
-def _avoid_pattern(avoid: tuple[str, ...]) -> re.Pattern[str]:
+def avoid_pattern(avoid: tuple[str, ...]) -> re.Pattern[str]:
     """One pass over the text for the whole list (longest term first, so a phrase counts
     once rather than also as its shorter terms)."""
     literals = {_literal(term).lower() for term in avoid} - {""}
@@ -85,7 +85,7 @@ def avoid_flags(text: str, avoid: list[str]) -> list[Flag]:
         return []
     names = {_literal(term).lower(): _literal(term) for term in avoid}
     uses: dict[str, list[int]] = {}
-    for match in _avoid_pattern(tuple(avoid)).finditer(text):
+    for match in avoid_pattern(tuple(avoid)).finditer(text):
         uses.setdefault(match.group().lower(), []).append(match.start())
     return [
         Flag(kind="avoid", detail=names[key], count=len(at), positions=at[:POSITIONS])

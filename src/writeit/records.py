@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import json
 import zlib
+from collections.abc import Callable
 from typing import Any
 
 import lmdb
@@ -207,14 +208,25 @@ def _prompt_parts(txn: lmdb.Transaction, prompt: str, run: PipelineRun) -> Any:
 class Texts:
     """What references in stored events stand for, while a history is read in order:
     shared texts from the store; a response's text from the run as it stood before the
-    events read (`base`: a snapshot, a cached run) plus their deltas. `live`: `base` is
-    the run being folded as the events are read, already holding every delta."""
+    events read (`base`: a snapshot, a cached run, or how to fold it when first needed)
+    plus their deltas. `live`: `base` is the run being folded as the events are read,
+    already holding every delta."""
 
     def __init__(
-        self, txn: lmdb.Transaction, base: PipelineRun | None = None, *, live: bool = False
+        self,
+        txn: lmdb.Transaction,
+        base: PipelineRun | Callable[[], PipelineRun] | None = None,
+        *,
+        live: bool = False,
     ) -> None:
-        self.txn, self.base, self.live = txn, base, live
+        self.txn, self._base, self.live = txn, base, live
         self.streamed: dict[str, list[str]] = {}
+
+    @property
+    def base(self) -> PipelineRun | None:
+        if callable(self._base):
+            self._base = self._base()
+        return self._base
 
     def read(self, data: dict[str, Any]) -> dict[str, Any]:
         """A stored event's data as it was appended (references resolved)."""

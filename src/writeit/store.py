@@ -23,11 +23,13 @@ from typing import Any, TypeVar
 
 import lmdb
 
-from writeit import processes, records
+from writeit import processes, records, stats
 from writeit.errors import TooManyRuns
 from writeit.events import Event, EventType, ResponseCompleted, ResponseStarted, apply, fold
 from writeit.models import PipelineRun, PipelineStatus, UserSession, WriteItError
 from writeit.records import StoreError
+
+_encode, _decode = records.encode, records.decode  # the store's encoding (stats.py uses it)
 
 SCHEMA_VERSION = 3  # 2: listings, counters, snapshots, live; 3: shared texts, records
 DEFAULT_MAP_SIZE = 1 << 30  # grows on demand; the file stays sparse
@@ -377,6 +379,7 @@ class Store:
             txn.put(f"completed_runs:{user}:{new.updated_at}:{run_id}".encode(), run_id.encode())
         self._index_steps(txn, run, events, fresh=old is None)
         self._index_lists(txn, old, new)
+        stats.index(txn, run, events)  # an outcome record per decision, for win rates
 
     @staticmethod
     def _index_steps(
@@ -470,12 +473,17 @@ class Store:
         with self.env.begin(buffers=True) as txn:
             return list(self._lineage(txn, run_id, upto))
 
-    def tail(self, run: PipelineRun) -> list[Event]:
-        """The run's own events after the ones `run` was folded from: what a reader holding
-        it still has to apply."""
+    def tail(self, run_id: str, after: int, run: PipelineRun | None = None) -> list[Event]:
+        """The run's own events after seq `after`: what a reader holding the run folded up
+        to `after` still has to apply. That fold (`run`) resolves what their prompts
+        reference from before `after`; without it, the history is folded when needed."""
         with self.env.begin(buffers=True) as txn:
-            texts = records.Texts(txn, run)
-            return list(self._own_events(txn, run.pipeline_run_id, run.last_seq + 1, None, texts))
+
+            def before() -> PipelineRun | None:
+                return fold(self._lineage(txn, run_id, after)) if after else None
+
+            texts = records.Texts(txn, run if run is not None else before)
+            return list(self._own_events(txn, run_id, after + 1, None, texts))
 
     def _lineage(self, txn: lmdb.Transaction, run_id: str, upto: int | None) -> Iterator[Event]:
         chain: list[tuple[str, int, int | None]] = []  # (run, first own seq, last seq wanted)
@@ -651,6 +659,8 @@ class Store:
             # which could not read references or packed records, out.
             if raw is None or int(raw) < SCHEMA_VERSION:
                 txn.put(b"meta:schema", str(SCHEMA_VERSION).encode())
+            if raw is None:  # a new store: every decision gets its outcome record
+                stats.mark_indexed(txn)
             return raw
 
         raw = self._write(check)

@@ -108,7 +108,7 @@ def root(
 ) -> None:
     """Run `writeit` alone to open the TUI on your recent runs."""
     if ctx.invoked_subcommand is None:
-        _open_tui(workspace)
+        _open_tui(workspace, reopen=True)
 
 
 def _open_tui(workspace: str | None, **kwargs: Any) -> None:
@@ -176,7 +176,7 @@ def _show_click_error(error: Exception) -> None:
 
 
 # The commands register themselves on `app` when their modules are imported.
-from writeit.cli import setup, runs, diff  # noqa: E402, F401, I001 - this order is --help's
+from writeit.cli import setup, runs, diff, stats  # noqa: E402, F401, I001 - this order is --help's
 
 
 def _place(name: str, after: str) -> None:

@@ -159,12 +159,13 @@ def _side(run: PipelineRun, step: StepState, number: int) -> Side:
 
 
 def _response_side(run: PipelineRun, step: StepState, response: AIResponse, what: str) -> Side:
-    label = f"{what} ({response.model_name}) of {step.step_name}, run {run.pipeline_run_id[:8]}"
+    who = "model hidden" if step.hidden else response.model_name  # blind review
+    label = f"{what} ({who}) of {step.step_name}, run {run.pipeline_run_id[:8]}"
     about = {
         "run_id": run.pipeline_run_id,
         "step": step.step_name,
         "response_id": response.response_id,
-        "model": response.model_name,
+        **({} if step.hidden else {"model": response.model_name}),
         "attempt": response.attempt,
         "status": response.status.value,
     }

@@ -100,11 +100,26 @@ def run(
         Path | None, typer.Option("--out", help="Export path (default: the workspace's exports).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    blind: Annotated[
+        bool | None,
+        typer.Option(
+            "--blind/--no-blind",
+            help="Blind review: shuffle each step's candidates and hide their models until "
+            "you choose (default: the blind_review preference).",
+        ),
+    ] = None,
 ) -> None:
     """Start a run: in the TUI, or headless with a pick policy."""
     values = _parse_inputs(inputs or [])
     if not headless:
-        _open_tui(workspace, pipeline=pipeline, inputs=values, style=style, models=model or [])
+        _open_tui(
+            workspace,
+            pipeline=pipeline,
+            inputs=values,
+            style=style,
+            models=model or [],
+            blind=blind,
+        )
         return
     _refuse_existing_out(export, out)
     engine = _engine(workspace)
@@ -112,7 +127,7 @@ def run(
 
     async def go():
         started = await engine.start_run(
-            pipeline, values, style=style, models=model or [], step_models=step_models
+            pipeline, values, style=style, models=model or [], step_models=step_models, blind=blind
         )
         return await _drive(engine, started.pipeline_run_id, pick, quiet=as_json, judge=judge)
 
@@ -345,6 +360,18 @@ def runs(
     console.print(table)
 
 
+def _show_blind(step) -> None:
+    """A blind step before its choice: the candidates in the writer's order, no models."""
+    console.print("    blind review: models hidden until you choose (--reveal shows them)")
+    for number, response in enumerate(step.candidates, 1):
+        quality = f", quality {response.quality_score:.2f}" if response.quality_score else ""
+        console.print(
+            f"    candidate {number} [{response.status.value}]{quality}",
+            highlight=False,
+            markup=False,
+        )
+
+
 @app.command()
 def show(
     run_id: RunArg,
@@ -353,15 +380,20 @@ def show(
     ] = None,
     workspace: WorkspaceOpt = None,
     as_json: JsonOpt = False,
+    reveal: Annotated[
+        bool,
+        typer.Option("--reveal", help="Blind review: show the models before the choice."),
+    ] = False,
 ) -> None:
     """Show a run: its steps, candidates and choices (optionally as it was at an event)."""
     from writeit import export
+    from writeit.models import blind_exclude
 
     engine = _engine(workspace)
     full_id = engine.resolve(run_id)
     state = engine.store.state_at(full_id, at) if at is not None else engine.load(full_id)
     if as_json:
-        _print_json(state.model_dump(mode="json"))
+        _print_json(state.model_dump(mode="json", exclude=None if reveal else blind_exclude(state)))
         return
     console.print(
         f"[bold]{state.pipeline_run_id}[/]  {state.configuration_id}  [bold]{state.status.value}[/]  event {state.last_seq}"
@@ -380,6 +412,9 @@ def show(
             f"{marker} [bold]{name}[/] {step.status.value}"
             + (f" (attempt {step.attempt})" if step.retry_count else "")
         )
+        if step.hidden and not reveal:
+            _show_blind(step)
+            continue
         for index, response in enumerate(step.ai_responses):
             chosen = " ✓" if step.user_selection == index else ""
             info = f"{response.tokens} tok, {response.processing_time:.1f}s"

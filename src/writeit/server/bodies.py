@@ -55,6 +55,11 @@ class NewRun(Body):
     step_models: Annotated[dict[StepName, Models], Field(max_length=32)] | None = Field(
         default=None, description="Per-step models, used where `models` is not given."
     )
+    blind: StrictBool | None = Field(
+        default=None,
+        description="Blind review: candidates shuffled and their models left out of the "
+        "run's JSON until each step is decided (omitted: the blind_review preference).",
+    )
 
 
 class Execute(Body):

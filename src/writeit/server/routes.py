@@ -9,6 +9,8 @@ the run the engine returned, which is a new run id when the change branched.
 from __future__ import annotations
 
 import asyncio
+import functools
+import logging
 from dataclasses import asdict
 from pathlib import Path as FilePath
 from typing import Annotated, Any, Literal
@@ -17,7 +19,7 @@ from fastapi import APIRouter, Depends, Path, Query, Security, status
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPBearer
 
-from writeit import config, export, providers
+from writeit import config, export, providers, stats
 from writeit.errors import UnknownResponse
 from writeit.models import PipelineRun, PipelineStatus
 from writeit.providers import ProviderError
@@ -163,6 +165,7 @@ async def start_run(body: bodies.NewRun, state: State) -> Json:
             style=body.style,
             models=body.models,
             step_models=body.step_models,
+            blind=body.blind,
         )
     return run_response(engine, run, status_code=201)
 
@@ -196,14 +199,17 @@ async def get_run(
         Literal["all", "latest"],
         Query(description="`latest`: as actions answer (each step from its latest attempt)"),
     ] = "all",
+    reveal: Annotated[
+        bool, Query(description="Blind review: include the models of an undecided step.")
+    ] = False,
 ) -> Json:
     engine = state.engine
     full = state.run_id(run_id)
     if at is None:
-        return run_response(engine, await engine.live(full), texts=texts)
+        return run_response(engine, await engine.live(full), texts=texts, reveal=reveal)
     with plain_errors_as(Unprocessable):
         past = await asyncio.to_thread(engine.store.state_at, full, at)
-    data = past.model_dump(mode="json")
+    data = run_json(engine, past, reveal=reveal)
     data["at"] = at
     return data
 
@@ -442,6 +448,31 @@ async def export_run(run_id: RunId, body: bodies.Export, state: State) -> Json:
         if_exists = "overwrite" if body.overwrite else "refuse"
     saved = await asyncio.to_thread(export.save, text, target, if_exists=if_exists, within=exports)
     return {"format": body.format, "path": str(saved.path), "bytes": saved.bytes}
+
+
+@router.get("/stats", summary="Win rates per model: offered, chosen, blind, quality, cost, time")
+async def get_stats(
+    state: State,
+    pipeline: Annotated[str | None, Query(max_length=100)] = None,
+    step: Annotated[str | None, Query(max_length=64)] = None,
+    style: Annotated[str | None, Query(max_length=100)] = None,
+    since: Annotated[
+        str | None, Query(max_length=40, description="An ISO date: 2026-11-01")
+    ] = None,
+) -> Json:
+    """The outcome index read with the filters given (a store from before it is indexed
+    once, on the first request: logged)."""
+    log = logging.getLogger("writeit.server")
+    announce = functools.partial(log.info, "indexing %d runs for stats (once)")
+    return await asyncio.to_thread(
+        stats.win_rates,
+        state.engine.store,
+        pipeline=pipeline,
+        step=step,
+        style=style,
+        since=since,
+        announce=announce,
+    )
 
 
 # --- helpers -------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import Request, Response
 from starlette.requests import HTTPConnection
 
-from writeit.models import PipelineRun, WriteItError
+from writeit.models import BLIND_FIELDS, PipelineRun, WriteItError
 from writeit.server.errors import message_of
 from writeit.store import UnknownRun
 from writeit.workspaces import Workspace, ensure_token, get_workspace
@@ -159,15 +159,24 @@ def request_state(request: Request) -> ServerState:
 
 
 def run_json(
-    engine: Engine, run: PipelineRun, *, branched_from: str | None = None
+    engine: Engine,
+    run: PipelineRun,
+    *,
+    branched_from: str | None = None,
+    reveal: bool = False,
 ) -> dict[str, Any]:
     """The run as docs/data-model.md models it, plus what a client needs to act on it next.
 
     Extras: ``candidates`` (the current step's latest candidates with the 0-based
     ``index`` that select/merge take), ``streaming`` (responses generating now in this
-    server) and ``branched_from`` when the request created a new branch.
+    server), ``hidden`` (blind review: the current step's models are left out until the
+    writer decides, unless `reveal`) and ``branched_from`` when the request created a new
+    branch.
     """
-    return run.model_dump(mode="json") | _extras(engine, run, branched_from)
+    exclude = _excluded(run, latest=False, reveal=reveal)
+    return run.model_dump(mode="json", exclude=exclude) | _extras(
+        engine, run, branched_from, reveal
+    )
 
 
 def run_response(
@@ -177,6 +186,7 @@ def run_response(
     branched_from: str | None = None,
     status_code: int = 200,
     texts: str = "all",
+    reveal: bool = False,
 ) -> Response:
     """`run_json` as a response, written by pydantic's own serialiser: a long run is
     megabytes of text, which FastAPI's generic encoder would walk value by value.
@@ -186,17 +196,16 @@ def run_response(
     index of the run's own list each step's starts, and no response repeats its step's
     prompt or the run's style prompt: an answer costs what the steps hold now, not what
     the run's history holds (GET /api/runs/{id} has every response)."""
-    extras = _extras(engine, run, branched_from)
-    exclude = None
+    extras = _extras(engine, run, branched_from, reveal)
     if texts == "latest":
         run, extras["responses_from"] = _latest_attempts(run)
         extras["texts"] = "latest"
-        exclude = _REPEATED
+    exclude = _excluded(run, latest=texts == "latest", reveal=reveal)
     body = run.model_dump_json(exclude=exclude)[:-1] + "," + json.dumps(extras, default=str)[1:]
     return Response(body, status_code=status_code, media_type="application/json")
 
 
-_REPEATED = {"steps": {"__all__": {"ai_responses": {"__all__": {"prompt_used", "system_prompt"}}}}}
+_REPEATED = {"prompt_used", "system_prompt"}
 
 
 def _latest_attempts(run: PipelineRun) -> tuple[PipelineRun, dict[str, int]]:
@@ -217,27 +226,44 @@ def _latest_attempts(run: PipelineRun) -> tuple[PipelineRun, dict[str, int]]:
     return run.model_copy(update={"steps": steps}), starts
 
 
-def _extras(engine: Engine, run: PipelineRun, branched_from: str | None) -> dict[str, Any]:
+def _excluded(run: PipelineRun, *, latest: bool, reveal: bool) -> dict[str, Any] | None:
+    """Fields left out of every response: with `latest`, the prompts each repeats;
+    unless `reveal`, a blind step's models."""
+    steps: dict[str, Any] = {}
+    for name, step in run.steps.items():
+        fields = (BLIND_FIELDS if step.hidden and not reveal else set()) | (
+            _REPEATED if latest else set()
+        )
+        if step.ai_responses and fields:
+            steps[name] = {"ai_responses": {"__all__": fields}}
+    return {"steps": steps} if steps else None
+
+
+def _extras(
+    engine: Engine, run: PipelineRun, branched_from: str | None, reveal: bool = False
+) -> dict[str, Any]:
     run_id = run.pipeline_run_id
+    hidden = run.current.hidden and not reveal
     extras: dict[str, Any] = {
         "candidates": [
             {
                 "index": index,
                 "response_id": response.response_id,
-                "model": response.model_name,
+                **({} if hidden else {"model": response.model_name}),
                 "status": response.status.value,
                 "error": response.error,
             }
             for index, response in enumerate(run.current.candidates)
         ],
         "streaming": engine.streaming(run_id),
+        "hidden": hidden,
     }
     if branched_from and branched_from != run_id:
         extras["branched_from"] = branched_from
     return extras
 
 
-def snapshot_json(engine: Engine, run_id: str) -> dict[str, Any]:
+def snapshot_json(engine: Engine, run_id: str, reveal: bool = False) -> dict[str, Any]:
     """`run_json` of the live state (text streamed but not yet checkpointed included);
     synchronous, so it is consistent with the deltas sent after it."""
-    return run_json(engine, engine.snapshot(run_id))
+    return run_json(engine, engine.snapshot(run_id), reveal=reveal)

@@ -82,6 +82,7 @@ class Watcher:
         self.websocket = websocket
         self.run_id = run_id
         self.queue_size = state.stream_queue
+        self.reveal = websocket.query_params.get("reveal") in ("1", "true")
 
     async def run(self) -> None:
         # Subscribe and take the state in one step (no await between), so every update
@@ -171,15 +172,22 @@ class Watcher:
             "type": "state",
             "reason": reason,
             **extra,
-            "run": snapshot_json(self.engine, self.run_id),
+            "run": snapshot_json(self.engine, self.run_id, self.reveal),
         }
 
     def update_message(self, update: Update) -> dict[str, Any]:
         message = {"type": update.kind, "run_id": update.run_id, **update.data}
-        if update.kind in ("response_done", "response_failed"):
-            # The final text, so a client that missed deltas still ends up exact.
+        if update.kind in ("response_started", "response_done", "response_failed"):
             with contextlib.suppress(WriteItError):
                 run = self.engine.load(update.run_id)
-                _, response = run.find_response(update.data["response_id"])
-                message["text"] = response.processed_content or response.raw_output
+                step, response = run.find_response(update.data["response_id"])
+                if update.kind != "response_started":
+                    # The final text, so a client that missed deltas still ends up exact.
+                    message["text"] = response.processed_content or response.raw_output
+                if step.hidden and not self.reveal:  # blind review: no model until a choice
+                    for key in BLIND_UPDATE:
+                        message.pop(key, None)
         return message
+
+
+BLIND_UPDATE = ("model", "provider", "tokens", "cost", "seconds", "pid", "pid_started")

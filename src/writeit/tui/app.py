@@ -88,7 +88,11 @@ class WriteItApp(App[None]):
         models: list[str] | None = None,
         run_id: str | None = None,
         engine: Engine | None = None,
+        blind: bool | None = None,
+        reopen: bool = False,
     ) -> None:
+        """`reopen`: with nothing else to open, go back to the run the writer last worked
+        on (in any front end), if it is unfinished."""
         super().__init__()
         self.workspace_name = workspace
         self._start = {
@@ -97,6 +101,8 @@ class WriteItApp(App[None]):
             "style": style,
             "models": list(models or []),
             "run_id": run_id,
+            "blind": blind,
+            "reopen": reopen,
         }
         self._engine = engine
         self.keymap: dict[str, str] = {}
@@ -132,9 +138,33 @@ class WriteItApp(App[None]):
         self.push_screen(RunListScreen())
         start = self._start
         if start["pipeline"]:
-            self.open_form(start["pipeline"], start["inputs"], start["style"], start["models"])
+            self.open_form(
+                start["pipeline"], start["inputs"], start["style"], start["models"], start["blind"]
+            )
         elif start["run_id"]:
             self.open_run(start["run_id"], resume="auto")
+        elif start["reopen"]:
+            self._reopen_last()
+
+    def _reopen_last(self) -> None:
+        """Open the run of the last session at its step; nothing is asked of a model."""
+        from writeit.models import PipelineStatus
+
+        session = self.engine.last_session()
+        run_id = session.active_pipeline_run_id if session else None
+        if run_id is None:
+            return
+        try:
+            summary = self.engine.store.summary(run_id)
+        except WriteItError:
+            return
+        if summary.deleted or summary.status == PipelineStatus.COMPLETED:
+            return
+        self.open_run(run_id)
+        self.notify(
+            f"Reopened run {run_id[:8]} where you left off. Esc goes to all runs.",
+            timeout=6,
+        )
 
     def _apply_keymap(self, shortcuts: dict[str, str]) -> None:
         """The writer's remaps, less unknown actions and keys another action holds."""
@@ -224,14 +254,18 @@ class WriteItApp(App[None]):
         inputs: dict[str, str] | None = None,
         style: str | None = None,
         models: list[str] | None = None,
+        blind: bool | None = None,
     ) -> None:
         self.to_run_list()
-        self.push_screen(InputFormScreen(pipeline, inputs or {}, style, models or []))
+        self.push_screen(InputFormScreen(pipeline, inputs or {}, style, models or [], blind))
 
     def action_new_run(self) -> None:
         def chosen(pipeline: str | None) -> None:
             if pipeline:  # the command line's --style and --model hold for the whole session
-                self.open_form(pipeline, style=self._start["style"], models=self._start["models"])
+                start = self._start
+                self.open_form(
+                    pipeline, style=start["style"], models=start["models"], blind=start["blind"]
+                )
 
         self.push_screen(NewRunDialog(), chosen)
 

@@ -47,6 +47,12 @@ def cost(value: float) -> str:
     return f"${value:.4f}"
 
 
+def model(step: StepState, response: AIResponse) -> str:
+    """Who wrote a candidate, as the writer may see it: on a blind step, until the
+    choice, nobody (the model is revealed with the decision)."""
+    return "model hidden" if step.hidden else response.model_name
+
+
 def priced(response: AIResponse, prices: Prices) -> bool:
     """Whether the response's cost is known. The engine records $0 for a model with no
     price; that is "free" only when the table names the model (markov), else unknown."""

@@ -271,7 +271,7 @@ class HistoryScreen(Screen[str | None]):
         ]
         for r in others:
             parts.append(
-                f"**Candidate from {r.model_name}** ({r.status.value})\n\n"
+                f"**Candidate from {fmt.model(step, r)}** ({r.status.value})\n\n"
                 f"{r.processed_content or r.raw_output or r.error or ''}"
             )
         await text.update("\n\n---\n\n".join(parts) or "_This step has not run in this branch._")

@@ -15,7 +15,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
-from textual.widgets import Button, Footer, Input, Label, Select, Static, TextArea
+from textual.widgets import Button, Checkbox, Footer, Input, Label, Select, Static, TextArea
 
 from writeit.models import PipelineConfiguration, WriteItError
 from writeit.providers import OFFLINE_MODEL
@@ -67,8 +67,10 @@ class InputFormScreen(HoldsEarlyKeys[None]):
         inputs: dict[str, str],
         style: str | None,
         models: list[str],
+        blind: bool | None = None,
     ) -> None:
         super().__init__()
+        self.given_blind = blind
         self.pipeline_name = pipeline
         self.given_inputs = inputs
         self.given_style = style
@@ -128,6 +130,13 @@ class InputFormScreen(HoldsEarlyKeys[None]):
             )
             yield Static("", id="error-models", classes="field-error")
             yield Static("", id="models-note", classes="field-help")
+            blind = self.given_blind
+            yield Checkbox(
+                "Blind review: candidates shuffled, models hidden until you choose",
+                value=engine.preferences.blind_review if blind is None else blind,
+                id="blind",
+                compact=True,
+            )
         # Outside the scroll: Start and what it is doing stay in sight on a short terminal.
         with Horizontal(classes="buttons", id="form-buttons"):
             yield Button(START_LABEL, variant="primary", id="start", compact=True)
@@ -331,7 +340,11 @@ class InputFormScreen(HoldsEarlyKeys[None]):
         self._busy("Starting…")
         try:
             run = await self.app.engine.start_run(
-                self.pipeline_name, values, style=style, models=models
+                self.pipeline_name,
+                values,
+                style=style,
+                models=models,
+                blind=self.query_one("#blind", Checkbox).value,
             )
         except WriteItError as error:
             message = str(error)

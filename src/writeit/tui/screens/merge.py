@@ -97,10 +97,13 @@ class MergeScreen(keys.SaysWhy, Screen[str | None]):
         sources = self.query_one("#sources", SelectionList)
         for number, response in done:
             label = (
-                f"{number} · {response.model_name}: {fmt.one_line(response.processed_content, 40)}"
+                f"{number} · {fmt.model(step, response)}: "
+                f"{fmt.one_line(response.processed_content, 40)}"
             )
             sources.add_option(Selection(label, response.response_id, True))
         models = list(dict.fromkeys(r.model_name for _, r in done))
+        if step.hidden:  # in candidate order they would say which model wrote which
+            models.sort()
         select = self.query_one("#merge-model", Select)
         select.set_options([(m, m) for m in models])
         if models:
@@ -189,7 +192,8 @@ class MergeScreen(keys.SaysWhy, Screen[str | None]):
         step = self.run.current
         numbered = sorted((n, r) for n, r in enumerate(step.candidates, 1) if r.response_id in ids)
         old, new = (
-            Compared(f"candidate {n} ({r.model_name})", r.processed_content) for n, r in numbered
+            Compared(f"candidate {n} ({fmt.model(step, r)})", r.processed_content)
+            for n, r in numbered
         )
         where = f"merging {self.run.current_step} · run {fmt.short(self.run_id)}"
         self.app.push_screen(DiffScreen(old, new, where=where))

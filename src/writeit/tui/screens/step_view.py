@@ -254,7 +254,12 @@ class StepScreen(keys.SaysWhy, Screen[None]):
                 "‖ Paused: generation was stopped and its text kept. "
                 "{resume_run} resumes; {regenerate} asks all models again."
             )
-        return self._step_notice(run)
+        notice = self._step_notice(run)
+        return (
+            f"Blind review: models hidden until you choose. {notice}"
+            if run.current.hidden
+            else notice
+        )
 
     def _writing(self, run: PipelineRun) -> list[AIResponse]:
         """The current candidates this process is streaming now (not the ones of the same
@@ -268,8 +273,8 @@ class StepScreen(keys.SaysWhy, Screen[None]):
 
     def _writing_notice(self, run: PipelineRun, writing: list[AIResponse]) -> str:
         candidates = run.current.candidates
-        models = ", ".join(r.model_name for r in writing)
-        text = f"● {len(writing)} of {len(candidates)} writing ({models})…  "
+        models = "" if run.current.hidden else f" ({', '.join(r.model_name for r in writing)})"
+        text = f"● {len(writing)} of {len(candidates)} writing{models}…  "
         finished = [n for n, r in enumerate(candidates, 1) if r.status == ResponseStatus.COMPLETED]
         if finished:
             pick = keys.numbers(finished, self.app.keymap)
@@ -302,7 +307,7 @@ class StepScreen(keys.SaysWhy, Screen[None]):
         if len(finished) == 1:
             number, response = finished[0]
             return self._hint(
-                f"Only candidate {number} ({response.model_name}) finished: {{accept}} goes on "
+                f"Only candidate {number} ({fmt.model(step, response)}) finished: {{accept}} goes on "
                 "with it. {feedback} leaves feedback first; {retry} asks the others again."
             )
         numbers = keys.numbers([n for n, _ in finished], self.app.keymap)
@@ -864,12 +869,13 @@ class StepScreen(keys.SaysWhy, Screen[None]):
         earlier = step.earlier_candidate(candidates[0]) if candidates else None
         if earlier is None:
             return None
-        label = f"attempt {earlier.attempt} ({earlier.model_name})"
+        label = f"attempt {earlier.attempt} ({fmt.model(step, earlier)})"
         return Compared(label, self._text(earlier)), self._compared(run, 1)
 
     def _compared(self, run: PipelineRun, number: int) -> Compared:
         response = run.current.candidates[number - 1]
-        return Compared(f"candidate {number} ({response.model_name})", self._text(response))
+        who = fmt.model(run.current, response)
+        return Compared(f"candidate {number} ({who})", self._text(response))
 
     def _merge_pair(self, run: PipelineRun) -> tuple[Compared, Compared] | None:
         """What the merge (or the hand-written text) changed from its first source."""

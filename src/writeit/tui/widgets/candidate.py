@@ -12,6 +12,7 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Button, Static
 
+from writeit import quality
 from writeit.models import AIResponse, ResponseStatus
 from writeit.tui import format as fmt
 from writeit.tui import keys
@@ -47,6 +48,7 @@ class CandidatePane(Vertical):
         self.selected = False
         self.note = ""
         self.priced = True  # False: the model has no known price ("price unknown", not $0)
+        self.hidden = False  # blind review: no model, tokens, time or cost until the choice
 
     @property
     def response_id(self) -> str | None:
@@ -62,11 +64,18 @@ class CandidatePane(Vertical):
     # --- state ---------------------------------------------------------------------------
 
     def set_response(
-        self, response: AIResponse, selected: bool, *, priced: bool = True, note: str = ""
+        self,
+        response: AIResponse,
+        selected: bool,
+        *,
+        priced: bool = True,
+        note: str = "",
+        hidden: bool = False,
     ) -> None:
         self.response = response
         self.selected = selected
         self.priced = priced
+        self.hidden = hidden
         self.note = note
         self.update_meta()
 
@@ -74,6 +83,8 @@ class CandidatePane(Vertical):
         response = self.response
         name = self.label or (response.model_name if response else "")
         title = f"{self.number} · {name}" if self.number else name
+        if self.hidden and self.number:
+            title = f"Candidate {self.number}"
         flags = len(response.flags) if response else 0
         self.border_title = f"{title} · ⚑ {flags}" if flags else title
         failed = response is not None and response.status in STOPPED
@@ -108,6 +119,8 @@ class CandidatePane(Vertical):
             return ""
         if response.status == ResponseStatus.STREAMING:
             return "streaming…"
+        if self.hidden:  # speed, length and price would point at the model
+            return f"q {response.quality_score:.2f}" if response.quality_score is not None else ""
         parts = [fmt.tokens(response.tokens)] if response.tokens else []
         parts.append(fmt.seconds(response.processing_time))
         if response.usage_stats is not None:  # a failure used nothing it was billed for
@@ -142,6 +155,12 @@ class CandidatePane(Vertical):
         if text == self.shown and live == self._live:
             return
         view = self.query_one(MarkdownView)
+        avoided = (
+            tuple(f.detail for f in self.response.flags if f.kind == "avoid")
+            if self.response
+            else ()
+        )
+        view.marks = quality.avoid_pattern(avoided) if avoided else None
         view.show(text, live=live)
         self.shown, self._live = view.on_screen, live  # scrolled back: the text of then
 

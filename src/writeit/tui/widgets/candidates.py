@@ -28,11 +28,11 @@ TAB_MARK = {
 }
 
 
-def tab_label(number: int, response: AIResponse, chosen: bool) -> str:
-    """`n model` and a mark of constant width, so the tab underline stays in place
-    (Textual does not move it when a label changes length)."""
+def tab_label(number: int, response: AIResponse, chosen: bool, hidden: bool = False) -> str:
+    """`n model` (`Candidate n` on a blind step) and a mark of constant width, so the tab
+    underline stays in place (Textual does not move it when a label changes length)."""
     mark = TAB_MARK.get(response.status, " ✓" if chosen else "  ")
-    return f"{number} {response.model_name}{mark}"
+    return f"Candidate {number}{mark}" if hidden else f"{number} {response.model_name}{mark}"
 
 
 def guided(response: AIResponse, step: StepState) -> str:
@@ -90,7 +90,7 @@ class CandidateBoard(Container):
         )
         rebuilt = layout != self._layout
         if rebuilt:
-            await self._rebuild(candidates, merged is not None, mode)
+            await self._rebuild(candidates, merged is not None, mode, step.hidden)
             self._layout = layout
         for number, response in enumerate(candidates, 1):
             is_chosen = response.response_id == chosen
@@ -99,8 +99,9 @@ class CandidateBoard(Container):
                 is_chosen,
                 priced=fmt.priced(response, self.prices),
                 note=guided(response, step),
+                hidden=step.hidden,
             )
-            self._label_tab(number, response, is_chosen)
+            self._label_tab(number, response, is_chosen, step.hidden)
         if self.merged_pane is not None:
             self._label_merged(step)
         return rebuilt
@@ -122,20 +123,25 @@ class CandidateBoard(Container):
         pane.note = "\n".join(lines)
         pane.update_meta()
 
-    async def _rebuild(self, candidates: list[AIResponse], merged: bool, mode: str) -> None:
+    async def _rebuild(
+        self, candidates: list[AIResponse], merged: bool, mode: str, hidden: bool
+    ) -> None:
         self.rebuilding = True
         try:
-            await self._mount_panes(candidates, merged, mode)
+            await self._mount_panes(candidates, merged, mode, hidden)
         finally:
             self.rebuilding = False
 
-    async def _mount_panes(self, candidates: list[AIResponse], merged: bool, mode: str) -> None:
+    async def _mount_panes(
+        self, candidates: list[AIResponse], merged: bool, mode: str, hidden: bool
+    ) -> None:
         await self.remove_children()
         self.panes, self.merged_pane, self._flushed_at = {}, None, {}
         self.mode = mode
         panes: list[CandidatePane] = []
         for number, response in enumerate(candidates, 1):
             pane = CandidatePane(number, response)
+            pane.hidden = hidden
             self.panes[response.response_id] = pane
             panes.append(pane)
         if merged:
@@ -151,17 +157,19 @@ class CandidateBoard(Container):
             await self.mount(tabs)
             for number, pane in enumerate(panes, 1):
                 response = pane.response
-                title = tab_label(number, response, False) if response else "merged ✓"
+                title = tab_label(number, response, False, hidden) if response else "merged ✓"
                 await tabs.add_pane(TabPane(title, pane, id=f"tab-{number}"))
 
-    def _label_tab(self, number: int, response: AIResponse, chosen: bool) -> None:
+    def _label_tab(
+        self, number: int, response: AIResponse, chosen: bool, hidden: bool = False
+    ) -> None:
         if self.mode != "tabs":
             return
         try:
             tab = self.query_one(TabbedContent).get_tab(f"tab-{number}")
         except Exception:  # the tabs are being rebuilt
             return
-        label = tab_label(number, response, chosen)
+        label = tab_label(number, response, chosen, hidden)
         if str(tab.label) != label:
             tab.label = label
 

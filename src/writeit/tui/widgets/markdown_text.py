@@ -16,8 +16,10 @@ End (or scrolling down past the end) follows the stream again.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from contextlib import suppress
+from itertools import pairwise
 
 from rich.console import Group, RenderableType
 from rich.markdown import Heading, Markdown
@@ -74,6 +76,26 @@ def streaming(text: str, limit: int = TAIL_CHARS) -> RenderableType:
 
 
 Line = tuple[tuple[str, int], ...]  # (text, style number) per segment
+MARK = Style(color="black", bgcolor="yellow")  # a style's avoid-list term in the text
+
+
+def marked(line: list[Segment], pattern: re.Pattern[str]) -> list[Segment]:
+    """The line with what `pattern` matches in MARK (a match cannot span two lines:
+    a term the wrapping splits stays plain)."""
+    spans = [m.span() for m in pattern.finditer("".join(s.text for s in line))]
+    if not spans:
+        return line
+    out: list[Segment] = []
+    start = 0
+    for segment in line:
+        end = start + len(segment.text)
+        cuts = sorted({start, end, *(c for span in spans for c in span if start < c < end)})
+        for a, b in pairwise(cuts):
+            inside = any(s <= a and b <= e for s, e in spans)
+            style = (segment.style + MARK if segment.style else MARK) if inside else segment.style
+            out.append(Segment(segment.text[a - start : b - start], style))
+        start = end
+    return out
 
 
 class MarkdownView(ScrollView, can_focus=True):
@@ -94,7 +116,8 @@ class MarkdownView(ScrollView, can_focus=True):
         self._tail: list[list[Segment]] = []  # live: the lines on screen
         self._lines: list[Line] = []  # done: every line of the document
         self._styles: list[Style | None] = []
-        self._drawn: tuple[str, int] | None = None  # (text, width) that _lines hold
+        self._drawn: tuple[str, int, re.Pattern | None] | None = None  # what _lines hold
+        self.marks: re.Pattern[str] | None = None  # terms to highlight once the text is done
         self._strips: LRUCache[tuple[int, int], Strip] = LRUCache(256)
 
     def show(self, text: str, *, live: bool = False) -> None:
@@ -215,19 +238,22 @@ class MarkdownView(ScrollView, can_focus=True):
     def _draw_document(self) -> None:
         """Render the whole Markdown once per text and width; hidden views wait."""
         width = self._width()
-        if width <= 0 or self._drawn == (self.text, width):
+        if width <= 0 or self._drawn == (self.text, width, self.marks):
             return
         styles: dict[Style | None, int] = {}
+        lines = self._render(markdown(self.text), width)
+        if self.marks is not None:
+            lines = [marked([s for s in line if not s.control], self.marks) for line in lines]
         self._lines = [
             tuple(
                 (segment.text, styles.setdefault(segment.style, len(styles)))
                 for segment in line
                 if not segment.control
             )
-            for line in self._render(markdown(self.text), width)
+            for line in lines
         ]
         self._styles = list(styles)
-        self._drawn = (self.text, width)
+        self._drawn = (self.text, width, self.marks)
         self._strips.clear()
         self.virtual_size = Size(width, len(self._lines))
         self.refresh()
