@@ -348,7 +348,7 @@ async def test_prompts_keep_the_source_and_earlier_outputs_stored_once(engine):
     events = engine.store.events(run.pipeline_run_id)
     assert [e.data["prompt"] for e in events if e.type == EventType.STEP_STARTED] == prompts
     stored = _stored_json(engine.store)
-    assert stored.count(json.dumps(LONG_SOURCE)[1:-1]) == 1  # one text record
+    assert stored.count(json.dumps(LONG_SOURCE)[1:-1]) == 1  # in the run's first event
     assert stored.count(json.dumps(outline)[1:-1]) == 1  # its own response's events
     assert engine.store.state_at(run.pipeline_run_id, run.last_seq) == run
 

@@ -1,10 +1,11 @@
 """How a run's history is laid out in LMDB values (the keys are in docs/data-model.md).
 
-Each long text is stored once: the pipeline, style and long inputs as shared texts
-(`text:{digest}`), a step's prompt as its literal pieces and references to the texts it
-was rendered from. A commit's events are one record, compressed against the run's
-dictionary (its templates and inputs: the words its answers repeat) and packed with the
-rest of the step at a step boundary. `Texts` resolves the references while a history is
+Each long text is stored once: the pipeline and style as shared texts (`text:{digest}`),
+the inputs in the run's first event, a step's prompt as its literal pieces and
+references to the texts it was rendered from (an input, a chosen response, a merged
+text). A commit's events are one record, compressed against the run's dictionary (its
+templates and style) and packed with the rest of its step at a step boundary, so a
+run's answers and its source are compressed together. `Texts` resolves the references while a history is
 read in order. Snapshots (`pack`/`unpack`) hold a folded run.
 """
 
@@ -77,11 +78,9 @@ _dictionaries: dict[str, bytes] = {}  # immutable (content addressed): cached pe
 
 def new_dictionary(txn: lmdb.Transaction, created: dict[str, Any]) -> str | None:
     """A run's compression dictionary, from its `run_created` as stored: the shared
-    texts its records repeat words of (the step templates, the style, the long inputs,
-    the source last, where zlib looks first). Stored as the list of those texts, so it
-    costs a few digests, not another copy."""
+    texts its records repeat words of (the step templates, which every prompt repeats,
+    and the style). Stored as the list of those texts: a few digests, not a copy."""
     values = [created.get("pipeline"), created.get("style_prompt")]
-    values += list((created.get("inputs") or {}).values())
     refs = [v["$text"] for v in values if isinstance(v, dict) and set(v) == {"$text"}]
     if not refs:
         return None
@@ -136,18 +135,13 @@ def _get_shared(txn: lmdb.Transaction, value: Any, name: str) -> Any:
 
 
 def _share(txn: lmdb.Transaction, data: dict[str, Any]) -> dict[str, Any]:
-    """A run's pipeline, style and long inputs, stored once per workspace and referenced
-    from the run's first event: most runs share the pipeline and style, and a step's
-    prompt references the same input text again instead of repeating it."""
+    """A run's pipeline and style, stored once per workspace and referenced from the
+    run's first event: most runs share them. (Its inputs stay in the event: a text of
+    1.4-4 KB on its own would take an LMDB page, packed with the run it costs its bytes.)"""
     shared = dict(data)
     for name in _SHARED_FIELDS:
         if shared.get(name):
             shared[name] = _put_shared(txn, shared[name])
-    if "inputs" in shared:
-        shared["inputs"] = {
-            name: _put_shared(txn, value) if len(value) >= _SHARE_OVER else value
-            for name, value in shared["inputs"].items()
-        }
     return shared
 
 
@@ -162,10 +156,12 @@ def _unshare(txn: lmdb.Transaction, data: dict[str, Any]) -> dict[str, Any]:
 
 def _sources(run: PipelineRun) -> list[tuple[str, dict[str, str] | None]]:
     """The long texts a step's prompt is rendered from, with the reference each is
-    stored as: a chosen response by its id (its text is in its own events), anything
-    else (the inputs, a merged or hand-written output) as a shared text (None here)."""
+    stored as: an input by its name and a chosen response by its id (their texts are in
+    the run's own events), a merged or hand-written output as a shared text (None)."""
     found: list[tuple[str, dict[str, str] | None]] = [
-        (value, None) for value in run.user_inputs.values() if len(value) >= _SHARE_OVER
+        (value, {"$in": name})
+        for name, value in run.user_inputs.items()
+        if len(value) >= _SHARE_OVER
     ]
     for step in run.steps.values():
         text = step.output
@@ -221,6 +217,7 @@ class Texts:
     ) -> None:
         self.txn, self._base, self.live = txn, base, live
         self.streamed: dict[str, list[str]] = {}
+        self.inputs: dict[str, str] | None = None  # the run's, once its first event is read
 
     @property
     def base(self) -> PipelineRun | None:
@@ -233,6 +230,7 @@ class Texts:
         kind, payload = data["type"], data["data"]
         if kind == EventType.RUN_CREATED:
             data["data"] = _unshare(self.txn, payload)
+            self.inputs = data["data"].get("inputs") or {}
         elif kind == EventType.STEP_STARTED and isinstance(payload.get("prompt"), dict):
             payload["prompt"] = "".join(self._part(p) for p in payload["prompt"]["$parts"])
         elif kind == EventType.RESPONSES_MERGED:
@@ -246,7 +244,17 @@ class Texts:
             return part
         if "$text" in part:
             return _get_shared(self.txn, part, "a prompt's source")
+        if "$in" in part:
+            inputs = self.inputs if self.inputs is not None else self._base_inputs()
+            return inputs[part["$in"]]
         return self._response(part["$r"])
+
+    def _base_inputs(self) -> dict[str, str]:
+        if self.base is None:
+            raise StoreError(
+                "a prompt refers to an input its history lacks", hint="restore a backup"
+            )
+        return self.base.user_inputs
 
     def _response(self, response_id: str) -> str:
         deltas = self.streamed.get(response_id, [])
