@@ -314,8 +314,11 @@ def pack(run: PipelineRun) -> bytes:
     return b"s" + zlib.compress(packed, 1)
 
 
-def unpack(blob: bytes) -> PipelineRun:
-    raw = memoryview(blob[1:] if blob[:1] == b"S" else zlib.decompress(blob[1:]))
+def unpack(blob: bytes | memoryview) -> PipelineRun:
+    """The run a snapshot holds; `blob` may be LMDB's own buffer (a large snapshot's
+    texts are decoded from it straight, not copied twice first)."""
+    view = memoryview(blob)
+    raw = view[1:] if view[:1] == b"S" else memoryview(zlib.decompress(view[1:]))
     size = int.from_bytes(raw[:4], "big")
     head = json.loads(bytes(raw[4 : 4 + size]))
     at = 4 + size

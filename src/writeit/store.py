@@ -524,7 +524,7 @@ class Store:
             raw = txn.get(f"snap:{run_id}".encode())
             if raw is None:
                 return fold(self._lineage(txn, run_id, None))
-            run = records.unpack(bytes(raw))
+            run = records.unpack(raw)
             texts = records.Texts(txn, run, live=True)
             for event in self._own_events(txn, run_id, run.last_seq + 1, None, texts):
                 apply(run, event)
