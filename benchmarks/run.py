@@ -939,6 +939,40 @@ def _print_table() -> None:
             console.print(f"[dim]- {f.name}:[/] {f.note}", highlight=False)
 
 
+def bench_replay() -> None:
+    """A replay is a fork with its models and style: it costs a branch, not a run; an
+    export with provenance reads every response once, and every fork with --all-branches."""
+    from writeit import autopilot, export
+
+    engine = _engine()
+
+    async def finished() -> str:
+        run = await engine.start_run(
+            "tech-article", {"source_material": "notes " * 200}, models=["instant-a", "instant-b"]
+        )
+        return (await autopilot.drive(engine, run.pipeline_run_id, "first")).pipeline_run_id
+
+    run_id = asyncio.run(finished())
+    replay = timed(lambda: asyncio.run(engine.replay(run_id, "draft", models=["instant-b"])), 20)
+    record(
+        "replay: a branch from step 3 of a finished run (no model asked)", replay * 1000, "ms", 50
+    )
+    for _ in range(10):
+        child = asyncio.run(engine.replay(run_id, "draft", models=["instant-a"]))
+        asyncio.run(autopilot.drive(engine, child.pipeline_run_id, "first"))
+    run = engine.load(run_id)
+    alone = timed(lambda: export.export_run(engine, run, "json"), 10)
+    record("export: JSON with provenance, 4 steps x 2 models", alone * 1000, "ms", 50)
+    every = timed(lambda: export.export_run(engine, run, "json", all_branches=True), 10)
+    branches = len(engine.store.children(run_id))
+    record(
+        f"export: --all-branches, the run and its {branches} replays",
+        every * 1000,
+        "ms",
+        500,
+    )
+
+
 BENCHES = (
     bench_help,
     bench_engine,
@@ -954,6 +988,7 @@ BENCHES = (
     bench_runs_cli,
     bench_disk,
     bench_diff,
+    bench_replay,
     bench_stats,
 )
 

@@ -59,7 +59,10 @@ async def test_how_each_step_was_decided_is_recorded_and_exported(engine, source
     assert angles["decision"]["how"] == "merged" and angles["decision"]["edited"] is True
     assert angles["prompt"] and angles["output"] == "The model's merge, tightened."
     markdown = export.render(engine.load(run_id), "md")
-    assert "Merged by scripted-c from scripted-a, scripted-b, edited by hand" in markdown
+    assert (
+        "- angles: merged by scripted-c from candidates 1 and 2, then edited by hand; "
+        "decided by the writer, " in markdown
+    )
 
 
 async def test_a_retried_candidate_takes_the_failed_ones_place(engine, source, scripted):
@@ -114,7 +117,7 @@ async def test_show_tells_how_each_step_was_decided(engine, source, scripted):
     await engine.regenerate(run_id, guidance="Lead with the outage")
     await engine.merge(run_id, [0, 1], text="Both, by hand.")
     shown = writeit("show", run_id[:8])
-    assert "Written by hand from scripted-a, scripted-b" in shown.stdout
+    assert "Written by hand from candidates 1 and 2; decided by the writer" in shown.stdout
     assert "instruction: Lead with the outage" in shown.stdout
     assert "scripted-a via " in shown.stdout
 

@@ -312,7 +312,7 @@ async def test_a_finished_candidate_is_chosen_while_another_streams(engine, scri
         stopped = step.candidates[0]
         assert stopped.status == ResponseStatus.INTERRUPTED and len(stopped.raw_output) == 16
         assert not engine.streaming(run_id)
-        await until(pilot, lambda: "✓ Chosen: candidate 2 scripted-b" in notice(app), "chosen")
+        await until(pilot, lambda: "✓ Chosen: candidate 2 (scripted-b)" in notice(app), "chosen")
         assert "writing" not in notice(app)
 
 
@@ -831,7 +831,7 @@ async def test_the_step_view_says_how_a_merged_text_came_about(engine, scripted)
         await until(pilot, lambda: isinstance(app.screen, StepScreen), "the step view")
         decision = engine.load(run_id).steps["angles"].decision
         assert decision.how == "merged" and decision.edited
-        how = "merged by scripted-a from 1 scripted-a, 2 scripted-b (edited by hand)"
+        how = "merged by scripted-a from candidates 1 and 2, then edited by hand"
         await until(pilot, lambda: how in notice(app), "the notice")
         screen = step_screen(app)
         await until(pilot, lambda: screen.merged_pane is not None, "the merged pane")

@@ -20,7 +20,10 @@ PICKS = ("first", "best")
 async def drive(
     engine: Engine, run_id: str, pick: str = "first", judge: str | None = None
 ) -> PipelineRun:
-    """Execute, pick, accept, until the run completes (a stopped run is resumed first)."""
+    """Execute, pick, accept, until the run completes (a stopped run is resumed first).
+
+    Every choice it makes is recorded as made by `autopilot:<pick>`, so an export says
+    which steps a writer decided and which a policy did."""
     run = await engine.fetch(run_id)
     interrupted = run.current.status == StepStatus.RUNNING
     # A new run starts with its first step's write; anything else not running resumes.
@@ -40,7 +43,8 @@ async def drive(
             if judge and len(step.candidates) > 1:
                 run = await engine.judge(run.pipeline_run_id, judge)
                 step = run.current
-            run = await engine.select(run.pipeline_run_id, choose(step.candidates, pick))
+            chosen = choose(step.candidates, pick)
+            run = await engine.select(run.pipeline_run_id, chosen, by=f"autopilot:{pick}")
         run = await engine.accept(run.pipeline_run_id)
     return run
 

@@ -629,13 +629,23 @@ class Engine(Runs, Generation):
         return await self._fork_at(run, step, branch_seq, current_step=step)
 
     async def _fork_at(
-        self, run: PipelineRun, step: str, branch_seq: int, current_step: str
+        self,
+        run: PipelineRun,
+        step: str,
+        branch_seq: int,
+        current_step: str,
+        *,
+        replay: dict[str, Any] | None = None,
     ) -> PipelineRun:
         parent_id = run.pipeline_run_id
         child = await asyncio.to_thread(self.store.state_at, parent_id, branch_seq)
         child_id = new_id()
         forked = ev.RunForked(
-            parent=parent_id, branch_point=step, branch_seq=branch_seq, current_step=current_step
+            parent=parent_id,
+            branch_point=step,
+            branch_seq=branch_seq,
+            current_step=current_step,
+            **(replay or {}),
         )
         # A response still streaming at the branch point streams on in the parent only.
         reason = "still streaming when this branch was made; see the parent run"
@@ -650,12 +660,78 @@ class Engine(Runs, Generation):
         for payload in specs:
             events.append(Event.of(payload, seq=child.last_seq + 1, run_id=child_id))
             apply(child, events[-1])
-        extra = self._session_keys(child)
-        await asyncio.to_thread(self.store.append, child, events, 0, extra=extra)
+        extra = self._session_keys(child) or {}
+        if replay and child.primer is not None:
+            extra[f"primer:{child.primer.primer_id}"] = child.primer.model_dump(mode="json")
+        await asyncio.to_thread(self.store.append, child, events, 0, extra=extra or None)
         self._remember(child)
         self._publish("forked", parent_id, child=child_id, step=step, branch_seq=branch_seq)
         self._publish_status(child, EventType.RUN_FORKED)
         return child
+
+    # --- replaying ---------------------------------------------------------------------
+
+    async def replay(
+        self,
+        run_id: str,
+        from_step: str,
+        *,
+        models: list[str] | None = None,
+        style: str | None = None,
+        start: bool = False,
+    ) -> PipelineRun:
+        """A new branch that keeps every choice made before `from_step` (no model is
+        asked for them) and asks `from_step` and the steps after it again: of `models`
+        and in `style` when given (`style=""`: no style), both recorded on the branch's
+        `run_forked`. The parent stays as it was.
+
+        With `start`, `from_step`'s models are asked at once (the TUI, the server: watch
+        with `subscribe()`); else the branch waits at `from_step` (a headless replay
+        drives it with the autopilot)."""
+        run = await self.fetch(run_id)
+        names = run.pipeline.step_names
+        run.pipeline.step(from_step)
+        earlier = names[: names.index(from_step)]
+        short = run.pipeline_run_id[:8]
+        for name in earlier:
+            if run.steps[name].status not in (StepStatus.COMPLETED, StepStatus.SKIPPED):
+                raise InvalidAction(
+                    f"step {name!r} of run {short} has no choice yet, so {from_step!r} "
+                    "has nothing to build on",
+                    hint=f"replay from {name!r}, or choose there first: writeit resume {short}",
+                )
+        for name in sorted(set(models or [])):
+            check_model(name)
+        changes: dict[str, Any] = {"replay": True}
+        if models:
+            table = {name: run.models_for(name) for name in earlier}
+            changes |= {
+                "models": [],
+                "step_models": table | dict.fromkeys(names[len(earlier) :], list(models)),
+            }
+        if style is not None:
+            changes |= self._replay_style(style)
+        events = await asyncio.to_thread(self.store.events, run.pipeline_run_id)
+        branch_seq = _replay_point(events, earlier, short)
+        child = await self._fork_at(
+            run, from_step, branch_seq, current_step=from_step, replay=changes
+        )
+        if start:
+            return await self.start_step(child.pipeline_run_id)
+        return child
+
+    def _replay_style(self, style: str) -> dict[str, Any]:
+        """A replay's style as `run_forked` records it ("" for none)."""
+        from writeit import config
+
+        if not style:
+            return {"style": None, "style_prompt": "", "primer": None}
+        primer = config.get_style(style, self.style_dirs())
+        return {
+            "style": primer.primer_id,
+            "style_prompt": primer.format_for_prompt(),
+            "primer": primer.model_dump(mode="json"),
+        }
 
     # --- pausing, resuming, completing --------------------------------------------------
 
@@ -732,6 +808,24 @@ class Engine(Runs, Generation):
 
 
 # --- helpers -------------------------------------------------------------------------------
+
+
+def _replay_point(events: list[Event], earlier: list[str], short: str) -> int:
+    """The event a replay branches after: the last decision (choice or feedback) on the
+    steps before the replayed one, none of the later steps begun yet (1, the run's
+    creation, for a replay from the first step)."""
+    kept = set(earlier)
+    point = max(
+        (e.seq for e in events if e.type in DECISIONS and e.step in kept),
+        default=1,
+    )
+    begun = [e.seq for e in events if e.type == EventType.STEP_STARTED and e.step not in kept]
+    if begun and min(begun) < point:
+        raise InvalidAction(
+            f"run {short} changed an earlier step after a later one had begun",
+            hint="replay from a branch made at that change (writeit tree lists them)",
+        )
+    return point
 
 
 def _response_id(step: Any, response: str | int) -> str:

@@ -28,6 +28,7 @@ from writeit.models import (
     ResponseStatus,
     StepState,
     StepStatus,
+    StylePrimer,
     TokenUsage,
     WriteItError,
     utcnow,
@@ -86,11 +87,21 @@ class RunCreated(Payload):
 
 
 class RunForked(Payload):
+    """A branch. A replay (`Engine.replay`) also records what the branch asks from its
+    branch point on: its models (the whole per-step table, so steps before the branch
+    point keep theirs) and its style; absent, the branch keeps the parent's."""
+
     type = EventType.RUN_FORKED
     parent: str
     branch_point: str
     branch_seq: int
     current_step: str | None = None
+    replay: bool = False  # made by a replay: the branch point's step is asked again
+    models: list[str] | None = None
+    step_models: dict[str, list[str]] | None = None
+    style: str | None = None
+    style_prompt: str | None = None  # present: the style changed (to `style`, or none)
+    primer: dict[str, Any] | None = None
 
 
 class RunStarted(Payload):
@@ -354,6 +365,15 @@ def _forked(run: PipelineRun, p: RunForked, event: Event) -> None:
     run.created_at = event.at
     run.completed_at = None
     run.current_step = p.current_step or run.current_step
+    run.replayed = p.replay
+    if p.models is not None:
+        run.models = list(p.models)
+    if p.step_models is not None:
+        run.step_models = {k: list(v) for k, v in p.step_models.items()}
+    if p.style_prompt is not None:
+        run.style_primer = p.style
+        run.style_prompt = p.style_prompt
+        run.primer = StylePrimer.model_validate(p.primer) if p.primer else None
 
 
 def _status(new: PipelineStatus) -> Handler:

@@ -398,6 +398,7 @@ class PipelineRun(BaseModel):
     parent_pipeline_run_id: str | None = None
     branch_point: str | None = None
     branch_seq: int | None = None
+    replayed: bool = False  # a branch made by a replay (its models or style may differ)
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     completed_at: datetime | None = None

@@ -257,13 +257,21 @@ class _Null:
         return None
 
 
-def _finish(engine, run_state, export: str | None, out: Path | None, as_json: bool) -> None:
-
+def _finish(
+    engine,
+    run_state,
+    export: str | None,
+    out: Path | None,
+    as_json: bool,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """The finished run in a line (or JSON, with `extra`), and its export if asked."""
     result: dict[str, Any] = {
         "run_id": run_state.pipeline_run_id,
         "status": run_state.status.value,
         "tokens": run_state.total_tokens,
         "cost_usd": None if run_state.known_cost is None else round(run_state.known_cost, 6),
+        **(extra or {}),
     }
     if export:
         path, size = _export(engine, run_state, export, out, include_history=True)
@@ -279,17 +287,26 @@ def _finish(engine, run_state, export: str | None, out: Path | None, as_json: bo
 
 
 def _export(
-    engine, run_state, fmt: str, out: Path | None, include_history: bool, force: bool = False
+    engine,
+    run_state,
+    fmt: str,
+    out: Path | None,
+    include_history: bool,
+    force: bool = False,
+    candidates: bool = True,
+    all_branches: bool = False,
 ) -> tuple[Path, int]:
     """Write the export: --out is refused if it exists (unless --force); a default name
     that is taken gets -2, -3… so an earlier export, maybe edited since, is never lost."""
     from writeit import export as exporter
 
-    text = exporter.render(
+    text = exporter.export_run(
+        engine,
         run_state,
         fmt,
-        include_history=include_history,
-        branches=len(engine.store.children(run_state.pipeline_run_id)),
+        history=include_history,
+        candidates=candidates,
+        all_branches=all_branches,
     )
     if out is None:
         path = exporter.default_path(engine.workspace.exports, run_state, fmt)
@@ -606,19 +623,37 @@ def export_cmd(
     no_history: Annotated[
         bool, typer.Option("--no-history", help="Only the article and its metadata.")
     ] = False,
+    no_candidates: Annotated[
+        bool,
+        typer.Option("--no-candidates", help="Leave out every candidate's text and figures."),
+    ] = False,
+    all_branches: Annotated[
+        bool,
+        typer.Option("--all-branches", help="Also every fork of the run, with its branch point."),
+    ] = False,
     force: Annotated[
         bool, typer.Option("--force", help="Overwrite the --out file if it exists.")
     ] = False,
     workspace: WorkspaceOpt = None,
 ) -> None:
-    """Export a run's article with its metadata and full history.
+    """Export a run's article with its metadata and provenance: every step's prompt,
+    models, candidates and how its output was decided (schema: docs/export-schema.md).
 
     An existing --out file is never replaced without --force; the default name gets
     -2, -3… when it is taken.
     """
     engine = _engine(workspace)
     state = engine.load(engine.resolve(run_id))
-    path, size = _export(engine, state, fmt, out, include_history=not no_history, force=force)
+    path, size = _export(
+        engine,
+        state,
+        fmt,
+        out,
+        include_history=not no_history,
+        force=force,
+        candidates=not no_candidates,
+        all_branches=all_branches,
+    )
     console.print(f"Exported to [bold]{path}[/] ({size} bytes)")
 
 

@@ -131,6 +131,20 @@ class Fork(Body):
     step: StepName
 
 
+class Replay(Body):
+    from_step: StepName = Field(description="The step to ask again; the steps before it are kept.")
+    models: Models | None = Field(
+        default=None, description="Ask these models from the step on (default: the run's)."
+    )
+    style: (
+        Annotated[str, StringConstraints(pattern=r"^$|^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")] | None
+    ) = Field(
+        default=None,
+        description="A style from GET /api/styles from the step on; omitted: the run's; "
+        "empty: none.",
+    )
+
+
 class Retry(Body):
     model: ModelName | None = Field(default=None, description="Ask another model instead.")
 
@@ -138,6 +152,12 @@ class Retry(Body):
 class Export(Body):
     format: Literal["md", "yaml", "json"] = "md"
     include_history: StrictBool = True
+    include_candidates: StrictBool = Field(
+        default=True, description="Every candidate's text and figures (false: leave them out)."
+    )
+    all_branches: StrictBool = Field(
+        default=False, description="Also every fork of the run, with its branch point."
+    )
     save: StrictBool = Field(default=False, description="Write it into the workspace's exports.")
     path: Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f\x7f]{1,1024}$")] | None = Field(
         default=None,

@@ -359,6 +359,35 @@ async def fork(run_id: RunId, body: bodies.Fork, state: State) -> Json:
     return run_response(engine, run, branched_from=full, status_code=201, texts="latest")
 
 
+@router.post(
+    "/runs/{run_id}/replay",
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="A new branch asking a step and the later ones again (earlier choices kept)",
+)
+async def replay(run_id: RunId, body: bodies.Replay, state: State) -> Json:
+    """Returns at once (202) with the new branch, its `from_step` streaming: watch it on
+    /api/runs/{new id}/stream. No model is asked for the steps before `from_step`; the
+    run itself stays as it was."""
+    engine = state.engine
+    full = state.run_id(run_id)
+    _check_step(await engine.fetch(full), body.from_step)
+    if body.style:
+        styles = await asyncio.to_thread(config.style_paths, engine.style_dirs())
+        if body.style not in styles:
+            raise Unprocessable(
+                f"unknown style {body.style!r}",
+                f"known: {', '.join(styles)} (GET /api/styles)",
+                code="unknown_style",
+            )
+    if body.models:
+        await check_models(set(body.models))
+    with plain_errors_as(InvalidState):
+        run = await engine.replay(
+            full, body.from_step, models=body.models, style=body.style, start=True
+        )
+    return run_response(engine, run, branched_from=full, status_code=202, texts="latest")
+
+
 @router.post("/runs/{run_id}/pause", summary="Stop streaming (text kept) and pause the run")
 async def pause(run_id: RunId, state: State) -> Json:
     run = await state.engine.pause(state.run_id(run_id))
@@ -433,9 +462,14 @@ async def export_run(run_id: RunId, body: bodies.Export, state: State) -> Json:
     engine = state.engine
     full = state.run_id(run_id)
     run = await engine.fetch(full)
-    branches = len(engine.store.children(full))
     text = await asyncio.to_thread(
-        export.render, run, body.format, include_history=body.include_history, branches=branches
+        export.export_run,
+        engine,
+        run,
+        body.format,
+        history=body.include_history,
+        candidates=body.include_candidates,
+        all_branches=body.all_branches,
     )
     if not (body.save or body.path):
         return {"format": body.format, "content": text}

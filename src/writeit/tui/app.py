@@ -87,6 +87,7 @@ class WriteItApp(App[None]):
         style: str | None = None,
         models: list[str] | None = None,
         run_id: str | None = None,
+        start: bool = False,
         engine: Engine | None = None,
         blind: bool | None = None,
         reopen: bool = False,
@@ -101,6 +102,7 @@ class WriteItApp(App[None]):
             "style": style,
             "models": list(models or []),
             "run_id": run_id,
+            "start": start,  # ask the run's current step at once (a replay's branch)
             "blind": blind,
             "reopen": reopen,
         }
@@ -142,7 +144,7 @@ class WriteItApp(App[None]):
                 start["pipeline"], start["inputs"], start["style"], start["models"], start["blind"]
             )
         elif start["run_id"]:
-            self.open_run(start["run_id"], resume="auto")
+            self.open_run(start["run_id"], resume="auto", start=start["start"])
         elif start["reopen"]:
             self._reopen_last()
 

@@ -6,7 +6,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
-from writeit.models import AIResponse, PipelineRun, StepState, WriteItError
+from writeit import export
+from writeit.models import AIResponse, PipelineRun, StepState
 
 Prices = Mapping[str, Mapping[str, float]]
 
@@ -108,41 +109,7 @@ def one_line(text: str, width: int = 60) -> str:
     return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
-# --- provenance: how a step's output was decided ----------------------------------------
+# --- provenance: how a step's output was decided, worded once in export.py -------------
 
-
-def candidate_label(step: StepState, response_id: str) -> str:
-    """ "2 scripted-b": the number the writer chose it by, and its model."""
-    try:
-        model = step.response(response_id).model_name
-    except WriteItError:
-        return "a response no longer in this step"
-    number = next(
-        (n for n, r in enumerate(step.candidates, 1) if r.response_id == response_id), None
-    )
-    return f"{number} {model}" if number else f"an earlier {model} candidate"
-
-
-def provenance(step: StepState) -> str:
-    """ "candidate 2 scripted-b", "merged by X from 1 a, 2 b (edited by hand)",
-    "written by hand from 1 a, 2 b" or "skipped"; "" while nothing is decided."""
-    decision = step.decision
-    if decision is None:
-        return "the merged text" if step.merged_content is not None else ""
-    sources = ", ".join(candidate_label(step, i) for i in decision.response_ids)
-    if decision.how == "selected":
-        return f"candidate {sources}"
-    if decision.how == "skipped":
-        return "skipped"
-    if decision.how == "written":
-        return f"written by hand from {sources}" if sources else "written by hand"
-    merger = _model_of(step, decision.merge_response_id)
-    edited = " (edited by hand)" if decision.edited else ""
-    return f"merged by {merger} from {sources}{edited}"
-
-
-def _model_of(step: StepState, response_id: str | None) -> str:
-    try:
-        return step.response(response_id).model_name if response_id else "a model"
-    except WriteItError:
-        return "a model"
+candidate_label = export.candidate_label  # "2 scripted-b"
+provenance = export.provenance  # "candidate 2 (scripted-b)", "merged by m from candidates 1 and 3"

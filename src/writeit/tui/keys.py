@@ -136,6 +136,14 @@ _ALL = [
     Action("open_branch", "o", "open_branch", "Open", "Open the highlighted run (switch branch)"),
     Action("fork_here", "f", "fork_here", "Fork", "Fork a new branch from the highlighted step"),
     Action(
+        "replay",
+        "r",
+        "replay",
+        "Replay",
+        "Replay from the highlighted step on a new branch: other models or style, "
+        "earlier choices kept",
+    ),
+    Action(
         "branch_diff",
         "d",
         "branch_diff",
@@ -180,7 +188,7 @@ SECTIONS: dict[str, list[str]] = {
         "new_run",
     ],
     "Merge view": ["merge_ai", "merge_edit", "merge_use", "merge_diff", "close"],
-    "History tree": ["open_branch", "fork_here", "branch_diff", "close"],
+    "History tree": ["open_branch", "fork_here", "replay", "branch_diff", "close"],
     "Diff view": ["close"],
     "Export dialog": ["save_export", "close"],
 }

@@ -40,12 +40,7 @@ FORMAT_KEYS = {"md": ("m", "1"), "yaml": ("y", "2"), "json": ("j", "3")}
 def _write(
     engine, run: PipelineRun, fmt_name: str, history: bool, path: Path, overwrite: bool
 ) -> export.Saved:
-    text = export.render(
-        run,
-        fmt_name,
-        include_history=history,
-        branches=len(engine.store.children(run.pipeline_run_id)),
-    )
+    text = export.export_run(engine, run, fmt_name, history=history)
     return export.save(text, path, if_exists="overwrite" if overwrite else "rename")
 
 

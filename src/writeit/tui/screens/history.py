@@ -1,6 +1,7 @@
 """The history and branch tree: the run family from its root, every branch under the
 step it branched at, and every step; highlight a node to read it (read-only), O to
-switch to that run, F to fork a new branch from a step.
+switch to that run, F to fork a new branch from a step, R to replay from a step (a
+new branch asking it and the later steps again, of other models or in another style).
 
 A family is read from the runs' summaries, walked without recursion: thousands of
 forks deep costs what it shows. Runs' steps are shown at once for a small family, else
@@ -28,6 +29,7 @@ from writeit.models import PipelineRun, StepStatus
 from writeit.store import RunSummary
 from writeit.tui import format as fmt
 from writeit.tui import keys
+from writeit.tui.screens.replay import Replay
 from writeit.tui.screens.run_list import STATUS_STYLE
 
 STEP_STYLE = {
@@ -116,7 +118,7 @@ def step_label(run: PipelineRun, name: str) -> Text:
 
 
 class HistoryScreen(Screen[str | None]):
-    ACTION_IDS = ("open_branch", "fork_here", "branch_diff", "close")
+    ACTION_IDS = ("open_branch", "fork_here", "replay", "branch_diff", "close")
     BINDINGS = keys.bindings(*ACTION_IDS)
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]  # -narrow: a wider tree
 
@@ -259,7 +261,8 @@ class HistoryScreen(Screen[str | None]):
         title.update(
             f"[b]{data.step}[/b] in run {fmt.short(run.pipeline_run_id)} · {step.status.value} · "
             f"chosen: {chosen} · {len(step.ai_responses)} responses"
-            "\n[dim]Read-only. F forks a new branch from here; O opens the run.[/dim]"
+            "\n[dim]Read-only. F forks a new branch from here, R replays from here; "
+            "O opens the run.[/dim]"
         )
         parts = []
         if step.output is not None:
@@ -306,6 +309,45 @@ class HistoryScreen(Screen[str | None]):
                 self.dismiss(child.pipeline_run_id)
 
         self.app.call(fork())
+
+    def action_replay(self) -> None:
+        from writeit.tui.screens.replay import ReplayDialog
+
+        node = self._node()
+        if node is None or node.step is None:
+            self.app.say("Highlight a step to replay from.", severity="warning")
+            return
+
+        async def ask() -> None:
+            run = await self._run(node.run_id)
+            self.app.push_screen(
+                ReplayDialog(run, node.step or ""), lambda choice: self._replay(node, choice)
+            )
+
+        self.app.call(ask())
+
+    def _replay(self, node: Node, choice: Replay | None) -> None:
+        if choice is None:
+            return
+
+        async def replay() -> None:
+            engine = self.app.engine
+            child = await self.app.attempt(
+                engine.replay(
+                    node.run_id, choice.step, models=choice.models, style=choice.style, start=True
+                ),
+                title="Replay",
+            )
+            if child is not None:
+                asked = ", ".join(child.models_for(choice.step))
+                self.app.say(
+                    f"Replaying {fmt.short(node.run_id)} from {choice.step} on branch "
+                    f"{fmt.short(child.pipeline_run_id)}: asking {asked}.",
+                    title="Replay",
+                )
+                self.dismiss(child.pipeline_run_id)
+
+        self.app.call(replay())
 
     def action_branch_diff(self) -> None:
         node = self._node()
