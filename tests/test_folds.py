@@ -218,3 +218,13 @@ async def test_a_cached_run_catches_up_on_prompts_that_reference_its_texts(engin
     outline = next(e for e in tail if e.type.value == "step_started").data["prompt"]
     assert LONG_SOURCE in outline and cached.steps["angles"].output in outline
     assert engine.load(run_id) == fold(events)
+
+
+async def test_a_snapshot_keeps_each_response_s_style_after_a_replay_changed_it(engine):
+    run = await engine.start_run("tech-article", {"source_material": LONG_SOURCE}, models=TWO)
+    run = await autopilot.drive(engine, run.pipeline_run_id, "first")
+    branch = await engine.replay(run.pipeline_run_id, "draft", style="")
+    branch = await autopilot.drive(engine, branch.pipeline_run_id, "first")
+    prompts = {r.system_prompt for s in branch.steps.values() for r in s.ai_responses}
+    assert len(prompts) == 2  # the parent's style before the branch point, none after
+    assert records.unpack(records.pack(branch)) == branch

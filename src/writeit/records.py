@@ -297,14 +297,17 @@ def pack(run: PipelineRun) -> bytes:
     dicts) without its responses' texts, then those texts as one UTF-8 block: parsing
     megabytes of JSON strings costs more than slicing them out of bytes."""
     prompts: dict[str, int] = {}
-    order, texts = [], []
+    styles: dict[str, int] = {run.style_prompt: 0}  # a replay may change the style
+    order, style, texts = [], [], []
     for step in run.steps.values():
         for response in step.ai_responses:
             order.append(prompts.setdefault(response.prompt_used, len(prompts)))
+            style.append(styles.setdefault(response.system_prompt, len(styles)))
             texts.append(response.raw_output.encode())
-    head = json.dumps(
-        {"prompts": list(prompts), "order": order, "texts": [len(t) for t in texts]}
-    ).encode()
+    table = {"prompts": list(prompts), "order": order, "texts": [len(t) for t in texts]}
+    if len(styles) > 1:
+        table |= {"styles": list(styles), "style": style}
+    head = json.dumps(table).encode()
     body = run.model_dump_json(exclude=_SHARED).encode()
     packed = b"".join(
         [len(head).to_bytes(4, "big"), head, len(body).to_bytes(4, "big"), body, *texts]
@@ -326,7 +329,8 @@ def unpack(blob: bytes | memoryview) -> PipelineRun:
     run = PipelineRun.model_validate_json(bytes(raw[at + 4 : at + 4 + size]))
     at += 4 + size
     prompts, order, lengths = head["prompts"], iter(head["order"]), iter(head["texts"])
-    style = run.style_prompt
+    styles = head.get("styles") or [run.style_prompt]
+    style = iter(head.get("style") or ())
     for step in run.steps.values():
         for response in step.ai_responses:
             # Straight into the fields: pydantic's setattr hook would cost more than the
@@ -336,7 +340,7 @@ def unpack(blob: bytes | memoryview) -> PipelineRun:
             fields["raw_output"] = str(raw[at : at + length], "utf-8")
             at += length
             fields["prompt_used"] = prompts[next(order)]
-            fields["system_prompt"] = style
+            fields["system_prompt"] = styles[next(style, 0)]
             if response.status == ResponseStatus.COMPLETED:
                 fields["processed_content"] = fields["raw_output"].strip()
     return run
