@@ -291,9 +291,10 @@ def test_a_store_written_by_schema_2_opens_and_folds_to_the_same_states(tmp_path
     store = Store(path)
     snapshots = {key.removeprefix("snap:") for key in store.keys("snap:")}
     assert len(snapshots) >= 3  # opening those reads an old snapshot and its tail
-    for run_id, old in expected.items():
-        assert store.load(run_id).model_dump(mode="json") == old, run_id
-        assert fold(store.events(run_id)).model_dump(mode="json") == old, run_id
+    for run_id, old in expected.items():  # fields added since are checked on their own
+        loaded, folded = store.load(run_id), fold(store.events(run_id))
+        assert _restricted(loaded.model_dump(mode="json"), old) == old, run_id
+        assert loaded == folded, run_id
     live = {s.run_id for s in store.recent(limit=None)}
     assert live == {r for r in expected if not store.summary(r).deleted}
     assert len(live) == len(expected) - 1
