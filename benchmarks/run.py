@@ -552,8 +552,9 @@ async def _engine_feedback(workspace, long_id: str) -> tuple[float, float]:
     return statistics.median(samples[long_id]), statistics.median(samples[new_id])
 
 
-def _server_feedback(server: Server, long_id: str) -> tuple[float, float, int]:
-    """POST /feedback through a real server: on the long run and on a new run."""
+def _server_feedback(server: Server, long_id: str) -> tuple[float, float, int, int]:
+    """POST /feedback through a real server: on the long run and on a new run (medians,
+    and the largest answer of each)."""
     import httpx
     from instant_model import prose
 
@@ -570,7 +571,7 @@ def _server_feedback(server: Server, long_id: str) -> tuple[float, float, int]:
         for run_id in (long_id, new_id):  # warm: the server reads each run once
             http.post(f"/api/runs/{run_id}/feedback", json={"feedback": "warm-up"})
         samples: dict[str, list[float]] = {long_id: [], new_id: []}
-        size = 0
+        sizes = dict.fromkeys(samples, 0)
         for i in range(7):
             for run_id, bucket in samples.items():
                 text = scale.feedback_text(800_000 + i)
@@ -578,8 +579,9 @@ def _server_feedback(server: Server, long_id: str) -> tuple[float, float, int]:
                 answer = http.post(f"/api/runs/{run_id}/feedback", json={"feedback": text})
                 bucket.append(time.perf_counter() - start)
                 answer.raise_for_status()
-                size = max(size, len(answer.content))
-    return statistics.median(samples[long_id]), statistics.median(samples[new_id]), size
+                sizes[run_id] = max(sizes[run_id], len(answer.content))
+    medians = [statistics.median(samples[run_id]) for run_id in (long_id, new_id)]
+    return medians[0], medians[1], sizes[long_id], sizes[new_id]
 
 
 def bench_feedback() -> None:
@@ -594,7 +596,7 @@ def bench_feedback() -> None:
         workspace = get_workspace(cycles["workspace"])
     engine_long, engine_new = asyncio.run(_engine_feedback(workspace, long_id))
     with Server(scratch, cycles["workspace"]) as server:
-        server_long, server_new, size = _server_feedback(server, long_id)
+        server_long, server_new, size, size_new = _server_feedback(server, long_id)
     record(
         f"server: one feedback on a run with {n:,} cycles vs a new run (warm)",
         server_long * 1000,
@@ -603,7 +605,8 @@ def bench_feedback() -> None:
         server_new * 1000,
         target_text="≤ 1.5x baseline",
         note=f"baseline: the same POST on a new run, alternated, medians of 7; the answer "
-        f"is the run as JSON ({size / 1e6:.1f} MB); the engine alone (in process, warm): "
+        f"(the run, each step from its latest attempt) {size / 1024:,.0f} KB vs "
+        f"{size_new / 1024:,.0f} KB on the new run; the engine alone (in process, warm): "
         f"{engine_long * 1000:.1f} vs {engine_new * 1000:.1f} ms = "
         f"{engine_long / engine_new:.1f}x",
     )
