@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from writeit import events as ev
-from writeit import processes, providers, quality
+from writeit import llmlog, processes, providers, quality
 from writeit.errors import StepRunning, TooManyRuns
 from writeit.events import Payloads
 from writeit.models import (
@@ -492,6 +492,7 @@ class Generation:
             ]
 
         await self._commit(run_id, completed, retry=True)
+        await llmlog.record(result.response, run, step_name, enabled=self.preferences.log_to_llm)
 
 
 # --- helpers -------------------------------------------------------------------------------

@@ -641,6 +641,7 @@ class UserPreferences(BaseModel):
     max_retries: int = Field(default=2, ge=0, le=10)
     allowed_hosts: list[str] = Field(default_factory=list)
     blind_review: bool = False  # hide models and shuffle candidates until each choice
+    log_to_llm: bool = True  # record every model call in llm's logs.db (`llm logs`)
 
     @field_validator("keyboard_shortcuts")
     @classmethod

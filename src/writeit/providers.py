@@ -20,7 +20,7 @@ import re
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -104,6 +104,7 @@ class StreamResult:
     duration: float
     estimated_usage: bool = False
     attempts: int = 1
+    response: Any = field(default=None, repr=False)  # llm's own, for its logs.db (llmlog)
 
 
 def pricing(overrides: dict[str, dict[str, float]] | None = None) -> dict[str, dict[str, float]]:
@@ -519,6 +520,7 @@ async def _stream_once(
         output_tokens=output_tokens if output_tokens is not None else _estimate(text),
         duration=time.monotonic() - started,
         estimated_usage=estimated,
+        response=response,
     )
 
 

@@ -176,7 +176,7 @@ def _show_click_error(error: Exception) -> None:
 
 
 # The commands register themselves on `app` when their modules are imported.
-from writeit.cli import setup, runs, diff, replay, stats  # noqa: E402, F401, I001 - this order is --help's
+from writeit.cli import setup, runs, diff, replay, stats, web  # noqa: E402, F401, I001 - this order is --help's
 
 
 def _place(name: str, after: str) -> None:
@@ -191,3 +191,4 @@ def _place(name: str, after: str) -> None:
 
 _place("diff", after="tree")
 _place("replay", after="fork")
+_place("web", after="serve")

@@ -403,7 +403,7 @@ def show(
     ] = False,
 ) -> None:
     """Show a run: its steps, candidates and choices (optionally as it was at an event)."""
-    from writeit import export
+    from writeit import export, llmlog
     from writeit.models import blind_exclude
 
     engine = _engine(workspace)
@@ -422,6 +422,7 @@ def show(
     )
     if state.error:
         console.print(f"[red]{state.error}[/]")
+    calls = llmlog.conversations(state)
     for name in state.pipeline.step_names:
         step = state.steps[name]
         marker = "▶" if name == state.current_step else " "
@@ -449,6 +450,8 @@ def show(
             if response.flags:
                 flagged = "; ".join(flag.label() for flag in response.flags)
                 console.print(f"      ⚑ {flagged}", style="yellow", highlight=False, markup=False)
+        for cid in calls.get(name, []):
+            console.print(f"    llm logs --cid {cid}", style="dim", highlight=False, markup=False)
         if step.decision:
             console.print(f"    {export.decided(step)}", highlight=False, markup=False)
         if step.user_feedback:
