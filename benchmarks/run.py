@@ -204,6 +204,9 @@ async def _direct_calls() -> None:
             await response.usage()
 
 
+INSTANT = ("instant-a", "instant-b")
+
+
 def bench_engine() -> None:
     engine = _engine()
     asyncio.run(_full_run(engine))  # warm caches (imports, templates, model lookup)
@@ -942,6 +945,64 @@ def _print_table() -> None:
             console.print(f"[dim]- {f.name}:[/] {f.note}", highlight=False)
 
 
+def bench_forecast() -> None:
+    """A forecast and a budget cost a writer nothing they would notice: the whole run's
+    forecast with 20 runs of history, a price lookup, and a budgeted run's overhead."""
+    from writeit import pricing
+
+    engine = _engine()
+    engine.preferences.pricing = {m: {"input": 1.0, "output": 2.0} for m in INSTANT}
+    for _ in range(20):
+        asyncio.run(_full_run(engine))
+    inputs = {"source_material": "notes " * 2000}
+
+    def ahead():
+        return engine.forecast(pipeline="tech-article", inputs=inputs, models=list(INSTANT))
+
+    ahead()
+    record(
+        "forecast: a whole 4-step run, 2 models, 20 runs of history",
+        timed(ahead, 20) * 1000,
+        "ms",
+        50,
+    )
+    pricing.cost("gpt-4o-mini", 1000, 500)
+    lookup = timed(lambda: [pricing.cost("gpt-4o-mini", 1000, 500) for _ in range(1000)], 5)
+    record("pricing: one response priced (genai-prices, cached lookup)", lookup * 1000, "µs", 100)
+
+    async def budgeted() -> None:
+        run = await engine.start_run(
+            "tech-article",
+            {"source_material": "notes " * 200},
+            models=list(INSTANT),
+            budget_usd=100,
+        )
+        from writeit import autopilot
+
+        await autopilot.drive(engine, run.pipeline_run_id, "first")
+
+    plain, held = [], []
+    for _ in range(9):  # alternated, so load from other jobs falls on both alike
+        plain.append(timed(lambda: asyncio.run(_full_run(engine)), 1))
+        held.append(timed(lambda: asyncio.run(budgeted()), 1))
+    record(
+        "budget: overhead per step of a run with a budget",
+        max(statistics.median(held) - statistics.median(plain), 0.0) / 4 * 1000,
+        "ms",
+        20,
+        note="medians of 9 alternated runs with and without a budget",
+    )
+    run = engine.load(engine.store.recent(limit=1)[0].run_id)
+    prompt = run.steps["draft"].prompt
+    check = timed(lambda: engine._ahead(run, "draft", list(INSTANT), prompt), 20)
+    record(
+        "budget: the forecast checked in a step's claim (2 models, 20 runs of history)",
+        check * 1000,
+        "ms",
+        5,
+    )
+
+
 def bench_replay() -> None:
     """A replay is a fork with its models and style: it costs a branch, not a run; an
     export with provenance reads every response once, and every fork with --all-branches."""
@@ -993,6 +1054,7 @@ BENCHES = (
     bench_diff,
     bench_replay,
     bench_stats,
+    bench_forecast,
 )
 
 

@@ -249,13 +249,19 @@ def script(
     return new
 
 
+# The scripted models are free, as offline models are ($0, a known price); a test that
+# needs a model with no known price adds its id here (cleared by reset()).
+UNPRICED: set[str] = set()
+
+
 def reset() -> None:
-    """Forget every script and recorded call, and release every gate."""
+    """Forget every script, recorded call and unpriced id, and release every gate."""
     with _lock:
         gates = list(_gates)
         _gates.clear()
         _scripts.clear()
         calls.clear()
+        UNPRICED.clear()
     for gate in gates:
         gate.release()
 
@@ -387,6 +393,10 @@ class ScriptedModel(llm.Model):
     can_stream = True
     Options = _ScriptedOptions
 
+    @property
+    def writeit_free(self) -> bool:  # offline: WriteIt prices it at $0, known
+        return self.model_id not in UNPRICED
+
     def __init__(self, model_id: str) -> None:
         self.model_id = model_id
 
@@ -424,6 +434,10 @@ class AsyncScriptedModel(llm.AsyncModel):
 
     can_stream = True
     Options = _ScriptedOptions
+
+    @property
+    def writeit_free(self) -> bool:  # offline: WriteIt prices it at $0, known
+        return self.model_id not in UNPRICED
 
     def __init__(self, model_id: str) -> None:
         self.model_id = model_id

@@ -358,9 +358,13 @@ async def test_yaml_export_holds_models_selection_feedback_tokens_and_cost(engin
     assert run.final_text.strip() in md
 
 
-async def test_a_model_with_no_known_price_makes_the_cost_unknown_not_zero(engine, source):
+async def test_a_model_with_no_known_price_makes_the_cost_unknown_not_zero(
+    engine, source, openai_server
+):
     engine.preferences.pricing = {"scripted-a": {"input": 0.001, "output": 0.002}}
-    run = await engine.execute_step((await start(engine, source)).pipeline_run_id)
+    inputs = {"source_material": source}
+    run = await engine.start_run("tech-article", inputs, models=["scripted-a", "oai-ok"])
+    run = await engine.execute_step(run.pipeline_run_id)
     priced, unpriced = run.steps["angles"].candidates
     assert priced.usage_stats.cost_usd > 0 and unpriced.usage_stats.cost_usd is None
     assert run.known_cost is None

@@ -141,9 +141,10 @@ async def decided_every_way(engine, source) -> str:
     return run_id
 
 
-async def test_an_export_tells_how_every_step_was_decided_and_validates(engine, source):
+async def test_an_export_tells_how_every_step_was_decided_and_validates(engine, source, scripted):
     import jsonschema_rs
 
+    scripted.UNPRICED.add("scripted-b")  # the scripted models are free, this one unknown
     run_id = await decided_every_way(engine, source)
     run = engine.load(run_id)
     doc = json.loads(export.export_run(engine, run, "json"))
@@ -210,7 +211,8 @@ async def test_an_export_tells_how_every_step_was_decided_and_validates(engine, 
     )
     assert "- polish: skipped; decided by the writer" in markdown
     assert "; decided by the writer, blind, " in markdown  # the angles
-    assert "- Models asked: scripted-a (" in markdown and "price unknown" in markdown
+    assert "scripted-a (scripted-model, $0/$0 per M tokens)" in markdown
+    assert "scripted-b (scripted-model, price unknown)" in markdown
 
     data = yaml.safe_load(export.export_run(engine, run, "yaml"))
     assert data["history"][1]["decision"]["how"] == "merged"

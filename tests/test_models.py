@@ -119,17 +119,6 @@ def test_select_response_completes_the_step_and_keeps_feedback():
         step.select_response(5)
 
 
-def test_calculate_cost_is_per_thousand_tokens():
-    response = AIResponse(
-        model_name="gpt-4o",
-        usage_stats=TokenUsage(input_tokens=2000, output_tokens=1000, total_tokens=3000),
-    )
-    cost = response.calculate_cost({"gpt-4o": {"input": 0.0025, "output": 0.01}})
-    assert cost == pytest.approx(0.005 + 0.01)
-    assert response.usage_stats.cost_usd == pytest.approx(0.015)
-    assert AIResponse(model_name="unknown").calculate_cost({"gpt-4o": {}}) == 0.0
-
-
 def test_format_for_prompt_follows_the_seed():
     primer = StylePrimer(
         primer_id="p",

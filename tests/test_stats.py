@@ -21,8 +21,9 @@ A, B, C = "scripted-a", "scripted-b", "scripted-c"
 
 
 @pytest.fixture
-def preferences():
+def preferences(scripted):
     """scripted-a has a price (so a known mean cost); scripted-b has none (unknown)."""
+    scripted.UNPRICED.add(B)
     return UserPreferences(
         request_timeout=2.0,
         max_retries=2,

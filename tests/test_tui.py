@@ -795,11 +795,11 @@ async def test_copy_a_candidate_or_the_article_and_maximise_one(engine, scripted
         assert screen.maximized is None
 
 
-async def test_a_model_with_no_price_shows_price_unknown_not_zero(engine, scripted):
+async def test_a_model_with_no_price_shows_price_unknown_not_zero(engine, scripted, openai_server):
     engine.preferences.pricing = {"scripted-a": {"input": 0.001, "output": 0.002}}
     app = WriteItApp(engine=engine)
     async with app.run_test(size=SIZE) as pilot:
-        await open_new_run(pilot, engine)
+        await open_new_run(pilot, engine, models=["scripted-a", "oai-ok"])
         await until(pilot, lambda: candidates_shown(app), "candidates")
         a, b = step_screen(app).panes.values()
         assert "$0.00" in a.border_subtitle and "price unknown" not in a.border_subtitle

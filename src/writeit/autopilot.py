@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from writeit.errors import InvalidAction, InvalidInput
+from writeit.errors import BudgetReached, InvalidAction, InvalidInput
 from writeit.models import AIResponse, PipelineRun, PipelineStatus, ResponseStatus, StepStatus
 
 if TYPE_CHECKING:
@@ -34,6 +34,8 @@ async def drive(
         if step.status == StepStatus.PENDING:
             run = await engine.execute_step(run.pipeline_run_id)
             step = run.current
+        if run.status == PipelineStatus.PAUSED and run.paused_because:  # a stream hit the budget
+            raise BudgetReached(run.paused_because, run_id=run.pipeline_run_id)
         if run.status == PipelineStatus.ERROR:
             raise InvalidAction(
                 f"step {step.step_name!r} failed: {run.error}",

@@ -32,6 +32,7 @@ from writeit.errors import (
     UnknownResponse,
 )
 from writeit.events import Event, EventType, apply
+from writeit.forecast import Forecast
 from writeit.generation import Generation, Payloads, _Claim, _streamer
 from writeit.models import (
     PipelineConfiguration,
@@ -128,9 +129,11 @@ class Engine(Runs, Generation):
         step_models: dict[str, list[str]] | None = None,
         user_id: str = "default",
         blind: bool | None = None,
+        budget_usd: float | None = None,
     ) -> PipelineRun:
         """`blind` (default: the `blind_review` preference) hides each step's models
-        and shuffles its candidates until the writer decides."""
+        and shuffles its candidates until the writer decides. `budget_usd` (default: the
+        `default_budget_usd` preference) is the most the run may spend."""
         from writeit import config
 
         if isinstance(pipeline, str):
@@ -162,6 +165,7 @@ class Engine(Runs, Generation):
             step_models=step_models,
             user_id=user_id,
             blind=self.preferences.blind_review if blind is None else blind,
+            budget_usd=_budget(budget_usd, self.preferences.default_budget_usd),
         )
         event = Event.of(created, seq=1, run_id=run_id)
         run = ev.new_run(event)
@@ -754,13 +758,18 @@ class Engine(Runs, Generation):
 
         return await self._commit(run_id, build, retry=True)
 
-    async def resume(self, run_id: str, model: str | None = None) -> PipelineRun:
+    async def resume(
+        self, run_id: str, model: str | None = None, *, budget_usd: float | None = None
+    ) -> PipelineRun:
         """Continue a paused, failed or interrupted (crashed) run where it stopped: the
         current step's interrupted candidates are asked again, in their place. With
-        `model`, that model is asked instead, for the failed candidates too."""
+        `model`, that model is asked instead, for the failed candidates too. With
+        `budget_usd`, the run's budget is that from now on (raise it to go on)."""
         run = await self.fetch(run_id)
         if model:
             check_model(model)
+        if budget_usd is not None:
+            run = await self.set_budget(run.pipeline_run_id, budget_usd)
         with self._claimed(run) as claim:
             return await self._resume(run, claim, model)
 
@@ -794,6 +803,46 @@ class Engine(Runs, Generation):
         run = await self._start(run, claim)
         return await self.wait(run.pipeline_run_id)
 
+    async def set_budget(self, run_id: str, budget_usd: float | None) -> PipelineRun:
+        """The most the run may spend from now on, in USD (None: no limit)."""
+        run = await self.fetch(run_id)
+        value = None if budget_usd is None else _budget(budget_usd, None)
+        if run.budget_usd == value:
+            return run
+        return await self._commit(
+            run.pipeline_run_id, lambda current: [ev.BudgetSet(budget_usd=value)]
+        )
+
+    def forecast(
+        self,
+        run_id: str | None = None,
+        *,
+        pipeline: str | PipelineConfiguration | None = None,
+        inputs: dict[str, str] | None = None,
+        style: str | None = None,
+        models: list[str] | None = None,
+        step_models: dict[str, list[str]] | None = None,
+    ) -> Forecast:
+        """What the steps still to run will cost: of a run (from its current step if
+        it has not run, else the next), or of a new run of `pipeline` with `inputs`."""
+        from writeit import forecast
+
+        if run_id is not None:
+            return forecast.of_run(self.load(self.resolve(run_id)), self.price_of, self.history)
+        if pipeline is None:
+            raise InvalidInput("forecast a run id, or a pipeline with its inputs")
+        return forecast.of_new_run(
+            pipeline,
+            inputs or {},
+            style=self.preferences.style_primer if style is None else style,
+            models=models or [],
+            step_models=step_models or {},
+            pipeline_dirs=self.pipeline_dirs(),
+            style_dirs=self.style_dirs(),
+            price_of=self.price_of,
+            history=self.history(),
+        )
+
     async def delete(self, run_id: str) -> PipelineRun:
         """Hide a run from listings; its history stays, since forks may share it."""
         run = await self.fetch(run_id)
@@ -808,6 +857,14 @@ class Engine(Runs, Generation):
 
 
 # --- helpers -------------------------------------------------------------------------------
+
+
+def _budget(given: float | None, default: float | None) -> float | None:
+    """A run's budget in USD: the one given, else the preference; never negative."""
+    value = given if given is not None else default
+    if value is not None and value < 0:
+        raise InvalidInput(f"a budget of {value} USD", hint="give a budget of 0 or more")
+    return value
 
 
 def _replay_point(events: list[Event], earlier: list[str], short: str) -> int:

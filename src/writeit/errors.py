@@ -52,5 +52,20 @@ class TooManyRuns(Busy):
         self.running, self.limit = running, limit
 
 
+class BudgetReached(InvalidAction):
+    """A step would take the run past its budget, so it was not started (or a stream
+    crossed it and was stopped); the run is paused. Headless runs exit with 3."""
+
+    exit_code = 3
+
+    def __init__(self, message: str, run_id: str = "") -> None:
+        short = run_id[:8] or "RUN"
+        super().__init__(
+            message,
+            f"raise it to go on: writeit resume {short} --budget USD (or in the TUI: U, then the budget)",
+        )
+        self.run_id = run_id
+
+
 class UnknownResponse(InvalidInput):
     """No response of the step matches the index or id given."""

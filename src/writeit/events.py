@@ -58,6 +58,7 @@ class EventType(StrEnum):
     RESPONSES_MERGED = "responses_merged"
     FEEDBACK_GIVEN = "feedback_given"
     RESPONSES_JUDGED = "responses_judged"
+    BUDGET_SET = "budget_set"
 
 
 # --- payloads ------------------------------------------------------------------------
@@ -84,6 +85,7 @@ class RunCreated(Payload):
     step_models: dict[str, list[str]] = Field(default_factory=dict)
     user_id: str = "default"
     blind: bool = False
+    budget_usd: float | None = None  # absent in logs before budgets
 
 
 class RunForked(Payload):
@@ -110,6 +112,7 @@ class RunStarted(Payload):
 
 class RunPaused(Payload):
     type = EventType.RUN_PAUSED
+    reason: str | None = None  # WriteIt's own pause (a budget reached); None: the writer
 
 
 class RunResumed(Payload):
@@ -244,6 +247,13 @@ class ResponsesJudged(Payload):
     judge: str | None = None
 
 
+class BudgetSet(Payload):
+    """The most the run may spend from now on, in USD (None: no limit)."""
+
+    type = EventType.BUDGET_SET
+    budget_usd: float | None = None
+
+
 Payloads = list[Payload]  # what a change is made of, in order
 
 PAYLOADS: dict[EventType, type[Payload]] = {
@@ -321,6 +331,7 @@ def new_run(event: Event) -> PipelineRun:
         user_id=created.user_id,
         last_seq=event.seq,
         blind=created.blind,
+        budget_usd=created.budget_usd,
     )
 
 
@@ -382,6 +393,7 @@ def _status(new: PipelineStatus) -> Handler:
         if new == PipelineStatus.COMPLETED:
             run.completed_at = event.at
         run.error = p.error if isinstance(p, RunErrored) else None
+        run.paused_because = p.reason if isinstance(p, RunPaused) else None
 
     return handler
 
@@ -399,6 +411,11 @@ for _kind, _status_value in {
 @_on(EventType.RUN_DELETED)
 def _deleted(run: PipelineRun, p: RunDeleted, event: Event) -> None:
     """A tombstone: the run leaves listings, its history stays (forks may share it)."""
+
+
+@_on(EventType.BUDGET_SET)
+def _budget_set(run: PipelineRun, p: BudgetSet, event: Event) -> None:
+    run.budget_usd = p.budget_usd
 
 
 # --- steps ---------------------------------------------------------------------------

@@ -604,12 +604,9 @@ def _descendants(store: Any, run_id: str) -> list[str]:
 
 
 def prices(engine: Engine) -> PriceOf:
-    """Per-model prices for the export: the pricing module's, with the writer's overrides
-    (unknown everywhere until that module is in)."""
-    try:
-        from writeit import pricing  # type: ignore[attr-defined]
-    except ImportError:
-        return _no_prices
+    """Per-model prices for the export: maintained prices with the writer's overrides."""
+    from writeit import pricing
+
     overrides = engine.preferences.pricing
     return lambda model: pricing.price_of(model, overrides)
 

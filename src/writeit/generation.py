@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from writeit import events as ev
-from writeit import llmlog, processes, providers, quality
-from writeit.errors import StepRunning, TooManyRuns
+from writeit import forecast, llmlog, pricing, processes, providers, quality
+from writeit.errors import BudgetReached, StepRunning, TooManyRuns
 from writeit.events import Payloads
 from writeit.models import (
     AIResponse,
@@ -63,6 +63,7 @@ class _Stream:
     task: asyncio.Task | None = None
     taken: int = 0
     reason: str = "it did not finish"
+    guard: forecast.Guard | None = None  # the run's budget, when it has one
 
 
 @dataclass(eq=False)
@@ -261,9 +262,22 @@ class Generation:
         replaced = dict(zip([rid for rid, _ in started], replaces or [], strict=False))
         provider = await asyncio.to_thread(_providers, models)
         pid, since = processes.me()
+        ahead = self._ahead(run, step_name, models, prompt) if run.budget_usd is not None else None
+        refused: list[str] = []
+        guards: list[forecast.Guard] = []
 
         def build(current: PipelineRun) -> Payloads:
             _check_free(current, step_name)
+            refused.clear(), guards.clear()
+            # The budget is checked on the state the claim is written on, in this build:
+            # two requests cannot both pass it with one step's worth of budget left.
+            if ahead is not None and current.budget_usd is not None:
+                spent = pricing.spent(current, self.preferences.pricing)
+                why = forecast.refusal(current, spent, ahead)
+                if why:
+                    refused.append(why)
+                    return self._budget_pause(current, why)
+                guards.append(_guard(current.budget_usd, spent, started, ahead))
             starts: Payloads = [
                 ev.ResponseStarted(
                     step=step_name,
@@ -282,8 +296,11 @@ class Generation:
 
         limit = self.preferences.max_concurrent_pipelines
         run = await self._commit(run_id, build, retry=True, slots=limit)
+        if refused:
+            raise BudgetReached(refused[0], run_id=run_id)
+        guard = guards[0] if guards else None
         for response_id, model in started:
-            self._streams[response_id] = _Stream(run_id, step_name, model)
+            self._streams[response_id] = _Stream(run_id, step_name, model, guard=guard)
         for response_id, model in started:
             self._streams[response_id].task = asyncio.create_task(
                 self._stream_response(run, response_id, model, prompt, options)
@@ -299,6 +316,8 @@ class Generation:
             for (response_id, model), outcome in zip(started, outcomes, strict=True):
                 if isinstance(outcome, Exception):  # its end could not be stored: say so
                     log.error("response %s of %s was not recorded: %s", response_id, model, outcome)
+            if guard is not None and guard.tripped:
+                await self._commit(run_id, lambda c: self._budget_pause(c, guard.tripped or ""))
             if kind == "candidate":
                 return await self._after_generation(run_id, step_name)
             return self.load(run_id)
@@ -308,6 +327,41 @@ class Generation:
         self._generations[run_id] = task
         task.add_done_callback(functools.partial(self._forget_generation, run_id))
         return run, task
+
+    def _budget_pause(self, run: PipelineRun, why: str) -> Payloads:
+        """Pause the run (a new or stopped one is opened first) saying why: the budget."""
+        if run.status == PipelineStatus.COMPLETED:
+            return []
+        return [*self._reopening(run), ev.RunPaused(reason=why)]
+
+    def _ahead(
+        self, run: PipelineRun, step: str, models: list[str], prompt: str
+    ) -> forecast.Forecast:
+        """The forecast of asking `models` with `prompt` at `step` of `run`."""
+        spec = run.pipeline.step(step)
+        items = forecast.step_forecast(
+            step,
+            spec,
+            run.pipeline.options_for(spec),
+            models,
+            prompt,
+            run.style_prompt,
+            self.price_of,
+            self.history(run),
+        )
+        return forecast.Forecast(items)
+
+    def price_of(self, model: str) -> pricing.Price | None:
+        """The model's price with the writer's `pricing` overrides (None: unknown)."""
+        return pricing.price_of(model, self.preferences.pricing)
+
+    def history(self, *runs: PipelineRun) -> forecast.History:
+        """What the workspace's recent runs (and `runs`) teach the forecast."""
+        found = list(runs)
+        for summary in self.store.recent(limit=forecast.RECENT_RUNS):
+            with contextlib.suppress(WriteItError):
+                found.append(self.load(summary.run_id))
+        return forecast.History.of(found)
 
     def _forget_generation(self, run_id: str, task: asyncio.Task) -> None:
         """A finished generation is no longer waited for (memory stays flat per run)."""
@@ -421,6 +475,8 @@ class Generation:
             stream.buffer.append(chunk)
             if self._subscribers:
                 self._publish("delta", run_id, response_id=response_id, step=step_name, text=chunk)
+            if stream.guard is not None and stream.guard.add(response_id, chunk):
+                self._stop_streams(run_id, stream.guard.stop())  # its text is kept
 
         started = time.monotonic()
         try:
@@ -470,10 +526,9 @@ class Generation:
             output_tokens=result.output_tokens,
             total_tokens=result.input_tokens + result.output_tokens,
         )
-        table = providers.pricing(self.preferences.pricing)
-        priced_as = model if model in table else providers.resolve(model).model_id
-        cost = AIResponse(model_name=priced_as, usage_stats=usage).calculate_cost(table)
-        usage.cost_usd = round(cost, 8) if priced_as in table else None  # unknown, never $0
+        usage.cost_usd = pricing.cost(  # None: unknown, never $0
+            model, result.input_tokens, result.output_tokens, self.preferences.pricing
+        )
         usage_data = usage.model_dump()
 
         def completed(current: PipelineRun) -> Payloads:
@@ -508,6 +563,20 @@ def _assess(
     metrics = quality.measure(text, primer, fit_words)
     found = quality.flags(text, primer, target_words, reading=metrics["readability"])
     return metrics, found
+
+
+def _guard(
+    budget: float, spent: float, started: list[tuple[str, str]], ahead: forecast.Forecast
+) -> forecast.Guard:
+    """A budget watch over the responses about to start, matched to their forecasts."""
+    return forecast.Guard(
+        budget=budget,
+        spent=spent,
+        prices={rid: item.price for (rid, _), item in zip(started, ahead.items, strict=True)},
+        inputs={
+            rid: item.input_tokens for (rid, _), item in zip(started, ahead.items, strict=True)
+        },
+    )
 
 
 def _providers(models: list[str]) -> dict[str, str]:

@@ -226,18 +226,6 @@ class AIResponse(BaseModel):
     pid: int | None = None  # the WriteIt process streaming it, while it streams
     pid_started: int | None = None
 
-    def calculate_cost(self, pricing: dict[str, dict[str, float]]) -> float:
-        """Cost in USD from per-1K-token prices; also stored on the usage stats."""
-        if not self.usage_stats or self.model_name not in pricing:
-            return 0.0
-        price = pricing[self.model_name]
-        cost = (
-            self.usage_stats.input_tokens * price.get("input", 0) / 1000
-            + self.usage_stats.output_tokens * price.get("output", 0) / 1000
-        )
-        self.usage_stats.cost_usd = cost
-        return cost
-
     @property
     def cost(self) -> float:
         return (self.usage_stats.cost_usd or 0.0) if self.usage_stats else 0.0
@@ -415,6 +403,8 @@ class PipelineRun(BaseModel):
     error: str | None = None
     last_seq: int = 0
     blind: bool = False  # blind review: each step's candidates shuffled, models hidden
+    budget_usd: float | None = None  # the most the run may spend (None: no limit)
+    paused_because: str | None = None  # why WriteIt paused it (a budget); None: the writer
     # Folded alongside the state so a lookup does not scan every response: where each
     # response is (step, position) and which are streaming. Rebuilt when missing.
     _where: dict[str, tuple[str, int]] | None = PrivateAttr(default=None)
@@ -636,7 +626,11 @@ class UserPreferences(BaseModel):
     max_concurrent_pipelines: int = Field(default=3, ge=1, le=64)
     export_format: Literal["md", "yaml", "json"] = "yaml"
     workspace: str = "default"
+    # USD per million tokens, per model: {"gpt-4o-mini": {"input": 0.15, "output": 0.6}}
     pricing: dict[str, dict[str, float]] = Field(default_factory=dict)
+    # config.yaml without it predates per-million prices: read as per 1K once, converted
+    pricing_unit: Literal["per_million"] = "per_million"
+    default_budget_usd: float | None = Field(default=None, gt=0)  # runs' budget unless given
     request_timeout: float = Field(default=120.0, gt=0)
     max_retries: int = Field(default=2, ge=0, le=10)
     allowed_hosts: list[str] = Field(default_factory=list)

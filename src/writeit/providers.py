@@ -33,26 +33,6 @@ OFFLINE_MODEL = "markov"
 # again later, which beats a pane that looks stuck for minutes.
 MAX_RETRY_AFTER = 60.0
 
-# USD per 1K tokens; `pricing` in config.yaml overrides or extends this table.
-DEFAULT_PRICING: dict[str, dict[str, float]] = {
-    "gpt-4o-mini": {"input": 0.00015, "output": 0.0006},
-    "gpt-4o": {"input": 0.0025, "output": 0.01},
-    "gpt-4.1": {"input": 0.002, "output": 0.008},
-    "gpt-4.1-mini": {"input": 0.0004, "output": 0.0016},
-    "gpt-4.1-nano": {"input": 0.0001, "output": 0.0004},
-    "gpt-5": {"input": 0.00125, "output": 0.01},
-    "gpt-5-mini": {"input": 0.00025, "output": 0.002},
-    "o4-mini": {"input": 0.0011, "output": 0.0044},
-    "claude-sonnet-4": {"input": 0.003, "output": 0.015},
-    "claude-sonnet-4.5": {"input": 0.003, "output": 0.015},
-    "claude-opus-4": {"input": 0.015, "output": 0.075},
-    "claude-haiku-4.5": {"input": 0.001, "output": 0.005},
-    "claude-3.5-haiku": {"input": 0.0008, "output": 0.004},
-    "gemini-2.5-pro": {"input": 0.00125, "output": 0.01},
-    "gemini-2.5-flash": {"input": 0.0003, "output": 0.0025},
-    "markov": {"input": 0.0, "output": 0.0},
-}
-
 _KEY_VARIABLES = {
     "openai": "OPENAI_API_KEY",
     "anthropic": "ANTHROPIC_API_KEY",
@@ -105,10 +85,6 @@ class StreamResult:
     estimated_usage: bool = False
     attempts: int = 1
     response: Any = field(default=None, repr=False)  # llm's own, for its logs.db (llmlog)
-
-
-def pricing(overrides: dict[str, dict[str, float]] | None = None) -> dict[str, dict[str, float]]:
-    return {**DEFAULT_PRICING, **(overrides or {})}
 
 
 def _provider_of(model: Any) -> str:
@@ -212,7 +188,10 @@ def resolve(name: str) -> Resolved:
 
 def forget_models() -> None:
     """Drop resolved models, e.g. after `llm keys set` or a new extra-openai-models.yaml."""
+    from writeit import pricing
+
     _resolve_cached.cache_clear()
+    pricing.forget()  # a model's identity (and so its price) may have changed
 
 
 def _guard_key(model: Any) -> None:

@@ -99,17 +99,19 @@ def _matches(summary: RunSummary, field: str, value: str) -> bool:
     return getattr(summary, field) == value
 
 
-def _totals(summary: dict[str, Any] | None, events: list[Event]) -> tuple[int, float] | None:
-    """Tokens and cost after these events, from the summary before them (None for a new
-    run or branch: it sums what it inherits)."""
+def _totals(summary: dict[str, Any] | None, events: list[Event]) -> tuple[int, float, bool] | None:
+    """Tokens, cost and whether every price was known after these events, from the
+    summary before them (None for a new run or branch: it sums what it inherits)."""
     if summary is None:
         return None
     tokens, cost = summary.get("tokens", 0), summary.get("cost", 0.0)
+    priced = summary.get("priced", True)
     for done in _payloads(events, ResponseCompleted):
         usage = done.usage or {}
         tokens += usage.get("total_tokens") or 0
         cost += usage.get("cost_usd") or 0.0
-    return tokens, cost
+        priced = priced and (not usage or usage.get("cost_usd") is not None)
+    return tokens, cost, priced
 
 
 def _payloads(events: list[Event], kind: type[P]) -> list[P]:
@@ -161,6 +163,7 @@ class RunSummary:
     models: list[str] | None = None
     tokens: int = 0
     cost: float = 0.0
+    priced: bool = True  # False: a model's price is unknown, so `cost` is not the whole
     title: str = ""
     user_id: str = "default"
     deleted: bool = False
@@ -176,12 +179,16 @@ class RunSummary:
         own_from: int,
         deleted: bool = False,
         snap_seq: int = 0,
-        totals: tuple[int, float] | None = None,
+        totals: tuple[int, float, bool] | None = None,
     ) -> RunSummary:
         """The summary of `run`; `totals` (tokens, cost) when the caller counted them
         from the previous summary, which spares summing every response."""
         source = run.user_inputs.get(next(iter(run.user_inputs), ""), "")
-        tokens, cost = totals if totals is not None else (run.total_tokens, run.total_cost)
+        tokens, cost, priced = (
+            totals
+            if totals is not None
+            else (run.total_tokens, run.total_cost, run.known_cost is not None)
+        )
         return cls(
             run_id=run.pipeline_run_id,
             pipeline=run.configuration_id,
@@ -200,6 +207,7 @@ class RunSummary:
             models=run.models,
             tokens=tokens,
             cost=round(cost, 6),
+            priced=priced,
             title=" ".join(source.split())[:80],
             user_id=run.user_id,
             deleted=deleted,

@@ -32,6 +32,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from writeit import pricing
 from writeit.models import UserPreferences, WriteItError
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -102,7 +103,11 @@ def load_preferences() -> UserPreferences:
         return UserPreferences()
     try:
         data = yaml.safe_load(path.read_text()) or {}
-        return UserPreferences.model_validate(data)
+        preferences = UserPreferences.model_validate(data)
+        if pricing.upgrade_config(data):  # prices per 1K from before: per million, once
+            preferences = UserPreferences.model_validate(data)
+            save_preferences(preferences)
+        return preferences
     except (yaml.YAMLError, ValidationError) as error:
         raise WriteItError(
             f"{path} is not valid: {error}",
@@ -114,6 +119,8 @@ def save_preferences(preferences: UserPreferences) -> None:
     """What the writer set, even to a default value (a choice kept, say export_format
     yaml); what they never set follows the defaults of later versions."""
     data = preferences.model_dump(mode="json", exclude_unset=True)
+    if data.get("pricing"):
+        data["pricing_unit"] = "per_million"  # so a later load never converts them again
     write_private(config_path(), yaml.safe_dump(data, sort_keys=True))
 
 

@@ -136,7 +136,7 @@ def main() -> None:
         code = app(standalone_mode=False)
     except WriteItError as error:
         err.print(f"[red]error:[/] {error}", highlight=False)
-        sys.exit(1)
+        sys.exit(getattr(error, "exit_code", 1))  # 3: a budget stopped the run
     except typer.Abort:
         err.print("Aborted.")
         sys.exit(1)

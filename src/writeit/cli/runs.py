@@ -29,6 +29,11 @@ from writeit.errors import WriteItError
 if TYPE_CHECKING:
     from rich.table import Table
 
+BudgetOpt = Annotated[
+    float | None,
+    typer.Option("--budget", min=0, help="The most the run may spend, in USD."),
+]
+
 # --- runs --------------------------------------------------------------------------------
 
 
@@ -108,9 +113,25 @@ def run(
             "you choose (default: the blind_review preference).",
         ),
     ] = None,
+    budget: BudgetOpt = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Forecast the cost per step and model; call no model."),
+    ] = False,
 ) -> None:
-    """Start a run: in the TUI, or headless with a pick policy."""
+    """Start a run: in the TUI, or headless with a pick policy.
+
+    With --budget USD the run pauses before a step that would take it past the budget
+    (headless: exit code 3); `writeit resume RUN --budget MORE` goes on."""
     values = _parse_inputs(inputs or [])
+    if dry_run:
+        engine = _engine(workspace)
+        step_models = _announce_models(engine, pipeline, model or [], quiet=True)
+        ahead = engine.forecast(
+            pipeline=pipeline, inputs=values, style=style, models=model, step_models=step_models
+        )
+        _print_forecast(ahead, as_json, budget or engine.preferences.default_budget_usd)
+        return
     if not headless:
         _open_tui(
             workspace,
@@ -119,6 +140,7 @@ def run(
             style=style,
             models=model or [],
             blind=blind,
+            budget=budget,
         )
         return
     _refuse_existing_out(export, out)
@@ -127,12 +149,61 @@ def run(
 
     async def go():
         started = await engine.start_run(
-            pipeline, values, style=style, models=model or [], step_models=step_models, blind=blind
+            pipeline,
+            values,
+            style=style,
+            models=model or [],
+            step_models=step_models,
+            blind=blind,
+            budget_usd=budget,
         )
         return await _drive(engine, started.pipeline_run_id, pick, quiet=as_json, judge=judge)
 
     finished = _run_async(go())
     _finish(engine, finished, export, out, as_json)
+
+
+def _print_forecast(ahead, as_json: bool, budget: float | None) -> None:
+    """The forecast per step and model, and the total (a dry run)."""
+    if as_json:
+        _print_json({**ahead.to_json(), "budget_usd": budget})
+        return
+    table = _table("Step", "Model", "In tok", "Out tok (range)", "Cost (range)")
+    for item in ahead.items:
+        table.add_row(
+            item.step,
+            item.model,
+            f"{'≈' if item.estimated else ''}{item.input_tokens}",
+            f"{item.output_tokens} ({item.output_low}-{item.output_high})",
+            _span(item.cost, item.low, item.high),
+        )
+    console.print(table)
+    prices = {i.model: i.price for i in ahead.items}
+    console.print(
+        "Prices, USD per million tokens in · out: "
+        + "; ".join(
+            f"{model} {price.input:g} · {price.output:g}" if price else f"{model} unknown"
+            for model, price in prices.items()
+        ),
+        highlight=False,
+    )
+    console.print(f"Total: [bold]{_span(ahead.cost, ahead.low, ahead.high)}[/]", highlight=False)
+    if ahead.unpriced:
+        console.print(
+            f"[yellow]No known price for {', '.join(ahead.unpriced)}[/]: set one with "
+            f"writeit config set pricing.{ahead.unpriced[0]}.input USD_PER_MILLION (and .output)",
+            highlight=False,
+        )
+    if ahead.estimated:
+        console.print("≈ input tokens estimated (no tokenizer for that model here)", style="dim")
+    if budget is not None and ahead.cost is not None and ahead.cost > budget:
+        console.print(f"[yellow]Over the budget of ${budget:.4f}[/]: the run would pause.")
+
+
+def _span(cost: float | None, low: float | None, high: float | None) -> str:
+    if cost is None or low is None or high is None:
+        return "price unknown"
+    return f"${cost:.4f} ({low:.4f}-{high:.4f})"
 
 
 def _announce_models(engine, pipeline: str, models: list[str], quiet: bool) -> dict[str, list[str]]:
@@ -217,22 +288,24 @@ async def _drive(
             if live is not None:
                 live.update(table())
 
-    with (
-        Live(table(), console=err, refresh_per_second=8, transient=False)
-        if not quiet
-        else _Null() as live
-    ):
-        watcher = asyncio.create_task(watch(live if not quiet else None))
-        try:
-            if instead:
-                await _resume_with(engine, run_id, instead)
-            run_state = await autopilot.drive(engine, run_id, pick, judge=judge)
-            run_id = run_state.pipeline_run_id
-        finally:
-            watcher.cancel()
-            subscription.close()
-    if not quiet:
-        err.print()
+    try:
+        with (
+            Live(table(), console=err, refresh_per_second=8, transient=False)
+            if not quiet
+            else _Null() as live
+        ):
+            watcher = asyncio.create_task(watch(live if not quiet else None))
+            try:
+                if instead:
+                    await _resume_with(engine, run_id, instead)
+                run_state = await autopilot.drive(engine, run_id, pick, judge=judge)
+                run_id = run_state.pipeline_run_id
+            finally:
+                watcher.cancel()
+                subscription.close()
+    finally:
+        if not quiet:
+            err.print()  # the table ends its line, also before an error (a budget)
     return run_state
 
 
@@ -361,7 +434,7 @@ def runs(
             r.status,
             f"{r.step_index + 1}/{r.steps_total} {r.current_step}",
             r.updated_at[5:16].replace("T", " "),
-            f"${r.cost:.4f}",
+            f"${r.cost:.4f}" if r.priced else "unknown",
             r.title.lstrip("# "),
         )
         for r in found
@@ -422,6 +495,9 @@ def show(
     )
     if state.error:
         console.print(f"[red]{state.error}[/]")
+    console.print(f"cost {_cost(state.known_cost)}" + _budget_line(engine, state), highlight=False)
+    if state.paused_because:
+        console.print(f"[yellow]paused: {state.paused_because}[/]", highlight=False)
     calls = llmlog.conversations(state)
     for name in state.pipeline.step_names:
         step = state.steps[name]
@@ -436,6 +512,8 @@ def show(
         for index, response in enumerate(step.ai_responses):
             chosen = " ✓" if step.user_selection == index else ""
             info = f"{response.tokens} tok, {response.processing_time:.1f}s"
+            if response.usage_stats is not None:
+                info += f", {_cost(response.usage_stats.cost_usd)}"
             if response.quality_score is not None:
                 info += f", quality {response.quality_score:.2f}"
             via = f" via {response.provider}" if response.provider else ""
@@ -516,11 +594,13 @@ def resume(
     ] = None,
     out: Annotated[Path | None, typer.Option("--out")] = None,
     as_json: JsonOpt = False,
+    budget: BudgetOpt = None,
 ) -> None:
     """Continue an interrupted or paused run where it stopped.
 
     With --model, the candidates that failed or were cut off at the current step are
-    asked of that model instead, in their place (say the provider was down).
+    asked of that model instead, in their place (say the provider was down). With
+    --budget, the run's budget is that from now on (raise it to go on past a pause).
     """
     if model and not headless:
         raise typer.BadParameter(
@@ -531,6 +611,8 @@ def resume(
         )
     engine = _engine(workspace)
     full_id = engine.resolve(run_id)
+    if budget is not None:
+        _run_async(engine.set_budget(full_id, budget))
     if not headless:
         _open_tui(workspace, run_id=full_id)
         return
@@ -682,6 +764,17 @@ def serve(
     from writeit.server import run_server
 
     run_server(host=host, port=port, workspace=workspace, allow_hosts=allow_host or [])
+
+
+def _budget_line(engine, run) -> str:
+    """ ", budget $0.0500 ($0.0120 spent, $0.0380 left)" for a run with a budget."""
+    if run.budget_usd is None:
+        return ""
+    from writeit import pricing
+
+    spent = pricing.spent(run, engine.preferences.pricing)
+    left = max(run.budget_usd - spent, 0.0)
+    return f", budget ${run.budget_usd:.4f} (${spent:.4f} spent, ${left:.4f} left)"
 
 
 def _cost(cost: float | None) -> str:

@@ -231,18 +231,34 @@ def _looks_like_style(path: Path) -> bool:
 @app.command()
 def models(as_json: JsonOpt = False) -> None:
     """List the models `llm` knows, and which need a key (`llm keys set ...`)."""
-    from writeit import providers
+    from writeit import pricing, providers, workspaces
 
     found = providers.list_models()
+    overrides = workspaces.load_preferences().pricing
+    prices = {m.model_id: pricing.price_of(m.model_id, overrides) for m in found}
     if as_json:
-        _print_json([{**m.__dict__, "usable": m.usable} for m in found])
+        _print_json(
+            [
+                {
+                    **m.__dict__,
+                    "usable": m.usable,
+                    # USD per million tokens; null: unknown (set pricing.MODEL.input/output)
+                    "input_price": p.input if (p := prices[m.model_id]) else None,
+                    "output_price": p.output if p else None,
+                    "price_source": p.source if p else None,
+                }
+                for m in found
+            ]
+        )
         return
-    table = _table("Model", "Aliases", "Provider", "Ready")
+    table = _table("Model", "Aliases", "Provider", "Ready", "$/M in · out")
     for m in found:
         ready = (
             "[green]yes[/]" if m.usable else f"[yellow]needs a key: llm keys set {m.needs_key}[/]"
         )
-        table.add_row(m.model_id, ", ".join(m.aliases), m.provider, ready)
+        price = prices[m.model_id]
+        shown = f"{price.input:g} · {price.output:g}" if price else "[dim]unknown[/]"
+        table.add_row(m.model_id, ", ".join(m.aliases), m.provider, ready, shown)
     console.print(table)
     if not providers.has_real_provider():
         console.print(

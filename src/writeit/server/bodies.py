@@ -32,6 +32,7 @@ InputText = Annotated[str, StringConstraints(max_length=200_000)]
 Feedback = Annotated[str, StringConstraints(max_length=20_000)]
 Instruction = Annotated[str, StringConstraints(max_length=5_000)]
 Models = Annotated[list[ModelName], Field(min_length=1, max_length=9)]
+BudgetUsd = Annotated[float, Field(ge=0, le=1_000_000, allow_inf_nan=False)]
 
 
 class Body(BaseModel):
@@ -59,6 +60,17 @@ class NewRun(Body):
         default=None,
         description="Blind review: candidates shuffled and their models left out of the "
         "run's JSON until each step is decided (omitted: the blind_review preference).",
+    )
+    budget_usd: BudgetUsd | None = Field(
+        default=None,
+        description="The most the run may spend, in USD (omitted: the default_budget_usd "
+        "preference). A step forecast past it pauses the run instead of starting.",
+    )
+
+
+class Resume(Body):
+    budget_usd: BudgetUsd | None = Field(
+        default=None, description="The run's budget from now on, in USD (raise it to go on)."
     )
 
 

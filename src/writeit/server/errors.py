@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException
 
 from writeit.errors import (
     AlreadyRun,
+    BudgetReached,
     InvalidAction,
     InvalidInput,
     InvalidTransition,
@@ -121,6 +122,8 @@ def classify(error: WriteItError) -> tuple[int, str]:
         return 404, "unknown_run"
     if isinstance(error, TooManyRuns):
         return 409, "too_many_runs"
+    if isinstance(error, BudgetReached):
+        return 409, "budget_reached"
     if isinstance(error, StepRunning):
         return 409, "step_running"
     if isinstance(error, AlreadyRun):

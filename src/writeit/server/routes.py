@@ -166,6 +166,7 @@ async def start_run(body: bodies.NewRun, state: State) -> Json:
             models=body.models,
             step_models=body.step_models,
             blind=body.blind,
+            budget_usd=body.budget_usd,
         )
     return run_response(engine, run, status_code=201)
 
@@ -399,14 +400,21 @@ async def pause(run_id: RunId, state: State) -> Json:
     summary="Continue a paused, failed or interrupted run (202 when models are asked)",
     responses=STARTED,
 )
-async def resume(run_id: RunId, state: State) -> JSONResponse:
+async def resume(run_id: RunId, state: State, body: bodies.Resume | None = None) -> JSONResponse:
     engine = state.engine
     full = state.run_id(run_id)
+    budget = body.budget_usd if body else None
     with plain_errors_as(InvalidState):
-        run, running = await state.launch(full, engine.resume(full))
+        run, running = await state.launch(full, engine.resume(full, budget_usd=budget))
     return run_response(
         engine, run, branched_from=full, status_code=202 if running else 200, texts="latest"
     )
+
+
+@router.get("/runs/{run_id}/forecast", summary="What the run's steps still to run will cost")
+async def forecast(run_id: RunId, state: State) -> Json:
+    ahead = await asyncio.to_thread(state.engine.forecast, state.run_id(run_id))
+    return ahead.to_json()
 
 
 @router.post(

@@ -257,10 +257,30 @@ def _extras(
         ],
         "streaming": engine.streaming(run_id),
         "hidden": hidden,
+        **_money(engine, run),
     }
     if branched_from and branched_from != run_id:
         extras["branched_from"] = branched_from
     return extras
+
+
+def _money(engine: Engine, run: PipelineRun) -> dict[str, Any]:
+    """Cost (null when a model's price is unknown, never 0) and the budget's spend."""
+    from writeit import pricing
+
+    known = run.known_cost
+    found: dict[str, Any] = {
+        "cost_usd": None if known is None else round(known, 6),
+        "priced": known is not None,
+    }
+    if run.budget_usd is not None:
+        spent = pricing.spent(run, engine.preferences.pricing)
+        found["budget"] = {
+            "budget_usd": run.budget_usd,
+            "spent_usd": round(spent, 6),
+            "remaining_usd": round(max(run.budget_usd - spent, 0.0), 6),
+        }
+    return found
 
 
 def snapshot_json(engine: Engine, run_id: str, reveal: bool = False) -> dict[str, Any]:

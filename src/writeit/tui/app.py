@@ -91,6 +91,7 @@ class WriteItApp(App[None]):
         engine: Engine | None = None,
         blind: bool | None = None,
         reopen: bool = False,
+        budget: float | None = None,
     ) -> None:
         """`reopen`: with nothing else to open, go back to the run the writer last worked
         on (in any front end), if it is unfinished."""
@@ -105,6 +106,7 @@ class WriteItApp(App[None]):
             "start": start,  # ask the run's current step at once (a replay's branch)
             "blind": blind,
             "reopen": reopen,
+            "budget": budget,
         }
         self._engine = engine
         self.keymap: dict[str, str] = {}
@@ -141,7 +143,12 @@ class WriteItApp(App[None]):
         start = self._start
         if start["pipeline"]:
             self.open_form(
-                start["pipeline"], start["inputs"], start["style"], start["models"], start["blind"]
+                start["pipeline"],
+                start["inputs"],
+                start["style"],
+                start["models"],
+                start["blind"],
+                start["budget"],
             )
         elif start["run_id"]:
             self.open_run(start["run_id"], resume="auto", start=start["start"])
@@ -257,9 +264,12 @@ class WriteItApp(App[None]):
         style: str | None = None,
         models: list[str] | None = None,
         blind: bool | None = None,
+        budget: float | None = None,
     ) -> None:
         self.to_run_list()
-        self.push_screen(InputFormScreen(pipeline, inputs or {}, style, models or [], blind))
+        self.push_screen(
+            InputFormScreen(pipeline, inputs or {}, style, models or [], blind, budget)
+        )
 
     def action_new_run(self) -> None:
         def chosen(pipeline: str | None) -> None:

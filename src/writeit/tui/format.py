@@ -54,25 +54,42 @@ def model(step: StepState, response: AIResponse) -> str:
     return "model hidden" if step.hidden else response.model_name
 
 
-def priced(response: AIResponse, prices: Prices) -> bool:
-    """Whether the response's cost is known. The engine records $0 for a model with no
-    price; that is "free" only when the table names the model (markov), else unknown."""
-    return response.cost > 0 or response.model_name in prices
+def priced(response: AIResponse, prices: Prices | None = None) -> bool:
+    """Whether the response's cost is known: the engine stores None for a model with no
+    known price ("price unknown", never $0); free models store 0."""
+    return response.usage_stats is not None and response.usage_stats.cost_usd is not None
 
 
-def response_cost(response: AIResponse, prices: Prices) -> str:
-    return cost(response.cost) if priced(response, prices) else "price unknown"
+def response_cost(response: AIResponse, prices: Prices | None = None) -> str:
+    return cost(response.cost) if priced(response) else "price unknown"
 
 
-def run_cost(run: PipelineRun, prices: Prices) -> str:
+def run_cost(run: PipelineRun, prices: Prices | None = None) -> str:
     """The run's cost so far; "+ unknown" when some of its models have no price."""
     done = [r for s in run.steps.values() for r in s.ai_responses if r.usage_stats]
-    known = [r for r in done if priced(r, prices)]
+    known = [r for r in done if priced(r)]
     if len(known) == len(done):
         return cost(run.total_cost)
     if not known:
         return "price unknown"
     return f"{cost(sum(r.cost for r in known))} + unknown"
+
+
+def budget(run: PipelineRun, spent: float | None, wide: bool = True) -> str:
+    """ "budget $0.0120 of $0.0500 left" (narrow: "$0.0120 left") for a run with a
+    budget, else ""."""
+    if run.budget_usd is None or spent is None:
+        return ""
+    left = max(run.budget_usd - spent, 0.0)
+    return f"budget {cost(left)} of {cost(run.budget_usd)} left" if wide else f"{cost(left)} left"
+
+
+def forecast(total: float | None, low: float | None, high: float | None, estimated: bool) -> str:
+    """ "next ≈ $0.0031 ($0.0020–$0.0052)", or "next: price unknown"."""
+    if total is None or low is None or high is None:
+        return "price unknown"
+    mark = "≈ " if estimated else ""
+    return f"{mark}{cost(total)} ({cost(low)}–{cost(high)})"
 
 
 def tokens(value: int) -> str:

@@ -240,7 +240,7 @@ class HistoryScreen(Screen[str | None]):
         if data.step is None:
             title.update(
                 f"[b]Run {fmt.short(run.pipeline_run_id)}[/b] · {run.pipeline.name} · "
-                f"{run.status.value} · at {run.current_step} · {fmt.cost(run.total_cost)}"
+                f"{run.status.value} · at {run.current_step} · {fmt.run_cost(run)}"
                 "\n[dim]Read-only. O switches to this run."
                 + (
                     keys.hint(" {branch_diff} compares it with its parent.", self.app.keymap)

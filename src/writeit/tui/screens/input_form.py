@@ -68,9 +68,11 @@ class InputFormScreen(HoldsEarlyKeys[None]):
         style: str | None,
         models: list[str],
         blind: bool | None = None,
+        budget: float | None = None,
     ) -> None:
         super().__init__()
         self.given_blind = blind
+        self.given_budget = budget
         self.pipeline_name = pipeline
         self.given_inputs = inputs
         self.given_style = style
@@ -137,6 +139,15 @@ class InputFormScreen(HoldsEarlyKeys[None]):
                 id="blind",
                 compact=True,
             )
+            yield Label("Budget (USD)", classes="field-label")
+            yield Static(
+                "The most the run may spend: it pauses before a step that would go past it. "
+                "Empty: no limit.",
+                classes="field-help",
+            )
+            yield Input(self._budget_text(), id="budget", placeholder="no limit", compact=True)
+            yield Static("", id="error-budget", classes="field-error")
+            yield Static("", id="forecast", classes="field-help")
         # Outside the scroll: Start and what it is doing stay in sight on a short terminal.
         with Horizontal(classes="buttons", id="form-buttons"):
             yield Button(START_LABEL, variant="primary", id="start", compact=True)
@@ -153,6 +164,71 @@ class InputFormScreen(HoldsEarlyKeys[None]):
             # Offline, a newcomer still sees candidates side by side (as `make run` does).
             uniform = [OFFLINE_MODEL] * 2
         return ", ".join(uniform) if uniform else ""
+
+    def _budget_text(self) -> str:
+        budget = self.given_budget
+        if budget is None:
+            budget = self.app.engine.preferences.default_budget_usd
+        return "" if budget is None else f"{budget:g}"
+
+    def _budget(self) -> float | None:
+        """The budget typed in (None: no limit); a ValueError says what is wrong."""
+        text = self.query_one("#budget", Input).value.strip().lstrip("$")
+        if not text:
+            return None
+        value = float(text)
+        if value < 0 or value != value:
+            raise ValueError("a budget is an amount of 0 or more")
+        return value
+
+    # --- the forecast: what the whole run will cost, as the form stands --------------------
+
+    @on(Input.Changed)
+    @on(TextArea.Changed)
+    @on(Select.Changed)
+    def _form_changed(self) -> None:
+        if self.pipeline is not None and self.is_mounted:
+            self.run_worker(
+                self._show_forecast, group="forecast", exclusive=True, exit_on_error=False
+            )
+
+    async def _show_forecast(self) -> None:
+        """Forecast the run once the typing pauses (the worker is replaced on each key)."""
+        await asyncio.sleep(0.3)
+        await self._models_listed.wait()  # llm's models must be in to price them
+        style_value = self.query_one("#style", Select).value
+        style = "" if style_value == Select.NULL else str(style_value)
+        engine = self.app.engine
+        try:
+            ahead = engine.forecast(
+                pipeline=self.pipeline, inputs=self._values(), style=style, models=self._models()
+            )
+        except WriteItError as error:
+            self.query_one("#forecast", Static).update(f"Forecast: {error}")
+            return
+        self.query_one("#forecast", Static).update(self._forecast_text(ahead))
+
+    def _forecast_text(self, ahead) -> str:
+        from writeit.tui import format as fmt
+
+        if ahead.cost == 0:
+            return "Forecast: $0, these models are free (offline)."
+        whole = fmt.forecast(ahead.cost, ahead.low, ahead.high, ahead.estimated)
+        steps = " · ".join(
+            f"{name} {fmt.cost(part.cost) if part.cost is not None else 'unknown'}"
+            for name in ahead.steps
+            for part in [ahead.step(name)]
+        )
+        text = f"Forecast for the whole run: [b]{whole}[/b]  ({steps})"
+        try:
+            budget = self._budget()
+        except ValueError:
+            budget = None
+        if budget is not None and ahead.cost is not None and ahead.cost > budget:
+            text += f"\n[yellow]Over the budget of {fmt.cost(budget)}: the run would pause.[/]"
+        if ahead.unpriced:
+            text += f"\nNo known price for {', '.join(ahead.unpriced)}."
+        return text
 
     def _models_placeholder(self) -> str:
         assert self.pipeline is not None
@@ -176,6 +252,7 @@ class InputFormScreen(HoldsEarlyKeys[None]):
         self.release_keys()
         self.run_worker(self._fill_styles(), group="form", exit_on_error=False)
         self.run_worker(self._provider_note(), group="form", exit_on_error=False)
+        self.run_worker(self._show_forecast, group="forecast", exclusive=True, exit_on_error=False)
 
     async def _fill_styles(self) -> None:
         from writeit import config
@@ -280,8 +357,14 @@ class InputFormScreen(HoldsEarlyKeys[None]):
             return
         style_value = self.query_one("#style", Select).value
         style = "" if style_value == Select.NULL else str(style_value)
+        try:
+            budget = self._budget()
+        except ValueError as error:
+            self._error("budget", f"Budget: {error}")
+            self.query_one("#budget", Input).focus()
+            return
         self._starting = True
-        work = self._start(values, style, self._models())
+        work = self._start(values, style, self._models(), budget)
         self.run_worker(work, group="start", exit_on_error=False)
 
     def _models(self) -> list[str]:
@@ -295,13 +378,15 @@ class InputFormScreen(HoldsEarlyKeys[None]):
         for button in self.query("#start").results(Button):  # gone once the run opened
             button.label = label
 
-    async def _start(self, values: dict[str, str], style: str, models: list[str]) -> None:
+    async def _start(
+        self, values: dict[str, str], style: str, models: list[str], budget: float | None = None
+    ) -> None:
         assert self.pipeline is not None
         steps = self.pipeline.steps
         check = models or [m for s in steps for m in self.pipeline.models_for(s)]
         try:
             if await self._models_usable(check):
-                await self._begin(values, style, models)
+                await self._begin(values, style, models, budget)
         finally:
             self._starting = False
             self._label_start(START_LABEL)
@@ -334,7 +419,9 @@ class InputFormScreen(HoldsEarlyKeys[None]):
             return False
         return True
 
-    async def _begin(self, values: dict[str, str], style: str, models: list[str]) -> None:
+    async def _begin(
+        self, values: dict[str, str], style: str, models: list[str], budget: float | None = None
+    ) -> None:
         assert self.pipeline is not None
         self._label_start("Starting…")
         self._busy("Starting…")
@@ -345,6 +432,7 @@ class InputFormScreen(HoldsEarlyKeys[None]):
                 style=style,
                 models=models,
                 blind=self.query_one("#blind", Checkbox).value,
+                budget_usd=budget,
             )
         except WriteItError as error:
             message = str(error)

@@ -153,7 +153,7 @@ class RunListScreen(HoldsEarlyKeys[None]):
                 "Status": status,
                 "Step": f"{s.step_index + 1}/{s.steps_total} {s.current_step}",
                 "Updated": fmt.when(s.updated_at),
-                "Cost": fmt.cost(s.cost),
+                "Cost": fmt.cost(s.cost) if s.priced else "unknown",
             }
             if narrow:
                 source = f"{s.pipeline}: {source}"

@@ -31,7 +31,6 @@ from textual.widgets import (
 )
 from textual.worker import Worker
 
-from writeit import providers
 from writeit.engine import check_model as engine_check_model
 from writeit.models import (
     AIResponse,
@@ -124,7 +123,7 @@ class StepScreen(keys.SaysWhy, Screen[None]):
         yield Footer(compact=True)  # the palette key stays at the right, in sight at 80
 
     def on_mount(self) -> None:
-        self.board.prices = providers.pricing(self.app.engine.preferences.pricing)
+        self.board.prices = dict(self.app.engine.preferences.pricing)
         self.set_interval(1 / FPS, self._tick)
         self.set_interval(FOLLOW_SECONDS, self._follow_store)
         self.set_focus(None)
@@ -197,7 +196,7 @@ class StepScreen(keys.SaysWhy, Screen[None]):
             self.app.say(f"Cannot load run {fmt.short(self.run_id)}: {error}", severity="error")
             return
         self.run = run
-        self.query_one(StepHeader).show(run, self.board.prices)
+        self.query_one(StepHeader).show(run, self.board.prices, *self._money(run))
         self.query_one("#notice", Static).update(self._notice(run))
         self.query_one("#notice").set_class(run.status == PipelineStatus.ERROR, "-error")
         self.query_one("#prompt-text", Static).update(run.current.prompt or "(not asked yet)")
@@ -210,6 +209,33 @@ class StepScreen(keys.SaysWhy, Screen[None]):
         self.query_one("#feedback-label", Label).update(self._feedback_label(run))
         await self._fill_box(run)
         self.refresh_bindings()
+
+    def _money(self, run: PipelineRun) -> tuple[float | None, str]:
+        """The header's spend against the budget (None: no budget) and the forecast of the
+        step about to run (this one before it starts, else the next), forecast again only
+        when the step moves."""
+        from writeit import pricing
+
+        engine = self.app.engine
+        spent = (
+            pricing.spent(run, engine.preferences.pricing) if run.budget_usd is not None else None
+        )
+        step = run.current
+        key = (run.pipeline_run_id, run.current_step, step.status, step.attempt, run.budget_usd)
+        if getattr(self, "_ahead_key", None) != key:
+            self._ahead_key, self._ahead_text = key, ""
+            try:
+                ahead = engine.forecast(run.pipeline_run_id)
+            except WriteItError as error:
+                log.info("no forecast for %s: %s", run.pipeline_run_id[:8], error)
+                ahead = None
+            if ahead is not None and ahead.steps and ahead.cost != 0:  # free: nothing to say
+                name = ahead.steps[0]
+                part = ahead.step(name)
+                label = "forecast" if name == run.current_step else f"next ({name})"
+                shown = fmt.forecast(part.cost, part.low, part.high, part.estimated)
+                self._ahead_text = f"{label} {shown}"
+        return spent, self._ahead_text
 
     def _feedback_label(self, run: PipelineRun) -> str:
         nxt = run.pipeline.next_step(run.current_step)
@@ -248,6 +274,10 @@ class StepScreen(keys.SaysWhy, Screen[None]):
             return self._hint(
                 f"● Generating in another WriteIt process (pid {elsewhere}); its text shows "
                 "here as it is saved. {pause} pauses it there."
+            )
+        if run.status == PipelineStatus.PAUSED and run.paused_because:
+            return self._hint(
+                f"‖ Paused: {run.paused_because}. {{resume_run}} raises the budget and goes on."
             )
         if streaming or run.status == PipelineStatus.PAUSED:
             return self._hint(
@@ -730,7 +760,40 @@ class StepScreen(keys.SaysWhy, Screen[None]):
         self._call(skip())
 
     def action_resume_run(self) -> None:
+        run = self.run
+        if run is not None and run.paused_because and run.budget_usd is not None:
+            self._raise_budget(run)
+            return
         self._call(self._do(self.app.engine.resume(self.run_id), title="Resume"))
+
+    def _raise_budget(self, run: PipelineRun) -> None:
+        """A run paused by its budget goes on with a higher one, asked for here."""
+        from writeit import pricing
+        from writeit.tui.screens.dialogs import AskDialog
+
+        spent = pricing.spent(run, self.app.engine.preferences.pricing)
+        run_id, budget = self.run_id, run.budget_usd or 0.0
+
+        def chosen(answer: str | None) -> None:
+            if answer is None:
+                return
+            try:
+                value = float(answer.strip().lstrip("$"))
+            except ValueError:
+                self.app.say(f"{answer!r} is not an amount in USD", severity="error")
+                return
+            resumed = self.app.engine.resume(run_id, budget_usd=value)
+            self._call(self._do(resumed, title="Resume"))
+
+        self.app.push_screen(
+            AskDialog(
+                "Raise the run's budget (USD) and go on",
+                f"{run.paused_because}. Spent so far ${spent:.4f} of ${budget:.4f}.",
+                placeholder="e.g. 0.50",
+                value=f"{max(budget * 2, spent * 2, 0.01):.2f}",
+            ),
+            chosen,
+        )
 
     def action_merge(self) -> None:
         from writeit.tui.screens.merge import MergeScreen

@@ -22,7 +22,15 @@ STEP_STYLE = {
 
 
 class StepHeader(Static):
-    def show(self, run: PipelineRun, prices: fmt.Prices | None = None) -> None:
+    def show(
+        self,
+        run: PipelineRun,
+        prices: fmt.Prices | None = None,
+        spent: float | None = None,
+        ahead: str = "",
+    ) -> None:
+        """`spent`: what the run has spent against its budget (None: no budget); `ahead`:
+        the forecast of the step about to run ("" when there is none)."""
         names = run.pipeline.step_names
         index = run.step_index
         spec = run.pipeline.step(run.current_step)
@@ -47,8 +55,14 @@ class StepHeader(Static):
         if run.style_primer and wide:
             text.append(f"  ·  style {run.style_primer}")
         text.append(f"  ·  {fmt.tokens(run.total_tokens)} · {fmt.run_cost(run, prices or {})}")
+        budget = fmt.budget(run, spent, wide)
+        if budget:
+            spent_all = spent is not None and spent >= (run.budget_usd or 0.0)
+            text.append(f"  ·  {budget}", "bold yellow" if spent_all else "")
         text.append("\n")
         text.append(f"Step {index + 1}/{len(names)}: {run.current_step}", "bold reverse")
+        if ahead:
+            text.append(f"  {ahead}", "cyan")
         if spec.description and wide:
             text.append(f"  {spec.description}", "italic")
         text.append("\n")
