@@ -555,8 +555,9 @@ async def _engine_feedback(workspace, long_id: str) -> tuple[float, float]:
     return statistics.median(samples[long_id]), statistics.median(samples[new_id])
 
 
-def _server_feedback(server: Server, long_id: str) -> tuple[float, float, int]:
-    """POST /feedback through a real server: on the long run and on a new run."""
+def _server_feedback(server: Server, long_id: str) -> tuple[float, float, int, int]:
+    """POST /feedback through a real server: on the long run and on a new run (medians,
+    and the largest answer of each)."""
     import httpx
     from instant_model import prose
 
@@ -573,7 +574,7 @@ def _server_feedback(server: Server, long_id: str) -> tuple[float, float, int]:
         for run_id in (long_id, new_id):  # warm: the server reads each run once
             http.post(f"/api/runs/{run_id}/feedback", json={"feedback": "warm-up"})
         samples: dict[str, list[float]] = {long_id: [], new_id: []}
-        size = 0
+        sizes = dict.fromkeys(samples, 0)
         for i in range(7):
             for run_id, bucket in samples.items():
                 text = scale.feedback_text(800_000 + i)
@@ -581,8 +582,9 @@ def _server_feedback(server: Server, long_id: str) -> tuple[float, float, int]:
                 answer = http.post(f"/api/runs/{run_id}/feedback", json={"feedback": text})
                 bucket.append(time.perf_counter() - start)
                 answer.raise_for_status()
-                size = max(size, len(answer.content))
-    return statistics.median(samples[long_id]), statistics.median(samples[new_id]), size
+                sizes[run_id] = max(sizes[run_id], len(answer.content))
+    medians = [statistics.median(samples[run_id]) for run_id in (long_id, new_id)]
+    return medians[0], medians[1], sizes[long_id], sizes[new_id]
 
 
 def bench_feedback() -> None:
@@ -597,7 +599,7 @@ def bench_feedback() -> None:
         workspace = get_workspace(cycles["workspace"])
     engine_long, engine_new = asyncio.run(_engine_feedback(workspace, long_id))
     with Server(scratch, cycles["workspace"]) as server:
-        server_long, server_new, size = _server_feedback(server, long_id)
+        server_long, server_new, size, size_new = _server_feedback(server, long_id)
     record(
         f"server: one feedback on a run with {n:,} cycles vs a new run (warm)",
         server_long * 1000,
@@ -606,7 +608,8 @@ def bench_feedback() -> None:
         server_new * 1000,
         target_text="≤ 1.5x baseline",
         note=f"baseline: the same POST on a new run, alternated, medians of 7; the answer "
-        f"is the run as JSON ({size / 1e6:.1f} MB); the engine alone (in process, warm): "
+        f"(the run, each step from its latest attempt) {size / 1024:,.0f} KB vs "
+        f"{size_new / 1024:,.0f} KB on the new run; the engine alone (in process, warm): "
         f"{engine_long * 1000:.1f} vs {engine_new * 1000:.1f} ms = "
         f"{engine_long / engine_new:.1f}x",
     )
@@ -854,15 +857,14 @@ def _text_bytes(run) -> tuple[int, list[str]]:
     return sum(len(t.encode()) for t in texts), texts
 
 
-def bench_disk() -> None:
-    """Bytes on disk per short 4-step run, and per byte of text, with prose models.
-
-    Used pages (LMDB's last page number times the page size, from `Store.env`) grow as
-    runs are stored; one run first, so the measured ones find a store in use."""
+def _disk(words: int) -> tuple[float, float, float]:
+    """Store SIZES.disk_runs short 4-step runs on a `words`-word prose source: used bytes
+    grown per run, text bytes per run, and zlib alone on each text over the text."""
     import zlib
 
     from instant_model import prose
 
+    from writeit import autopilot
     from writeit.workspaces import create_workspace
 
     home = Path(tempfile.mkdtemp(prefix="writeit-bench-disk-"))
@@ -874,10 +876,8 @@ def bench_disk() -> None:
         return (info["last_pgno"] + 1) * stat["psize"]
 
     async def one(i: int):
-        inputs = {"source_material": prose(f"disk-{i}", 600)}
+        inputs = {"source_material": prose(f"disk-{words}-{i}", words)}
         run = await engine.start_run("tech-article", inputs, models=scale.PROSE_MODELS)
-        from writeit import autopilot
-
         return await autopilot.drive(engine, run.pipeline_run_id, "first")
 
     asyncio.run(one(-1))
@@ -887,24 +887,38 @@ def bench_disk() -> None:
         size, parts = _text_bytes(asyncio.run(one(i)))
         text, texts = text + size, texts + parts
     grown = used() - before
-    zlib_alone = sum(len(zlib.compress(t.encode(), 6)) for t in texts) / text
-    runs = SIZES.disk_runs
-    record(
-        f"disk per short 4-step run, 2 prose models ({runs} runs)",
-        grown / runs / 1024,
-        "KB",
-        30,
-        note=f"{text / runs / 1024:.0f} KB of text a run; used LMDB pages grown over {runs} runs",
-    )
-    record(
-        f"store: bytes stored per text byte, prose ({runs} runs)",
-        grown / text,
-        "x",
-        1.5,
-        note=f"text: inputs, prompts, feedback, responses; zlib alone on each text: "
-        f"{zlib_alone:.2f}x",
-    )
     shutil.rmtree(home, ignore_errors=True)
+    runs = SIZES.disk_runs
+    zlib_alone = sum(len(zlib.compress(t.encode(), 6)) for t in texts) / text
+    return grown / runs, text / runs, zlib_alone
+
+
+def bench_disk() -> None:
+    """Bytes on disk per short 4-step run, and per byte of text, with prose models: on
+    a 600-word source (the row issue 12 set) and on a 2,000-word one (a longer source is
+    repeated in every step's prompt, unless prompts reference it).
+
+    Used pages (LMDB's last page number times the page size, from `Store.env`) grow as
+    runs are stored; one run first, so the measured ones find a store in use."""
+    runs = SIZES.disk_runs
+    for words in (600, 2000):
+        per_run, text, zlib_alone = _disk(words)
+        source = "" if words == 600 else f", {words:,}-word source"
+        record(
+            f"disk per short 4-step run, 2 prose models ({runs} runs{source})",
+            per_run / 1024,
+            "KB",
+            30,
+            note=f"{text / 1024:.0f} KB of text a run; used LMDB pages grown over {runs} runs",
+        )
+        record(
+            f"store: bytes stored per text byte, prose ({runs} runs{source})",
+            per_run / text,
+            "x",
+            1.5,
+            note=f"text: inputs, prompts, feedback, responses; zlib alone on each text: "
+            f"{zlib_alone:.2f}x",
+        )
 
 
 # --- the table ------------------------------------------------------------------------------

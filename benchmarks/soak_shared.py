@@ -332,9 +332,9 @@ class Client:
             if action.startswith("select"):
                 state = data["steps"][step]
                 index = state["user_selection"]
-                selected = (
-                    state["ai_responses"][index]["response_id"] if index is not None else None
-                )
+                shown = state["ai_responses"]  # from the run's own index responses_from[step]
+                first = data.get("responses_from", {}).get(step, 0)
+                selected = shown[index - first]["response_id"] if index is not None else None
                 if check.get("selected", selected) != selected:
                     self.tally.bad(f"{self.side} {action}: answered with another selection")
                 check["selected"] = selected

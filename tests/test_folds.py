@@ -10,13 +10,15 @@ import random
 
 import pytest
 
-from writeit import autopilot
+from writeit import autopilot, records
 from writeit import store as store_module
 from writeit.engine import Engine
 from writeit.events import apply, fold
 from writeit.models import PipelineStatus, ResponseStatus, StepStatus, WriteItError
 
 TWO = ["scripted-a", "scripted-b"]
+# Long enough to be stored once and referenced from every prompt (store._SHARE_OVER).
+LONG_SOURCE = "\n\n".join(f"Fact {i}: the nightly batch moved {i * 13} jobs." for i in range(12))
 
 
 async def random_history(engine, source: str, seed: int, actions: int = 40) -> str:
@@ -53,13 +55,13 @@ async def random_history(engine, source: str, seed: int, actions: int = 40) -> s
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 async def test_snapshot_and_tail_equal_a_full_fold_for_every_prefix(engine, source, seed):
-    run_id = await random_history(engine, source, seed, actions=90)
+    run_id = await random_history(engine, LONG_SOURCE if seed > 1 else source, seed, actions=90)
     events = engine.store.events(run_id)
     assert len(events) > 40
     full = fold(events)
     prefix = fold(events[:1])
     for cut in range(1, len(events)):
-        restored = store_module._unpack(store_module._pack(prefix))
+        restored = records.unpack(records.pack(prefix))
         assert restored == prefix, cut
         for event in events[cut:]:
             apply(restored, event)
@@ -68,7 +70,7 @@ async def test_snapshot_and_tail_equal_a_full_fold_for_every_prefix(engine, sour
 
 
 async def test_opening_a_run_reads_its_snapshot_and_only_the_events_after_it(engine, source):
-    run_id = await random_history(engine, source, seed=4, actions=150)
+    run_id = await random_history(engine, LONG_SOURCE, seed=4, actions=150)
     summary = engine.store.summary(run_id)
     assert summary.snap_seq > 0  # written as the history grew
     assert summary.last_seq - summary.snap_seq < store_module.SNAPSHOT_EVERY
@@ -96,7 +98,9 @@ async def test_another_process_appends_are_applied_incrementally(engine, source,
 
 
 def _damage(store, run_id: str, seq: int) -> None:
-    key = f"event:{run_id}:{seq:010d}".encode()
+    """Break the stored record holding event `seq` (a record is keyed by its last seq)."""
+    keys = store.keys(f"event:{run_id}:")
+    key = next(k for k in keys if int(k.rsplit(":", 1)[1]) >= seq).encode()
     store._write(lambda txn: txn.put(key, b"j{not json"))
 
 
@@ -193,3 +197,34 @@ def test_tree_works_at_any_depth(isolated_env):
     assert len(lines) == 1201 and "Traceback" not in shown.stderr
     assert lines[0].startswith("root-000") and "← this run" in lines[-1]
     assert lines[-1].startswith("└ fork-012")  # a straight chain does not indent
+
+
+async def test_a_cached_run_catches_up_on_prompts_that_reference_its_texts(engine, scripted):
+    """Another process's step prompt refers to the source and to a response this reader
+    already holds (not in the tail it reads): resolved from the cached run."""
+    run = await engine.start_run("tech-article", {"source_material": LONG_SOURCE}, models=TWO)
+    run_id = run.pipeline_run_id
+    await engine.execute_step(run_id)
+    await engine.select(run_id, 0)
+    cached = engine.load(run_id)
+    other = Engine(engine.workspace, preferences=engine.preferences)
+    await other.accept(run_id)
+    await other.execute_step(run_id)
+    events = engine.store.events(run_id)
+    tail = engine.store.tail(run_id, cached.last_seq, cached)
+    assert [e.model_dump() for e in tail] == [e.model_dump() for e in events[cached.last_seq :]]
+    unaided = engine.store.tail(run_id, cached.last_seq)  # the history folded to resolve
+    assert [e.model_dump() for e in unaided] == [e.model_dump() for e in tail]
+    outline = next(e for e in tail if e.type.value == "step_started").data["prompt"]
+    assert LONG_SOURCE in outline and cached.steps["angles"].output in outline
+    assert engine.load(run_id) == fold(events)
+
+
+async def test_a_snapshot_keeps_each_response_s_style_after_a_replay_changed_it(engine):
+    run = await engine.start_run("tech-article", {"source_material": LONG_SOURCE}, models=TWO)
+    run = await autopilot.drive(engine, run.pipeline_run_id, "first")
+    branch = await engine.replay(run.pipeline_run_id, "draft", style="")
+    branch = await autopilot.drive(engine, branch.pipeline_run_id, "first")
+    prompts = {r.system_prompt for s in branch.steps.values() for r in s.ai_responses}
+    assert len(prompts) == 2  # the parent's style before the branch point, none after
+    assert records.unpack(records.pack(branch)) == branch

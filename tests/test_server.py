@@ -925,7 +925,7 @@ def test_schema_driven_fuzzing_finds_no_server_errors(server, client, source, is
             ), path
 
 
-def test_actions_answer_the_run_without_the_texts_of_earlier_attempts(server, client, source):
+def test_actions_answer_the_run_without_the_earlier_attempts(server, client, source):
     run_id = start_run(client, source)
     with watch(server, run_id) as ws:
         receive(ws)
@@ -933,15 +933,20 @@ def test_actions_answer_the_run_without_the_texts_of_earlier_attempts(server, cl
         again = client.post(f"/api/runs/{run_id}/steps/angles/execute", json={"regenerate": True})
         assert again.status_code == 202
         read_until(ws, step_done("angles"))
+    full = client.get(f"/api/runs/{run_id}").json()
+    assert "texts" not in full and "responses_from" not in full
+    everything = full["steps"]["angles"]["ai_responses"]
+    assert [r["attempt"] for r in everything] == [1, 1, 2, 2]
+    assert all(r["raw_output"] for r in everything)
     answer = client.post(f"/api/runs/{run_id}/select", json={"index": 1}).json()
     assert answer["texts"] == "latest"
-    earlier, latest = (
-        answer["steps"]["angles"]["ai_responses"][:2],
-        answer["steps"]["angles"]["ai_responses"][2:],
-    )
-    assert all("raw_output" not in r and r["model_name"] for r in earlier)  # in place, no text
-    assert all(r["raw_output"] and "prompt_used" not in r for r in latest)
-    assert answer["steps"]["angles"]["user_selection"] == 3  # indices still the run's own
-    full = client.get(f"/api/runs/{run_id}").json()
-    assert "texts" not in full
-    assert all(r["raw_output"] for r in full["steps"]["angles"]["ai_responses"])
+    assert answer["responses_from"] == {"angles": 2}  # the first two: GET has them
+    angles = answer["steps"]["angles"]
+    ids = [r["response_id"] for r in angles["ai_responses"]]
+    assert ids == [r["response_id"] for r in everything[2:]]
+    assert all(r["raw_output"] and "prompt_used" not in r for r in angles["ai_responses"])
+    assert angles["user_selection"] == 3  # the run's own index...
+    assert angles["ai_responses"][3 - 2]["response_id"] == everything[3]["response_id"]
+    polled = client.get(f"/api/runs/{run_id}", params={"texts": "latest"}).json()
+    assert polled["steps"]["angles"]["ai_responses"] == angles["ai_responses"]
+    assert polled["responses_from"] == {"angles": 2}

@@ -1,5 +1,6 @@
 """The LMDB event store: round trips, indexes, forks, time travel, two processes."""
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -245,7 +246,7 @@ def test_a_store_written_by_schema_1_opens_and_folds_to_the_same_states(tmp_path
     expected = json.loads((FIXTURE / "states.json").read_text())
     store = Store(path)
     with store.env.begin() as txn:
-        assert txn.get(b"meta:schema") == b"2"
+        assert txn.get(b"meta:schema") == b"3"
     for run_id, old in expected.items():
         new = store.load(run_id).model_dump(mode="json")
         for step in new["steps"].values():
@@ -270,3 +271,119 @@ def test_a_store_written_by_schema_1_opens_and_folds_to_the_same_states(tmp_path
         and store.load(run_id).steps["angles"].decision.how == "written"
     ]
     assert len(merged) == 1  # the hand merge on the branch, as the decision folds it now
+
+
+FIXTURE_V2 = Path(__file__).parent / "fixtures" / "store-v2"
+
+
+def test_a_store_written_by_schema_2_opens_and_folds_to_the_same_states(tmp_path):
+    """tests/fixtures/store-v2 was written by WriteIt at d1366f6 (schema 2) with
+    store-v2/write.py: a long random history with snapshots and the branches it made, a
+    completed run, a deleted run; states.json.gz is how that version folded each."""
+    import gzip
+    import json
+    import shutil
+
+    path = tmp_path / "store"
+    path.mkdir()
+    shutil.copy(FIXTURE_V2 / "data.mdb", path / "data.mdb")
+    expected = json.loads(gzip.decompress((FIXTURE_V2 / "states.json.gz").read_bytes()))
+    store = Store(path)
+    snapshots = {key.removeprefix("snap:") for key in store.keys("snap:")}
+    assert len(snapshots) >= 3  # opening those reads an old snapshot and its tail
+    for run_id, old in expected.items():  # fields added since are checked on their own
+        loaded, folded = store.load(run_id), fold(store.events(run_id))
+        assert _restricted(loaded.model_dump(mode="json"), old) == old, run_id
+        assert loaded == folded, run_id
+    live = {s.run_id for s in store.recent(limit=None)}
+    assert live == {r for r in expected if not store.summary(r).deleted}
+    assert len(live) == len(expected) - 1
+    # Runs written before schema 3 go on: new records in the new layout, old ones as read.
+    run_id = next(r for r, state in expected.items() if state["status"] == "running")
+    run = store.load(run_id)
+    before = store.keys(f"event:{run_id}:")
+    step = run.current_step
+    specs = [
+        (EventType.FEEDBACK_GIVEN, {"step": step, "feedback": "go"}),
+        (EventType.REWOUND, {"step": step}),
+    ]
+    run = add(store, run, *specs)
+    after = store.keys(f"event:{run_id}:")
+    assert after[: len(before) - 1] == before[:-1]  # the last old one may be packed in
+    assert after[-1] == f"event:{run_id}:{run.last_seq:010d}"
+    assert store.load(run_id) == fold(store.events(run_id)) == run
+
+
+# --- texts stored once, records packed (schema 3) ---------------------------------------
+
+LONG_SOURCE = "\n\n".join(f"Fact {i}: the nightly batch moved {i * 13} jobs." for i in range(12))
+
+
+def _stored_json(store: Store) -> str:
+    """Every value in the store as the JSON it holds (records and texts decompressed)."""
+    from writeit import records
+
+    found = []
+    with store.env.begin() as txn:
+        for key, value in txn.cursor():
+            if key.startswith(b"event:"):
+                found.append(json.dumps(records.decode_record(txn, bytes(value))))
+            elif key.startswith(b"snap:"):
+                found.append(records.unpack(bytes(value)).model_dump_json())
+            elif value[:1] in (b"j", b"z"):
+                found.append(json.dumps(records.decode(bytes(value))))
+    return "\n".join(found)
+
+
+async def test_prompts_keep_the_source_and_earlier_outputs_stored_once(engine):
+    from writeit import autopilot
+
+    run = await engine.start_run(
+        "tech-article", {"source_material": LONG_SOURCE}, models=["scripted-a", "scripted-b"]
+    )
+    run = await autopilot.drive(engine, run.pipeline_run_id, "first")
+    prompts = [s.prompt for s in run.steps.values()]
+    assert all(LONG_SOURCE in prompt for prompt in prompts)
+    outline = run.steps["outline"].output
+    assert outline in run.steps["draft"].prompt
+    events = engine.store.events(run.pipeline_run_id)
+    assert [e.data["prompt"] for e in events if e.type == EventType.STEP_STARTED] == prompts
+    stored = _stored_json(engine.store)
+    assert stored.count(json.dumps(LONG_SOURCE)[1:-1]) == 1  # in the run's first event
+    assert stored.count(json.dumps(outline)[1:-1]) == 1  # its own response's events
+    assert engine.store.state_at(run.pipeline_run_id, run.last_seq) == run
+
+
+async def test_a_step_boundary_packs_the_records_of_the_step_into_one(engine):
+    from writeit import autopilot
+
+    run = await engine.start_run(
+        "tech-article", {"source_material": LONG_SOURCE}, models=["scripted-a", "scripted-b"]
+    )
+    run_id = run.pipeline_run_id
+    await engine.execute_step(run_id)
+    assert len(engine.store.keys(f"event:{run_id}:")) > 3  # a record per commit
+    run = await autopilot.drive(engine, run_id, "first")
+    # the whole small run: one record, keyed by its last event
+    assert engine.store.keys(f"event:{run_id}:") == [f"event:{run_id}:{run.last_seq:010d}"]
+    assert [e.seq for e in engine.store.events(run_id)] == list(range(1, run.last_seq + 1))
+    assert engine.store.load(run_id) == run
+    child = await engine.fork(run_id, "outline")  # reads its parent's record part way
+    assert child.steps["outline"].output == run.steps["outline"].output
+    assert engine.store.load(child.pipeline_run_id) == fold(
+        engine.store.events(child.pipeline_run_id)
+    )
+
+
+async def test_a_damaged_record_is_not_packed_and_the_step_still_ends(engine):
+    run = await engine.start_run(
+        "tech-article", {"source_material": LONG_SOURCE}, models=["scripted-a"]
+    )
+    run_id = run.pipeline_run_id
+    await engine.execute_step(run_id)
+    await engine.select(run_id, 0)
+    damaged = engine.store.keys(f"event:{run_id}:")[1]
+    engine.store._write(lambda txn: txn.put(damaged.encode(), b"j{not json"))
+    run = await engine.accept(run_id)  # a step boundary: its records would be packed
+    assert engine.store.summary(run_id).last_seq == run.last_seq
+    assert damaged in engine.store.keys(f"event:{run_id}:")  # left as it was

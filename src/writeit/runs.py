@@ -103,7 +103,7 @@ class Runs:
         read); a tail that does not apply (a damaged log) falls back to a full fold."""
         run = cached.writable()
         try:
-            for event in self.store.tail(run.pipeline_run_id, cached.last_seq):
+            for event in self.store.tail(run.pipeline_run_id, cached.last_seq, cached):
                 apply(run, event)
         except WriteItError as error:
             log.warning("refolding run %s: %s", run.pipeline_run_id[:8], error)

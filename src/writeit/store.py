@@ -4,7 +4,9 @@ The keys are listed in docs/data-model.md.
 
 Every append writes the events and every index they touch in one write transaction,
 so a crash leaves either all of it or none of it. A fork stores only its own events
-and a pointer to the parent's history up to the branch point.
+and a pointer to the parent's history up to the branch point. Each long text is stored
+once (prompts reference the source and earlier outputs), and a commit's events are one
+record, packed with the rest of its step at a step boundary (same events, fewer pages).
 
 Commits flush the data pages but not the meta page (LMDB's `metasync=False`): a killed
 process loses nothing, and a power cut can at worst undo the last commit, never
@@ -13,10 +15,7 @@ corrupt the store. It saves one fsync per commit, a third of a step's bookkeepin
 
 from __future__ import annotations
 
-import hashlib
-import json
 import threading
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,17 +23,20 @@ from typing import Any, TypeVar
 
 import lmdb
 
-from writeit import processes, stats
+from writeit import processes, records, stats
 from writeit.errors import TooManyRuns
 from writeit.events import Event, EventType, ResponseCompleted, ResponseStarted, apply, fold
-from writeit.models import PipelineRun, PipelineStatus, ResponseStatus, UserSession, WriteItError
+from writeit.models import PipelineRun, PipelineStatus, UserSession, WriteItError
+from writeit.records import StoreError
 
-SCHEMA_VERSION = 2  # 2: listing indexes, counters, snapshots, live records
+_encode, _decode = records.encode, records.decode  # the store's encoding (stats.py uses it)
+
+SCHEMA_VERSION = 3  # 2: listings, counters, snapshots, live; 3: shared texts, records
 DEFAULT_MAP_SIZE = 1 << 30  # grows on demand; the file stays sparse
-_COMPRESS_OVER = 400  # bytes of JSON before zlib pays for itself
 _LIVE = b"live:"  # live:{run_id} -> the process streaming the run's responses
 SNAPSHOT_EVERY = 100  # events between snapshots: opening a run folds at most this many
 _SNAPSHOT_AT_BOUNDARY = 10  # ...or this many, when a step boundary is a natural point
+_SNAPSHOT_SPACING = 16  # ...or a run's response count over this, when that is more
 _BOUNDARIES = {
     EventType.STEP_ADVANCED,
     EventType.REWOUND,
@@ -55,29 +57,12 @@ _envs: dict[Path, lmdb.Environment] = {}
 _envs_lock = threading.Lock()
 
 
-class StoreError(WriteItError):
-    """The store cannot be opened or written safely; nothing was changed."""
-
-
 class Conflict(WriteItError):
     """Someone else appended to this run since the caller last looked."""
 
 
 class UnknownRun(WriteItError):
     pass
-
-
-def _encode(value: Any) -> bytes:
-    raw = json.dumps(value, separators=(",", ":"), default=str).encode()
-    if len(raw) > _COMPRESS_OVER:
-        return b"z" + zlib.compress(raw, 6)
-    return b"j" + raw
-
-
-def _decode(blob: bytes) -> Any:
-    if blob[:1] == b"z":
-        return json.loads(zlib.decompress(blob[1:]))
-    return json.loads(blob[1:])
 
 
 _LISTED = ("status", "pipeline", "style")
@@ -143,104 +128,18 @@ def _asked(summary: dict[str, Any] | None, events: list[Event], run: PipelineRun
     return sorted(known)
 
 
-_SNAPSHOT_RAW_OVER = 1 << 20  # a snapshot larger than this is stored uncompressed
-_SHARED_FIELDS = ("pipeline", "primer", "style_prompt")  # the same in most runs
-
-
-def _share(txn: lmdb.Transaction, data: dict[str, Any]) -> dict[str, Any]:
-    """A run's pipeline and style, stored once per workspace (`text:{digest}`, content
-    addressed) and referenced from the run's first event: most runs share them."""
-    shared = dict(data)
-    for name in _SHARED_FIELDS:
-        if shared.get(name):
-            raw = _encode(shared[name])
-            digest = hashlib.sha256(raw).hexdigest()[:32]
-            txn.put(f"text:{digest}".encode(), raw, overwrite=False)
-            shared[name] = {"$text": digest}
-    return shared
-
-
-def _unshare(txn: lmdb.Transaction, data: dict[str, Any]) -> dict[str, Any]:
-    for name in _SHARED_FIELDS:
-        value = data.get(name)
-        if isinstance(value, dict) and set(value) == {"$text"}:
-            raw = txn.get(f"text:{value['$text']}".encode())
-            if raw is None:
-                raise StoreError(f"the store lost a shared text ({name})", hint="restore a backup")
-            data[name] = _decode(bytes(raw))
-    return data
-
-
 def _snapshot_due(run: PipelineRun, events: list[Event], snap_seq: int) -> bool:
-    """Every SNAPSHOT_EVERY events (or more, for a run with many responses: a snapshot
-    costs what the run holds, so spacing them by its size keeps the cost per event
-    flat), or at a step boundary."""
+    """Every SNAPSHOT_EVERY events, or at a step boundary. A run with thousands of
+    responses spaces them by its size (a snapshot costs what the run holds to write, and
+    to read: about what folding a sixteenth as many events costs), so the events folded
+    after it cost no more than reading it, and writing one stays flat per event."""
     since = run.last_seq - snap_seq
     responses = len(run._indexes()[0])
-    if since >= max(SNAPSHOT_EVERY, responses // 4):
+    if since >= max(SNAPSHOT_EVERY, responses // _SNAPSHOT_SPACING):
         return True
     if run.last_seq < SNAPSHOT_EVERY:  # a short run folds in a millisecond: no snapshot
         return False
     return since >= _SNAPSHOT_AT_BOUNDARY and any(e.type in _BOUNDARIES for e in events)
-
-
-# Repeated in every response of a step (its prompt) and of a run (the style): a snapshot
-# stores each prompt once, in a table beside the run. A completed response's processed
-# text is its raw text stripped: not stored twice.
-_REPEATS = {"prompt_used", "system_prompt", "processed_content", "raw_output"}
-_SHARED = {"steps": {"__all__": {"ai_responses": {"__all__": _REPEATS}}}}
-
-
-def _pack(run: PipelineRun) -> bytes:
-    """A snapshot of the folded state: a table of the prompts (each response repeats its
-    step's), the run as pydantic writes its JSON (several times faster than building
-    dicts) without its responses' texts, then those texts as one UTF-8 block: parsing
-    megabytes of JSON strings costs more than slicing them out of bytes."""
-    prompts: dict[str, int] = {}
-    order, texts = [], []
-    for step in run.steps.values():
-        for response in step.ai_responses:
-            order.append(prompts.setdefault(response.prompt_used, len(prompts)))
-            texts.append(response.raw_output.encode())
-    head = json.dumps(
-        {"prompts": list(prompts), "order": order, "texts": [len(t) for t in texts]}
-    ).encode()
-    body = run.model_dump_json(exclude=_SHARED).encode()
-    packed = b"".join(
-        [len(head).to_bytes(4, "big"), head, len(body).to_bytes(4, "big"), body, *texts]
-    )
-    if len(packed) > _SNAPSHOT_RAW_OVER:
-        return b"S" + packed  # inflating megabytes would cost more than parsing them
-    return b"s" + zlib.compress(packed, 1)
-
-
-def _unpack(blob: bytes) -> PipelineRun:
-    raw = memoryview(blob[1:] if blob[:1] == b"S" else zlib.decompress(blob[1:]))
-    size = int.from_bytes(raw[:4], "big")
-    head = json.loads(bytes(raw[4 : 4 + size]))
-    at = 4 + size
-    size = int.from_bytes(raw[at : at + 4], "big")
-    run = PipelineRun.model_validate_json(bytes(raw[at + 4 : at + 4 + size]))
-    at += 4 + size
-    prompts, order, lengths = head["prompts"], iter(head["order"]), iter(head["texts"])
-    style = run.style_prompt
-    for step in run.steps.values():
-        for response in step.ai_responses:
-            # Straight into the fields: pydantic's setattr hook would cost more than the
-            # whole JSON parse for a run of a few thousand responses.
-            fields = response.__dict__
-            length = next(lengths)
-            fields["raw_output"] = str(raw[at : at + length], "utf-8")
-            at += length
-            fields["prompt_used"] = prompts[next(order)]
-            fields["system_prompt"] = style
-            if response.status == ResponseStatus.COMPLETED:
-                fields["processed_content"] = fields["raw_output"].strip()
-    return run
-
-
-def _event_key(run_id: str, seq: int) -> bytes:
-    return f"event:{run_id}:{seq:010d}".encode()
 
 
 @dataclass
@@ -270,6 +169,8 @@ class RunSummary:
     deleted: bool = False
     snap_seq: int = 0  # the seq of the run's latest snapshot (0: none yet)
     asked: list[str] | None = None  # every model asked in the run, for `runs --model`
+    zdict: str | None = None  # the dictionary its records are compressed against
+    packed: int = 0  # the seq up to which its records were re-packed at a step boundary
 
     @classmethod
     def of(
@@ -348,7 +249,7 @@ class Store:
 
         def write(txn: lmdb.Transaction) -> None:
             summary_raw = txn.get(f"run:{run_id}".encode())
-            summary = _decode(summary_raw) if summary_raw else None
+            summary = records.decode(summary_raw) if summary_raw else None
             current = summary["last_seq"] if summary else 0
             if current != expected_seq:
                 raise Conflict(
@@ -356,11 +257,14 @@ class Store:
                     f"(at event {current}, expected {expected_seq})",
                     hint="reload the run and try again",
                 )
-            for event in events:
-                stored = event.model_dump(mode="json", exclude={"run_id"})
-                if event.type == EventType.RUN_CREATED:
-                    stored["data"] = _share(txn, stored["data"])
-                txn.put(_event_key(run_id, event.seq), _encode(stored), overwrite=False)
+            stored = [records.stored(txn, event, run) for event in events]
+            zdict = self._zdict(txn, summary, events, stored)
+            dictionary = (zdict, records.dictionary(txn, zdict)) if zdict else None
+            record = records.encode_record(stored, dictionary)
+            txn.put(records.event_key(run_id, events[-1].seq), record, overwrite=False)
+            packed = (summary or {}).get("packed", events[0].seq - 1)
+            if index and any(e.type in _BOUNDARIES for e in events):
+                packed = records.repack(txn, run_id, packed, dictionary)
             if slots is not None:
                 running = self._live_count(txn, exclude=run_id)
                 if running >= slots:
@@ -376,16 +280,34 @@ class Store:
                     snap_seq = run.last_seq
                 new = RunSummary.of(run, own_from, deleted, snap_seq, _totals(summary, events))
                 new.asked = _asked(summary, events, run)
+                new.zdict, new.packed = zdict, packed
                 self._index(txn, run, events, summary, new)
             else:
                 summary["last_seq"] = run.last_seq
-                txn.put(f"run:{run_id}".encode(), _encode(summary))
+                txn.put(f"run:{run_id}".encode(), records.encode(summary))
             if any(e.type in _STREAM_ENDS for e in events):
                 self._track_live(txn, run, events)
             for key, value in (extra or {}).items():
-                txn.put(key.encode(), value if isinstance(value, bytes) else _encode(value))
+                txn.put(key.encode(), value if isinstance(value, bytes) else records.encode(value))
 
         self._write(write)
+
+    @staticmethod
+    def _zdict(
+        txn: lmdb.Transaction,
+        summary: dict[str, Any] | None,
+        events: list[Event],
+        stored: list[dict[str, Any]],
+    ) -> str | None:
+        """The dictionary a run's records are compressed against: made with the run, a
+        fork's its parent's, none for runs stored before schema 3."""
+        if summary is not None:
+            return summary.get("zdict")
+        if events[0].type == EventType.RUN_CREATED:
+            return records.new_dictionary(txn, stored[0]["data"])
+        parent = events[0].data.get("parent")
+        raw = txn.get(f"run:{parent}".encode()) if parent else None
+        return records.decode(raw).get("zdict") if raw else None
 
     def _snapshot(self, run: PipelineRun, events: list[Event]) -> tuple[int, bytes] | None:
         """A snapshot to store with these events, if one is due: packed before the write
@@ -393,8 +315,8 @@ class Store:
         follows, so the write stores it only if no other snapshot landed meanwhile."""
         with self.env.begin() as txn:
             raw = txn.get(f"run:{run.pipeline_run_id}".encode())
-        snap_seq = _decode(raw).get("snap_seq", 0) if raw else 0
-        return (snap_seq, _pack(run)) if _snapshot_due(run, events, snap_seq) else None
+        snap_seq = records.decode(raw).get("snap_seq", 0) if raw else 0
+        return (snap_seq, records.pack(run)) if _snapshot_due(run, events, snap_seq) else None
 
     @staticmethod
     def _track_live(txn: lmdb.Transaction, run: PipelineRun, events: list[Event]) -> None:
@@ -407,7 +329,9 @@ class Store:
             return
         starts = [p for p in _payloads(events, ResponseStarted) if p.pid is not None]
         if starts:
-            txn.put(key, _encode({"pid": starts[-1].pid, "pid_started": starts[-1].pid_started}))
+            txn.put(
+                key, records.encode({"pid": starts[-1].pid, "pid_started": starts[-1].pid_started})
+            )
 
     @staticmethod
     def _live_count(txn: lmdb.Transaction, exclude: str = "") -> int:
@@ -425,7 +349,7 @@ class Store:
         for key, value in cursor:
             if not key.startswith(_LIVE):
                 break
-            data = _decode(value)
+            data = records.decode(value)
             found[key[len(_LIVE) :].decode()] = (data["pid"], data.get("pid_started"))
         return found
 
@@ -444,7 +368,7 @@ class Store:
         new: RunSummary,
     ) -> None:
         run_id, user = new.run_id, new.user_id
-        txn.put(f"run:{run_id}".encode(), _encode(new.__dict__))
+        txn.put(f"run:{run_id}".encode(), records.encode(new.__dict__))
         if old is None:
             txn.put(
                 f"run_by_config:{new.pipeline}:{new.created_at}:{run_id}".encode(), run_id.encode()
@@ -453,8 +377,8 @@ class Store:
             if new.parent:
                 txn.put(f"branch_parent:{run_id}".encode(), new.parent.encode())
                 children_key = f"branch_children:{new.parent}".encode()
-                children = _decode(txn.get(children_key)) if txn.get(children_key) else []
-                txn.put(children_key, _encode([*children, run_id]))
+                children = records.decode(txn.get(children_key)) if txn.get(children_key) else []
+                txn.put(children_key, records.encode([*children, run_id]))
         else:
             txn.delete(f"recent_runs:{user}:{old['updated_at']}:{run_id}".encode())
         if not new.deleted:
@@ -478,7 +402,7 @@ class Store:
             info = {"run_id": run_id, "step": start.step, "model": start.model}
             if start.pid is not None:
                 info |= {"pid": start.pid, "pid_started": start.pid_started}
-            txn.put(f"response:{start.response_id}".encode(), _encode(info))
+            txn.put(f"response:{start.response_id}".encode(), records.encode(info))
         changed = {e.step for e in events if e.step}
         if fresh:
             changed |= {name for name, step in run.steps.items() if step.ai_responses}
@@ -488,13 +412,15 @@ class Store:
                 continue
             key = f"step_responses:{run_id}:{name}".encode()
             if fresh:
-                txn.put(key, _encode([r.response_id for r in step.ai_responses]))
+                txn.put(key, records.encode([r.response_id for r in step.ai_responses]))
             elif name in started:
                 known = txn.get(key)
-                txn.put(key, _encode([*(_decode(known) if known else []), *started[name]]))
+                txn.put(
+                    key, records.encode([*(records.decode(known) if known else []), *started[name]])
+                )
             txn.put(
                 f"step:{run_id}:{name}".encode(),
-                _encode(
+                records.encode(
                     {
                         "status": step.status.value,
                         "user_selection": step.user_selection,
@@ -527,7 +453,7 @@ class Store:
         in its history: it is not said yet. Empty text drops the draft."""
         key = f"draft:{run_id}:{name}".encode()
         if text:
-            self._write(lambda txn: txn.put(key, _encode(text)))
+            self._write(lambda txn: txn.put(key, records.encode(text)))
         else:
             self._write(lambda txn: txn.delete(key))
 
@@ -539,7 +465,7 @@ class Store:
         with self.env.begin() as txn:
             session_id = txn.get(f"active_sessions:{user_id}".encode())
             raw = session_id and txn.get(f"session:{session_id.decode()}".encode())
-            return UserSession.model_validate(_decode(raw)) if raw else None
+            return UserSession.model_validate(records.decode(raw)) if raw else None
 
     # --- reading -----------------------------------------------------------------
 
@@ -548,18 +474,24 @@ class Store:
             raw = txn.get(f"run:{run_id}".encode())
         if raw is None:
             raise UnknownRun(f"no run {run_id!r} in this workspace", hint="see `writeit runs`")
-        return RunSummary(**_decode(raw))
+        return RunSummary(**records.decode(raw))
 
     def events(self, run_id: str, upto: int | None = None) -> list[Event]:
         """The run's whole lineage of events: inherited ones first, then its own."""
         with self.env.begin(buffers=True) as txn:
             return list(self._lineage(txn, run_id, upto))
 
-    def tail(self, run_id: str, after: int) -> list[Event]:
+    def tail(self, run_id: str, after: int, run: PipelineRun | None = None) -> list[Event]:
         """The run's own events after seq `after`: what a reader holding the run folded up
-        to `after` still has to apply."""
+        to `after` still has to apply. That fold (`run`) resolves what their prompts
+        reference from before `after`; without it, the history is folded when needed."""
         with self.env.begin(buffers=True) as txn:
-            return list(self._own_events(txn, run_id, after + 1, None))
+
+            def before() -> PipelineRun | None:
+                return fold(self._lineage(txn, run_id, after)) if after else None
+
+            texts = records.Texts(txn, run if run is not None else before)
+            return list(self._own_events(txn, run_id, after + 1, None, texts))
 
     def _lineage(self, txn: lmdb.Transaction, run_id: str, upto: int | None) -> Iterator[Event]:
         chain: list[tuple[str, int, int | None]] = []  # (run, first own seq, last seq wanted)
@@ -568,30 +500,31 @@ class Store:
             raw = txn.get(f"run:{current}".encode())
             if raw is None:
                 raise UnknownRun(f"no run {current!r} in this workspace", hint="see `writeit runs`")
-            summary = _decode(bytes(raw))
+            summary = records.decode(bytes(raw))
             chain.append((current, summary["own_from"], limit))
             parent_limit = summary.get("branch_seq")
             limit = parent_limit if limit is None else min(limit, parent_limit or limit)
             current = summary.get("parent")
+        texts = records.Texts(txn)
         for owner, first, last in reversed(chain):
-            yield from self._own_events(txn, owner, first, last)
+            yield from self._own_events(txn, owner, first, last, texts)
 
     def _own_events(
-        self, txn: lmdb.Transaction, run_id: str, first: int, last: int | None
+        self, txn: lmdb.Transaction, run_id: str, first: int, last: int | None, texts: records.Texts
     ) -> Iterator[Event]:
         cursor = txn.cursor()
         prefix = f"event:{run_id}:".encode()
-        if not cursor.set_range(_event_key(run_id, first)):
+        if not cursor.set_range(records.event_key(run_id, first)):
             return
-        for key, value in cursor:
+        for key, value in cursor:  # a record is keyed by its last event's seq
             if not bytes(key).startswith(prefix):
                 break
-            data = _decode(bytes(value))
-            if last is not None and data["seq"] > last:
-                break
-            if data["type"] == EventType.RUN_CREATED:
-                data["data"] = _unshare(txn, data["data"])
-            yield Event(run_id=run_id, **data)
+            for data in records.decode_record(txn, bytes(value)):
+                if data["seq"] < first:
+                    continue
+                if last is not None and data["seq"] > last:
+                    return
+                yield Event(run_id=run_id, **texts.read(data))
 
     def load(self, run_id: str) -> PipelineRun:
         """The run now: its latest snapshot and the events after it (or a full fold)."""
@@ -599,8 +532,9 @@ class Store:
             raw = txn.get(f"snap:{run_id}".encode())
             if raw is None:
                 return fold(self._lineage(txn, run_id, None))
-            run = _unpack(bytes(raw))
-            for event in self._own_events(txn, run_id, run.last_seq + 1, None):
+            run = records.unpack(raw)
+            texts = records.Texts(txn, run, live=True)
+            for event in self._own_events(txn, run_id, run.last_seq + 1, None, texts):
                 apply(run, event)
             return run
 
@@ -624,7 +558,7 @@ class Store:
     def children(self, run_id: str) -> list[str]:
         with self.env.begin() as txn:
             raw = txn.get(f"branch_children:{run_id}".encode())
-        return _decode(raw) if raw else []
+        return records.decode(raw) if raw else []
 
     def recent(
         self,
@@ -646,7 +580,7 @@ class Store:
         found: list[RunSummary] = []
         with self.env.begin() as txn:
             for run_id in _newest_first(txn, prefix):
-                summary = RunSummary(**_decode(txn.get(b"run:" + run_id)))
+                summary = RunSummary(**records.decode(txn.get(b"run:" + run_id)))
                 if all(_matches(summary, field, value) for field, value in given[1:]):
                     found.append(summary)
                     if limit and len(found) >= limit:
@@ -695,7 +629,7 @@ class Store:
     def get(self, key: str) -> Any:
         with self.env.begin() as txn:
             raw = txn.get(key.encode())
-        return _decode(raw) if raw else None
+        return records.decode(raw) if raw else None
 
     def keys(self, prefix: str) -> list[str]:
         with self.env.begin() as txn:
@@ -728,6 +662,9 @@ class Store:
             raw = txn.get(b"meta:schema")
             if raw is not None and int(raw) == 1:
                 _migrate_from_1(txn)
+            # 2 -> 3 rewrites nothing: a schema-2 record is one event with its texts
+            # inline, which schema 3 reads as it is; the bump keeps older WriteIts,
+            # which could not read references or packed records, out.
             if raw is None or int(raw) < SCHEMA_VERSION:
                 txn.put(b"meta:schema", str(SCHEMA_VERSION).encode())
             if raw is None:  # a new store: every decision gets its outcome record
@@ -752,17 +689,17 @@ def _migrate_from_1(txn: lmdb.Transaction) -> None:
         for key, value in cursor:
             if not key.startswith(b"response:"):
                 break
-            info = _decode(value)
+            info = records.decode(value)
             asked.setdefault(info["run_id"], set()).add(info["model"])
     summaries = []
     if cursor.set_range(b"run:"):
         for key, value in cursor:
             if not key.startswith(b"run:"):
                 break
-            summaries.append(_decode(value))
+            summaries.append(records.decode(value))
     for data in summaries:
         data["asked"] = sorted(asked.get(data["run_id"], set()) | set(data.get("models") or []))
-        txn.put(f"run:{data['run_id']}".encode(), _encode(data))
+        txn.put(f"run:{data['run_id']}".encode(), records.encode(data))
         Store._index_lists(txn, None, RunSummary(**data))
 
 

@@ -40,10 +40,12 @@ Tokens stream over the WebSocket `/api/runs/{id}/stream` (the token may be passe
 (`delta`, `response_done`, `step_done`, `run_status`, ...). A `state` message at any
 time replaces what the client has (after a resync or on `{"type": "state"}`).
 
-Actions answer with the run as it now stands (`"texts": "latest"`): responses of a
-step's earlier attempts keep their place, id, model, kind and status but not their
-text or figures, and no response repeats its step's prompt; `GET /api/runs/{id}` has
-everything.
+Actions answer with the run as it now stands (`"texts": "latest"`): each step lists its
+responses from its latest attempt on (from the chosen one, if older), `responses_from`
+giving the index in the run's own list where a step's list starts (`user_selection`
+keeps the run's index), and no response repeats its step's prompt: an answer does not
+grow with history. `GET /api/runs/{id}` has every response (`?texts=latest`: the
+short form).
 """
 
 

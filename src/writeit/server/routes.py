@@ -13,7 +13,7 @@ import functools
 import logging
 from dataclasses import asdict
 from pathlib import Path as FilePath
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Security, status
 from fastapi.responses import JSONResponse, Response
@@ -196,6 +196,10 @@ async def get_run(
     run_id: RunId,
     state: State,
     at: Annotated[int | None, Query(ge=1, description="An event's seq: time travel.")] = None,
+    texts: Annotated[
+        Literal["all", "latest"],
+        Query(description="`latest`: as actions answer (each step from its latest attempt)"),
+    ] = "all",
     reveal: Annotated[
         bool, Query(description="Blind review: include the models of an undecided step.")
     ] = False,
@@ -203,7 +207,7 @@ async def get_run(
     engine = state.engine
     full = state.run_id(run_id)
     if at is None:
-        return run_response(engine, await engine.live(full), reveal=reveal)
+        return run_response(engine, await engine.live(full), texts=texts, reveal=reveal)
     with plain_errors_as(Unprocessable):
         past = await asyncio.to_thread(engine.store.state_at, full, at)
     data = run_json(engine, past, reveal=reveal)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import Request, Response
 from starlette.requests import HTTPConnection
 
-from writeit.models import BLIND_FIELDS, AIResponse, PipelineRun, WriteItError
+from writeit.models import BLIND_FIELDS, PipelineRun, WriteItError
 from writeit.server.errors import message_of
 from writeit.store import UnknownRun
 from writeit.workspaces import Workspace, ensure_token, get_workspace
@@ -191,12 +191,14 @@ def run_response(
     """`run_json` as a response, written by pydantic's own serialiser: a long run is
     megabytes of text, which FastAPI's generic encoder would walk value by value.
 
-    With `texts="latest"` (what actions answer), responses of a step's earlier attempts
-    keep their place, id, model, kind and status but not their text or figures, and no
-    response repeats its step's prompt or the run's style prompt: an answer costs what the step holds, not
-    what the run's history holds (GET /api/runs/{id} has every text)."""
+    With `texts="latest"` (what actions answer), each step lists its responses from its
+    latest attempt on (and the chosen one, if older), `responses_from` saying at which
+    index of the run's own list each step's starts, and no response repeats its step's
+    prompt or the run's style prompt: an answer costs what the steps hold now, not what
+    the run's history holds (GET /api/runs/{id} has every response)."""
     extras = _extras(engine, run, branched_from, reveal)
     if texts == "latest":
+        run, extras["responses_from"] = _latest_attempts(run)
         extras["texts"] = "latest"
     exclude = _excluded(run, latest=texts == "latest", reveal=reveal)
     body = run.model_dump_json(exclude=exclude)[:-1] + "," + json.dumps(extras, default=str)[1:]
@@ -204,26 +206,36 @@ def run_response(
 
 
 _REPEATED = {"prompt_used", "system_prompt"}
-# An earlier attempt's response: which it was and how it ended, enough to find it again.
-_KEPT = {"response_id", "model_name", "status", "attempt", "kind", "replaces"}
-_TEXTS = set(AIResponse.model_fields) - _KEPT
+
+
+def _latest_attempts(run: PipelineRun) -> tuple[PipelineRun, dict[str, int]]:
+    """A shallow copy of the run whose steps list their responses from the latest
+    attempt's first on (from the chosen one when it is older), and where each list
+    starts in the run's own (steps that lost none are left out)."""
+    steps, starts = dict(run.steps), {}
+    for name, step in run.steps.items():
+        responses = step.ai_responses
+        start = len(responses)
+        while start and responses[start - 1].attempt == step.attempt:
+            start -= 1
+        if step.user_selection is not None:
+            start = min(start, step.user_selection)
+        if start:
+            starts[name] = start
+            steps[name] = step.model_copy(update={"ai_responses": responses[start:]})
+    return run.model_copy(update={"steps": steps}), starts
 
 
 def _excluded(run: PipelineRun, *, latest: bool, reveal: bool) -> dict[str, Any] | None:
-    """Fields left out per response: with `latest`, earlier attempts' texts and the
-    prompts every response repeats; unless `reveal`, a blind step's models."""
+    """Fields left out of every response: with `latest`, the prompts each repeats;
+    unless `reveal`, a blind step's models."""
     steps: dict[str, Any] = {}
     for name, step in run.steps.items():
-        hide = BLIND_FIELDS if step.hidden and not reveal else set()
-        if not step.ai_responses or not (latest or hide):
-            continue
-        steps[name] = {
-            "ai_responses": {
-                index: hide
-                | ((_REPEATED if response.attempt == step.attempt else _TEXTS) if latest else set())
-                for index, response in enumerate(step.ai_responses)
-            }
-        }
+        fields = (BLIND_FIELDS if step.hidden and not reveal else set()) | (
+            _REPEATED if latest else set()
+        )
+        if step.ai_responses and fields:
+            steps[name] = {"ai_responses": {"__all__": fields}}
     return {"steps": steps} if steps else None
 
 
