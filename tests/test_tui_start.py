@@ -316,7 +316,14 @@ async def test_writeit_alone_reopens_the_unfinished_run_left_last(engine, script
     # a later session, in a new process: a new engine on the same workspace
     app = WriteItApp(engine=Engine(engine.workspace, preferences=engine.preferences), reopen=True)
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, StepScreen), "the step view")
+
+        def shown() -> bool:
+            screen = app.screen
+            if not isinstance(screen, StepScreen) or screen.run is None:
+                return False
+            return len(screen.panes) == 2 and all(p.shown for p in screen.panes.values())
+
+        await until(pilot, shown, "the step view with its candidates")
         assert app.screen.run_id == left.pipeline_run_id
         assert app.engine.load(left.pipeline_run_id).current_step == "angles"
         assert not app.engine.streaming(left.pipeline_run_id)  # nothing was asked of a model
