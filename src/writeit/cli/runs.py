@@ -302,6 +302,7 @@ async def _drive(
             finally:
                 watcher.cancel()
                 subscription.close()
+                await engine.logged()  # llm logs get every call before the process ends
     finally:
         if not quiet:
             err.print()  # the table ends its line, also before an error (a budget)
