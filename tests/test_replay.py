@@ -117,11 +117,45 @@ async def test_writeit_replay_headless_and_tree_shows_the_branch(engine, source,
     child_id = result["run_id"]
     assert result["status"] == "completed" and result["parent"] == parent_id
     assert result["from_step"] == "draft" and result["models"] == ["scripted-c"]
-    tree = writeit("tree", parent_id[:8]).stdout
-    assert f"{child_id[:8]} completed at polish from draft" in tree
     child = engine.store.load(child_id)
     assert [r.model_name for r in child.steps["polish"].ai_responses] == ["scripted-c"]
     assert child.steps["polish"].decision.by == "autopilot:1"
+
+    styled = await engine.replay(parent_id, "polish", style="executive-brief")
+    same = await engine.replay(parent_id, "outline", models=["scripted-a"])  # as the parent
+    fork = await engine.fork(parent_id, "angles")
+    tree = writeit("tree", parent_id[:8]).stdout
+
+    def line(run_id: str) -> str:
+        return next(text for text in tree.splitlines() if run_id[:8] in text)
+
+    assert f"{child_id[:8]} completed at polish · replay from draft with scripted-c (event" in (
+        line(child_id)
+    )
+    assert "at polish · replay from polish with style executive-brief (event" in line(
+        styled.pipeline_run_id
+    )
+    assert "at outline · replay from outline (event" in line(same.pipeline_run_id)  # no change
+    assert "at angles from angles (event" in line(fork.pipeline_run_id)
+    assert "replay" not in line(fork.pipeline_run_id) + line(parent_id)
+
+
+async def test_the_history_tree_labels_a_replay_with_what_it_changed(engine, source, scripted):
+    from writeit.tui.screens.history import read_family, run_label
+
+    parent_id = await finished_run(engine, source, ["scripted-a"])
+    child = await engine.replay(parent_id, "draft", models=["scripted-c"], style="")
+    fork = await engine.fork(parent_id, "draft")
+    family = read_family(engine.store, parent_id)
+    parent = family.summaries[parent_id]
+
+    def label(run_id: str) -> str:
+        summary = family.summaries[run_id]
+        return run_label(summary, here=False, deleted=False, parent=parent).plain
+
+    assert "replay from draft with scripted-c; style none" in label(child.pipeline_run_id)
+    assert label(fork.pipeline_run_id).endswith(f"{fork.pipeline_run_id[:8]} from draft")
+    assert "replay" not in label(parent_id)
 
 
 def test_the_api_replays_a_run_on_a_new_branch_that_streams(server, source, scripted):
