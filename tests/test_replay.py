@@ -269,3 +269,55 @@ async def test_the_history_tree_replays_from_the_highlighted_step(engine, source
     assert [c["model_id"] for c in scripted.calls] == ["scripted-c"]
     assert child.steps["outline"].output == parent.steps["outline"].output
     assert engine.store.load(parent_id) == parent
+
+
+async def test_the_export_dialog_leaves_out_candidates_and_takes_every_branch(
+    engine, source, scripted
+):
+    from pilot import until
+    from textual.widgets import Checkbox
+
+    from writeit.tui.app import WriteItApp
+    from writeit.tui.screens.export import ExportDialog
+    from writeit.tui.screens.step_view import StepScreen
+
+    parent_id = await finished_run(engine, source, ["scripted-a"])
+    child = await engine.replay(parent_id, "draft", models=["scripted-c"])
+    await autopilot.drive(engine, child.pipeline_run_id, "first")
+    app = WriteItApp(engine=engine)
+
+    async def open_dialog(pilot) -> ExportDialog:
+        await pilot.press("e")
+        await until(pilot, lambda: isinstance(app.screen, ExportDialog), "the export dialog")
+        await until(pilot, lambda: app.screen.run is not None, "the dialog to load")
+        return app.screen
+
+    def ticks(dialog: ExportDialog) -> dict[str, bool]:
+        return {
+            key: dialog.query_one(f"#{key}", Checkbox).value
+            for key in ("export-candidates", "export-branches")
+        }
+
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.open_run(parent_id)
+        await until(pilot, lambda: isinstance(app.screen, StepScreen), "the step view")
+        dialog = await open_dialog(pilot)
+        assert ticks(dialog) == {"export-candidates": True, "export-branches": False}
+        await pilot.press("j")
+        await pilot.click("#export-candidates")
+        await pilot.click("#export-branches")
+        assert ticks(dialog) == {"export-candidates": False, "export-branches": True}
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: dialog.saved is not None, "the export saved")
+        saved = dialog.saved
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, StepScreen), "the dialog closed")
+        again = await open_dialog(pilot)
+        assert ticks(again) == {"export-candidates": False, "export-branches": True}  # remembered
+
+    doc = json.loads(saved.read_text())
+    assert doc["metadata"]["run_id"] == parent_id
+    assert [(b["run_id"], b["branch_point"], b["replay"]) for b in doc["branches"]] == [
+        (child.pipeline_run_id, "draft", True)
+    ]
+    assert doc["history"] and all("responses" not in step for step in doc["history"])

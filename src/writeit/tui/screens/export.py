@@ -5,8 +5,8 @@ Keyboard first: focus starts on the format (the writer's `export_format` prefere
 Markdown), M/Y/J or 1/2/3 (or ←/→) choose it, Enter exports. The chosen format is marked
 with "(•)" and bold type, so it reads without colour.
 
-Two more ticks follow the history one: leave out the candidates (the article, its
-prompts and decisions only) and include every branch of the run. The dialog opens with
+Three ticks say what to include: the step history, the candidates (unticked: the
+article, its prompts and decisions only) and every branch of the run. The dialog opens with
 the choices of the last export in this session (a writer's `export_candidates` or
 `export_all_branches` preference, where set, wins), as it opens on the format.
 
@@ -42,11 +42,12 @@ from writeit.tui import keys
 FORMATS = {"md": "Markdown", "yaml": "YAML", "json": "JSON"}
 FORMAT_KEYS = {"md": ("m", "1"), "yaml": ("y", "2"), "json": ("j", "3")}
 
-# The ticks: checkbox id -> (label, default, the export_run option it sets).
+# What to include, on one line after "Include": checkbox id -> (label, default, the
+# export_run option it sets).
 TICKS = {
-    "history": ("Include the history of every step", True, "history"),
-    "candidates": ("Include every candidate (untick: choices only)", True, "candidates"),
-    "all-branches": ("Include every branch of the run", False, "all_branches"),
+    "export-history": ("step history", True, "history"),
+    "export-candidates": ("candidates", True, "candidates"),
+    "export-branches": ("every branch of the run", False, "all_branches"),
 }
 # The last export's ticks per app (a TUI session): the next dialog opens with them.
 _LAST_TICKS: WeakKeyDictionary[App, dict[str, bool]] = WeakKeyDictionary()
@@ -151,8 +152,10 @@ class ExportDialog(ModalScreen[Path | None]):
             with Horizontal(classes="row"):
                 yield Label("Format ", classes="row-label")
                 yield FormatChoice(id="format")
-            for key, (label, default, _) in TICKS.items():
-                yield Checkbox(label, default, id=key, compact=True)
+            with Horizontal(classes="row", id="export-ticks"):
+                yield Label("Include ", classes="row-label")
+                for key, (label, default, _) in TICKS.items():
+                    yield Checkbox(label, default, id=key, compact=True)
             yield Label("Save to", classes="field-label")
             yield Input("", id="path", compact=True)
             exists_note = Static("", id="path-exists", classes="hint")
