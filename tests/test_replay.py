@@ -321,3 +321,18 @@ async def test_the_export_dialog_leaves_out_candidates_and_takes_every_branch(
         (child.pipeline_run_id, "draft", True)
     ]
     assert doc["history"] and all("responses" not in step for step in doc["history"])
+
+
+def test_the_export_options_are_described_in_help_and_the_api_docs(client):
+    shown = writeit("export", "--help").stdout.splitlines()
+
+    def line(option: str) -> str:  # an option's row in the help, its description on it
+        return next(text for text in shown if f"│ {option} " in text)
+
+    assert "Leave out every candidate's text and figures." in line("--no-candidates")
+    assert "Also every fork of the run, with its branch point." in line("--all-branches")
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    options = schemas["Export"]["properties"]
+    assert options["include_candidates"]["description"].startswith("Every candidate's text")
+    assert options["all_branches"]["description"].startswith("Also every fork of the run")
+    assert "include_candidates" not in schemas["Export"].get("required", [])
