@@ -9,8 +9,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from writeit.cli import (
+    ExportOpt,
     JsonOpt,
     JudgeOpt,
+    OutOpt,
+    PickOpt,
     RunArg,
     WorkspaceOpt,
     _engine,
@@ -95,15 +98,11 @@ def run(
     headless: Annotated[
         bool, typer.Option("--headless", help="Run to the end without the TUI.")
     ] = False,
-    pick: Annotated[str, typer.Option(help="Headless choice: first, best or N.")] = "best",
+    pick: PickOpt = "best",
     judge: JudgeOpt = None,
     workspace: WorkspaceOpt = None,
-    export: Annotated[
-        str | None, typer.Option("--export", help="Export when done: md, yaml or json.")
-    ] = None,
-    out: Annotated[
-        Path | None, typer.Option("--out", help="Export path (default: the workspace's exports).")
-    ] = None,
+    export: ExportOpt = None,
+    out: OutOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     blind: Annotated[
         bool | None,
@@ -589,13 +588,11 @@ def resume(
             autocompletion=complete_model,
         ),
     ] = None,
-    pick: Annotated[str, typer.Option(help="Headless choice: first, best or N.")] = "best",
+    pick: PickOpt = "best",
     judge: JudgeOpt = None,
     workspace: WorkspaceOpt = None,
-    export: Annotated[
-        str | None, typer.Option("--export", help="Export when done: md, yaml or json.")
-    ] = None,
-    out: Annotated[Path | None, typer.Option("--out")] = None,
+    export: ExportOpt = None,
+    out: OutOpt = None,
     as_json: JsonOpt = False,
     budget: BudgetOpt = None,
 ) -> None:

@@ -13,7 +13,7 @@ import functools
 import logging
 from dataclasses import asdict
 from pathlib import Path as FilePath
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Security, status
 from fastapi.responses import JSONResponse, Response
@@ -34,6 +34,9 @@ from writeit.server.errors import (
     plain_errors_as,
 )
 from writeit.server.state import ServerState, request_state, run_json, run_response
+
+if TYPE_CHECKING:
+    from writeit.engine import Engine
 
 bearer = HTTPBearer(
     auto_error=False,
@@ -137,6 +140,18 @@ async def list_models() -> Json:
 # --- runs --------------------------------------------------------------------------------
 
 
+async def _check_style(engine: Engine, style: str | None) -> None:
+    """A style named in a body is one the workspace has (a name only, never a path)."""
+    if style:
+        styles = await asyncio.to_thread(config.style_paths, engine.style_dirs())
+        if style not in styles:
+            raise Unprocessable(
+                f"unknown style {style!r}",
+                f"known: {', '.join(styles)} (GET /api/styles)",
+                code="unknown_style",
+            )
+
+
 async def _new_run_pipeline(body: bodies.NewRun, state: ServerState) -> PipelineConfiguration:
     """The pipeline a new run's body names, and its style checked: 422s, never a path
     read off the disk."""
@@ -149,14 +164,7 @@ async def _new_run_pipeline(body: bodies.NewRun, state: ServerState) -> Pipeline
             code="unknown_pipeline",
         )
     pipeline = await asyncio.to_thread(config.load_pipeline, paths[body.pipeline])
-    if body.style:
-        styles = await asyncio.to_thread(config.style_paths, engine.style_dirs())
-        if body.style not in styles:
-            raise Unprocessable(
-                f"unknown style {body.style!r}",
-                f"known: {', '.join(styles)} (GET /api/styles)",
-                code="unknown_style",
-            )
+    await _check_style(engine, body.style)
     return pipeline
 
 
@@ -406,14 +414,7 @@ async def replay(run_id: RunId, body: bodies.Replay, state: State) -> Json:
     engine = state.engine
     full = state.run_id(run_id)
     _check_step(await engine.fetch(full), body.from_step)
-    if body.style:
-        styles = await asyncio.to_thread(config.style_paths, engine.style_dirs())
-        if body.style not in styles:
-            raise Unprocessable(
-                f"unknown style {body.style!r}",
-                f"known: {', '.join(styles)} (GET /api/styles)",
-                code="unknown_style",
-            )
+    await _check_style(engine, body.style)
     if body.models:
         await check_models(set(body.models))
     with plain_errors_as(InvalidState):
