@@ -552,6 +552,9 @@ def tree(run_id: RunArg, workspace: WorkspaceOpt = None) -> None:
     def label(rid: str) -> str:
         s = store.summary(rid)
         where = f" from {s.branch_point} (event {s.branch_seq})" if s.parent else ""
+        if s.replayed:  # a replay asks its branch point again, maybe of other models
+            note = s.replay_note(store.summary(s.parent) if s.parent else None)
+            where = f" · {note} (event {s.branch_seq})"
         here = " [bold cyan]← this run[/]" if rid == full_id else ""
         return f"{rid[:8]} {s.status} at {s.current_step}{where}{here}"
 

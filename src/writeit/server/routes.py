@@ -21,7 +21,7 @@ from fastapi.security import HTTPBearer
 
 from writeit import config, export, providers, stats
 from writeit.errors import UnknownResponse
-from writeit.models import PipelineRun, PipelineStatus
+from writeit.models import PipelineConfiguration, PipelineRun, PipelineStatus
 from writeit.providers import ProviderError
 from writeit.server import bodies
 from writeit.server.errors import (
@@ -152,8 +152,9 @@ async def _check_style(engine: Engine, style: str | None) -> None:
             )
 
 
-@router.post("/runs", status_code=status.HTTP_201_CREATED, summary="Start a run")
-async def start_run(body: bodies.NewRun, state: State) -> Json:
+async def _new_run_pipeline(body: bodies.NewRun, state: ServerState) -> PipelineConfiguration:
+    """The pipeline a new run's body names, and its style checked: 422s, never a path
+    read off the disk."""
     engine = state.engine
     paths = await asyncio.to_thread(config.pipeline_paths, engine.pipeline_dirs())
     if body.pipeline not in paths:  # a name only: a path would read any file on disk
@@ -164,6 +165,13 @@ async def start_run(body: bodies.NewRun, state: State) -> Json:
         )
     pipeline = await asyncio.to_thread(config.load_pipeline, paths[body.pipeline])
     await _check_style(engine, body.style)
+    return pipeline
+
+
+@router.post("/runs", status_code=status.HTTP_201_CREATED, summary="Start a run")
+async def start_run(body: bodies.NewRun, state: State) -> Json:
+    engine = state.engine
+    pipeline = await _new_run_pipeline(body, state)
     asked = set(body.models or []) | {m for ms in (body.step_models or {}).values() for m in ms}
     await check_models(asked)
     with plain_errors_as(Unprocessable):
@@ -177,6 +185,32 @@ async def start_run(body: bodies.NewRun, state: State) -> Json:
             budget_usd=body.budget_usd,
         )
     return run_response(engine, run, status_code=201)
+
+
+@router.post("/forecast", summary="What a new run would cost, per step and model; asks no model")
+async def forecast_new_run(body: bodies.NewRun, state: State) -> Json:
+    """The body POST /api/runs takes; the answer is `writeit run ... --dry-run --json`'s:
+    per step and model, input tokens of the prompt as it would be sent, output tokens
+    from past outputs (else a default) with a range, prices (null: unknown), the total,
+    and the budget the run would have. Models need no key yet: a forecast is how to
+    see the cost before setting one up."""
+    engine = state.engine
+    pipeline = await _new_run_pipeline(body, state)
+    with plain_errors_as(Unprocessable):
+        ahead = await asyncio.to_thread(
+            functools.partial(
+                engine.forecast,
+                pipeline=pipeline,
+                inputs=body.inputs,
+                style=body.style,
+                models=body.models,
+                step_models=body.step_models,
+            )
+        )
+    budget = body.budget_usd
+    if budget is None:
+        budget = engine.preferences.default_budget_usd
+    return {**ahead.to_json(), "budget_usd": budget}
 
 
 @router.get("/runs", summary="Runs, most recently changed first")
