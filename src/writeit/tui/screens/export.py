@@ -35,7 +35,7 @@ from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Input, Label, Static
 
 from writeit import export
-from writeit.models import PipelineRun, PipelineStatus
+from writeit.models import PipelineRun, PipelineStatus, UserPreferences
 from writeit.tui import format as fmt
 from writeit.tui import keys
 
@@ -53,12 +53,12 @@ TICKS = {
 _LAST_TICKS: WeakKeyDictionary[App, dict[str, bool]] = WeakKeyDictionary()
 
 
-def _opening_ticks(app: App, preferences: object) -> dict[str, bool]:
+def _opening_ticks(app: App, preferences: UserPreferences) -> dict[str, bool]:
     """The ticks a new dialog shows: a preference the writer set, else the session's
     last export, else the defaults."""
     ticks = {key: default for key, (_, default, _) in TICKS.items()}
     ticks |= _LAST_TICKS.get(app, {})
-    chosen = getattr(preferences, "model_fields_set", set())
+    chosen = preferences.model_fields_set
     for key, (_, _, option) in TICKS.items():
         if f"export_{option}" in chosen:
             ticks[key] = bool(getattr(preferences, f"export_{option}"))
