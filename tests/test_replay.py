@@ -336,3 +336,30 @@ def test_the_export_options_are_described_in_help_and_the_api_docs(client):
     assert options["include_candidates"]["description"].startswith("Every candidate's text")
     assert options["all_branches"]["description"].startswith("Also every fork of the run")
     assert "include_candidates" not in schemas["Export"].get("required", [])
+
+
+async def test_export_preferences_set_the_dialogs_ticks(engine, source, scripted):
+    from pilot import until
+    from textual.widgets import Checkbox
+
+    from writeit.models import UserPreferences
+    from writeit.tui.app import WriteItApp
+    from writeit.tui.screens.export import ExportDialog
+    from writeit.tui.screens.step_view import StepScreen
+
+    run_id = await finished_run(engine, source, ["scripted-a"])
+    engine.preferences = UserPreferences.model_validate(
+        engine.preferences.model_dump() | {"export_candidates": False, "export_all_branches": True}
+    )
+    app = WriteItApp(engine=engine)
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.open_run(run_id)
+        await until(pilot, lambda: isinstance(app.screen, StepScreen), "the step view")
+        await pilot.press("e")
+        await until(pilot, lambda: isinstance(app.screen, ExportDialog), "the export dialog")
+        await until(pilot, lambda: app.screen.run is not None, "the dialog to load")
+        ticks = {
+            key: app.screen.query_one(f"#{key}", Checkbox).value
+            for key in ("export-candidates", "export-branches")
+        }
+        assert ticks == {"export-candidates": False, "export-branches": True}
