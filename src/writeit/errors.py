@@ -58,11 +58,12 @@ class BudgetReached(InvalidAction):
 
     exit_code = 3
 
-    def __init__(self, message: str, run_id: str = "") -> None:
+    def __init__(self, message: str, run_id: str = "", hint: str | None = None) -> None:
         short = run_id[:8] or "RUN"
         super().__init__(
             message,
-            f"raise it to go on: writeit resume {short} --budget USD (or in the TUI: U, then the budget)",
+            hint
+            or f"raise it to go on: writeit resume {short} --budget USD (or in the TUI: U, then the budget)",
         )
         self.run_id = run_id
 

@@ -209,12 +209,15 @@ class ResponseFailed(Payload):
     error: str
     code: str | None = None
     processing_time: float = 0.0
+    usage: dict[str, Any] | None = None  # estimated, for text the provider billed
 
 
 class ResponseInterrupted(Payload):
     type = EventType.RESPONSE_INTERRUPTED
     response_id: str
     reason: str = "interrupted before it finished"
+    usage: dict[str, Any] | None = None  # estimated: a stopped call reports none
+    processing_time: float = 0.0
 
 
 class ResponseSelected(Decided):
@@ -571,6 +574,8 @@ def _response_failed(run: PipelineRun, p: ResponseFailed, event: Event) -> None:
     response.error = p.error
     run.ended(response)
     response.processing_time = p.processing_time
+    if p.usage:
+        response.usage_stats = TokenUsage.model_validate(p.usage)
 
 
 @_on(EventType.RESPONSE_INTERRUPTED)
@@ -579,6 +584,9 @@ def _response_interrupted(run: PipelineRun, p: ResponseInterrupted, event: Event
     response.status = ResponseStatus.INTERRUPTED
     response.error = p.reason
     run.ended(response)
+    response.processing_time = p.processing_time or response.processing_time
+    if p.usage:
+        response.usage_stats = TokenUsage.model_validate(p.usage)
 
 
 assert set(_HANDLERS) == set(EventType), "every event type needs a handler"

@@ -474,30 +474,59 @@ def refusal(run: PipelineRun, spent: float, ahead: Forecast) -> str | None:
     )
 
 
+def output_tokens(model: str, chars: int, counted: int | None, history: History) -> int:
+    """Tokens of `chars` characters `model` wrote, counted as `count_tokens` counts a
+    prompt: `counted` when tiktoken counted them, else the provider's characters per
+    token in the workspace's history, else characters / 4."""
+    if counted is not None:
+        return counted
+    ratio = history.chars_per_token(model) or CHARS_PER_TOKEN
+    return math.ceil(chars / ratio)
+
+
 @dataclass
 class Guard:
     """Watches a generation's streams against the run's budget: the spend before it,
-    each stream's forecast input cost, and its output as it arrives (characters / 4)."""
+    each stream's forecast input, and its output as it arrives, counted the way the
+    forecast counts (so a step that fits its forecast is not cut short by a coarser
+    count); a stopped stream's usage is recorded with the same figures."""
 
     budget: float
     spent: float
     prices: dict[str, pricing.Price | None]  # response id -> its model's price
     inputs: dict[str, int]  # response id -> forecast input tokens
+    models: dict[str, str] = field(default_factory=dict)  # response id -> model
+    history: History = field(default_factory=History)
     chars: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    counted: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # by tiktoken
     tripped: str | None = None  # why the streams were stopped, once they were
 
     def add(self, response_id: str, text: str) -> bool:
         """Count a chunk; True when the run is now past its budget."""
         self.chars[response_id] += len(text)
+        encoding = _tiktoken_for(self.models.get(response_id, ""))
+        if encoding is not None:
+            self.counted[response_id] += len(encoding.encode(text, disallowed_special=()))
         return self.running > self.budget
+
+    def usage(self, response_id: str) -> tuple[int, int]:
+        """(input, output) tokens of a response as the guard counts them."""
+        model = self.models.get(response_id, "")
+        tiktoken = response_id in self.counted
+        written = output_tokens(
+            model,
+            self.chars.get(response_id, 0),
+            self.counted[response_id] if tiktoken else None,
+            self.history,
+        )
+        return self.inputs.get(response_id, 0), written
 
     @property
     def running(self) -> float:
         total = self.spent
         for response_id, price in self.prices.items():
             if price is not None:
-                written = math.ceil(self.chars.get(response_id, 0) / CHARS_PER_TOKEN)
-                total += price.cost(self.inputs.get(response_id, 0), written)
+                total += price.cost(*self.usage(response_id))
         return total
 
     def stop(self) -> str:
@@ -505,6 +534,6 @@ class Guard:
         if self.tripped is None:
             self.tripped = (
                 f"budget: the run's budget of ${self.budget:.4f} was reached "
-                f"(about ${self.running:.4f} spent)"
+                f"(${self.running:.4f} spent, estimated)"
             )
         return self.tripped

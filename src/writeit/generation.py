@@ -64,6 +64,8 @@ class _Stream:
     taken: int = 0
     reason: str = "it did not finish"
     guard: forecast.Guard | None = None  # the run's budget, when it has one
+    started: float = field(default_factory=time.monotonic)
+    call: Any = None  # llm's response object, once the call is made (for llm's logs)
 
 
 @dataclass(eq=False)
@@ -263,7 +265,8 @@ class Generation:
         replaced = dict(zip([rid for rid, _ in started], replaces or [], strict=False))
         provider = await asyncio.to_thread(_providers, models)
         pid, since = processes.me()
-        ahead = self._ahead(run, step_name, models, prompt) if run.budget_usd is not None else None
+        history = self.history(run) if run.budget_usd is not None else None
+        ahead = self._ahead(run, step_name, models, prompt, history) if history else None
         refused: list[str] = []
         guards: list[forecast.Guard] = []
 
@@ -272,13 +275,13 @@ class Generation:
             refused.clear(), guards.clear()
             # The budget is checked on the state the claim is written on, in this build:
             # two requests cannot both pass it with one step's worth of budget left.
-            if ahead is not None and current.budget_usd is not None:
+            if history is not None and current.budget_usd is not None:
                 spent = pricing.spent(current, self.preferences.pricing)
                 why = forecast.refusal(current, spent, ahead)
                 if why:
                     refused.append(why)
                     return self._budget_pause(current, why)
-                guards.append(_guard(current.budget_usd, spent, started, ahead))
+                guards.append(_guard(current.budget_usd, spent, started, ahead, history))
             starts: Payloads = [
                 ev.ResponseStarted(
                     step=step_name,
@@ -298,7 +301,7 @@ class Generation:
         limit = self.preferences.max_concurrent_pipelines
         run = await self._commit(run_id, build, retry=True, slots=limit)
         if refused:
-            raise BudgetReached(refused[0], run_id=run_id)
+            raise BudgetReached(refused[0], run_id=run_id, hint=_price_hint(ahead))
         guard = guards[0] if guards else None
         for response_id, model in started:
             self._streams[response_id] = _Stream(run_id, step_name, model, guard=guard)
@@ -336,7 +339,12 @@ class Generation:
         return [*self._reopening(run), ev.RunPaused(reason=why)]
 
     def _ahead(
-        self, run: PipelineRun, step: str, models: list[str], prompt: str
+        self,
+        run: PipelineRun,
+        step: str,
+        models: list[str],
+        prompt: str,
+        history: forecast.History | None = None,
     ) -> forecast.Forecast:
         """The forecast of asking `models` with `prompt` at `step` of `run`."""
         spec = run.pipeline.step(step)
@@ -348,7 +356,7 @@ class Generation:
             prompt,
             run.style_prompt,
             self.price_of,
-            self.history(run),
+            history or self.history(run),
         )
         return forecast.Forecast(items)
 
@@ -390,20 +398,63 @@ class Generation:
                     self._streams.pop(response_id, None)
 
     async def _record_stopped(self, run_id: str, ids: list[str]) -> None:
+        """Record the streams stopped before their end as interrupted, with their text,
+        their time and their usage as WriteIt counts it (the provider reports none for a
+        stopped call, yet bills it); each goes to llm's logs too."""
         streams = {rid: self._streams[rid] for rid in ids if rid in self._streams}
+        history: list[forecast.History] = []  # the workspace's, read once if needed
+        stopped: list[_Stream] = []
 
         def build(current: PipelineRun) -> Payloads:
             specs: Payloads = []
+            stopped.clear()
             for response_id, stream in streams.items():
                 _, response = current.find_response(response_id)
                 if response.status != ResponseStatus.STREAMING:
                     continue
                 if stream.buffer:
                     specs.append(ev.ResponseProgress(response_id=response_id, delta=_drain(stream)))
-                specs.append(ev.ResponseInterrupted(response_id=response_id, reason=stream.reason))
+                text = response.raw_output + "".join(stream.buffer[: stream.taken])
+                if not history and stream.guard is None:
+                    history.append(forecast.History.of([current]))
+                usage = self._stopped_usage(response, stream, text, history)
+                specs.append(
+                    ev.ResponseInterrupted(
+                        response_id=response_id,
+                        reason=stream.reason,
+                        usage=usage,
+                        processing_time=round(time.monotonic() - stream.started, 3),
+                    )
+                )
+                if usage is not None:  # it wrote something: billed, so logged
+                    stopped.append(stream)
             return specs
 
-        await self._commit(run_id, build, retry=True)
+        run = await self._commit(run_id, build, retry=True)
+        for stream in stopped:
+            if stream.call is not None:
+                self._log_call(stream.call, run, stream.step)
+
+    def _stopped_usage(
+        self,
+        response: AIResponse,
+        stream: _Stream,
+        text: str,
+        history: list[forecast.History],
+    ) -> dict[str, Any] | None:
+        """A stopped or failed call's usage: the guard's count when the budget watched it
+        (the figure it stopped at), else the forecast's estimator; None without text."""
+        if not text:
+            return None
+        model = response.model_name
+        if stream.guard is not None and response.response_id in stream.guard.inputs:
+            sent, written = stream.guard.usage(response.response_id)
+        else:
+            ratio = history[0] if history else forecast.History()
+            system = "\n" + response.system_prompt if response.system_prompt else ""
+            sent, _ = forecast.count_tokens(model, response.prompt_used + system, ratio)
+            written, _ = forecast.count_tokens(model, text, ratio)
+        return pricing.estimated_usage(model, sent, written, self.preferences.pricing)
 
     async def _after_generation(self, run_id: str, step_name: str) -> PipelineRun:
         run = await self.fetch(run_id)
@@ -487,6 +538,7 @@ class Generation:
                 system=run.style_prompt or None,
                 options=options,
                 on_delta=on_delta,
+                on_call=functools.partial(setattr, stream, "call"),
                 timeout=self.preferences.request_timeout,
                 retries=self.preferences.max_retries,
                 backoff=self.retry_backoff,
@@ -498,17 +550,23 @@ class Generation:
             message, code = str(error.args[0]), error.code
 
             def failed(current: PipelineRun) -> Payloads:
+                _, response = current.find_response(response_id)
+                delta = _drain(stream)
+                text = response.raw_output + delta
                 return [
                     ev.ResponseFailed(
                         response_id=response_id,
-                        delta=_drain(stream),
+                        delta=delta,
                         error=message,
                         code=code,
                         processing_time=round(elapsed, 3),
+                        usage=self._stopped_usage(response, stream, text, []),
                     )
                 ]
 
-            await self._commit(run_id, failed, retry=True)
+            stored = await self._commit(run_id, failed, retry=True)
+            if stream.call is not None and stored.find_response(response_id)[1].raw_output:
+                self._log_call(stream.call, stored, step_name)  # text came: it was billed
             return
         measure = functools.partial(
             _assess,
@@ -526,6 +584,7 @@ class Generation:
             input_tokens=result.input_tokens,
             output_tokens=result.output_tokens,
             total_tokens=result.input_tokens + result.output_tokens,
+            estimated=result.estimated_usage,
         )
         usage.cost_usd = pricing.cost(  # None: unknown, never $0
             model, result.input_tokens, result.output_tokens, self.preferences.pricing
@@ -580,17 +639,35 @@ def _assess(
 
 
 def _guard(
-    budget: float, spent: float, started: list[tuple[str, str]], ahead: forecast.Forecast
+    budget: float,
+    spent: float,
+    started: list[tuple[str, str]],
+    ahead: forecast.Forecast | None,
+    history: forecast.History,
 ) -> forecast.Guard:
     """A budget watch over the responses about to start, matched to their forecasts."""
+    pairs = list(zip(started, ahead.items if ahead else [], strict=True))
     return forecast.Guard(
         budget=budget,
         spent=spent,
-        prices={rid: item.price for (rid, _), item in zip(started, ahead.items, strict=True)},
-        inputs={
-            rid: item.input_tokens for (rid, _), item in zip(started, ahead.items, strict=True)
-        },
+        prices={rid: item.price for (rid, _), item in pairs},
+        inputs={rid: item.input_tokens for (rid, _), item in pairs},
+        models={rid: model for (rid, model), _ in pairs},
+        history=history,
     )
+
+
+def _price_hint(ahead: forecast.Forecast | None) -> str | None:
+    """What to do when a budget cannot hold because a price is unknown: give the price
+    (raising the budget cannot help)."""
+    if ahead is None or not ahead.unpriced:
+        return None
+    sets = " and ".join(
+        f"writeit config set pricing.{model}.input USD && "
+        f"writeit config set pricing.{model}.output USD"
+        for model in ahead.unpriced
+    )
+    return f"set its price (USD per million tokens) to go on: {sets}; or run without --budget"
 
 
 def _providers(models: list[str]) -> dict[str, str]:

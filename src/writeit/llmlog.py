@@ -70,7 +70,9 @@ def logs_on() -> bool:
 
 
 async def record(response: Any, run: PipelineRun, step: str, *, enabled: bool = True) -> None:
-    """Log one finished model call in llm's logs.db, off the event loop; never raises."""
+    """Log one model call in llm's logs.db, off the event loop; never raises. A call
+    stopped before its end (a pause, the budget, a choice, a dropped stream) is logged
+    with the text it had written: it was billed too."""
     if response is None or not enabled:
         return
     cid = conversation_id(run.pipeline_run_id, step)
@@ -89,6 +91,7 @@ def write(response: Any, cid: str, name: str) -> bool:
     import sqlite_utils
     from llm.migrations import migrate
 
+    response = _finished(response)
     response.conversation = _conversation(response, cid, name)
     with _writing:
         db = sqlite_utils.Database(logs_path())
@@ -99,6 +102,30 @@ def write(response: Any, cid: str, name: str) -> bool:
         finally:
             db.close()
     return True
+
+
+def _finished(response: Any) -> Any:
+    """The response as llm logs a finished one. A stopped call is copied (a sync copy of
+    an async one, as llm itself logs those) and marked done with the chunks it has:
+    `log_to_db` would otherwise refuse it (async) or run the prompt to its end (sync),
+    paying for text no one asked for. Its usage stays unknown: the provider sent none."""
+    import copy
+    import time
+
+    import llm
+
+    if getattr(response, "_done", True):
+        return response
+    if isinstance(response, llm.AsyncResponse):
+        done = response._to_sync_response()
+    else:
+        done = copy.copy(response)
+        done._chunks = list(response._chunks)
+        done._stream_events = list(getattr(response, "_stream_events", []))
+    done._done = True
+    done._end = done._end or time.monotonic()
+    done._start = done._start or done._end
+    return done
 
 
 def _conversation(response: Any, cid: str, name: str) -> Any:

@@ -173,6 +173,7 @@ class TokenUsage(BaseModel):
     output_tokens: int = 0
     total_tokens: int = 0
     cost_usd: float | None = None
+    estimated: bool = False  # counted by WriteIt (the call stopped, or no usage came back)
 
 
 class ResponseStatus(StrEnum):
@@ -233,6 +234,23 @@ class AIResponse(BaseModel):
     @property
     def tokens(self) -> int:
         return self.usage_stats.total_tokens if self.usage_stats else 0
+
+    @property
+    def stopped_by_budget(self) -> bool:
+        """Cut where the run's budget ran out: its text is whole up to there, and paid."""
+        return self.status == ResponseStatus.INTERRUPTED and (self.error or "").startswith(
+            "budget:"
+        )
+
+    @property
+    def selectable(self) -> bool:
+        """A finished answer, or one the budget stopped (the writer may take it as is)."""
+        return self.status == ResponseStatus.COMPLETED or self.stopped_by_budget
+
+    @property
+    def text(self) -> str:
+        """What a choice of it gives the next steps."""
+        return self.processed_content or self.raw_output.strip()
 
 
 # --- steps and runs --------------------------------------------------------------------
@@ -340,7 +358,7 @@ class StepState(BaseModel):
                 hint=f"choose 0..{len(self.ai_responses) - 1}",
             )
         chosen = self.ai_responses[index]
-        if chosen.status != ResponseStatus.COMPLETED:
+        if not chosen.selectable:
             raise WriteItError(
                 f"response {index} of step {self.step_name!r} is {chosen.status.value}",
                 hint="select a completed response, or retry this one",
@@ -351,12 +369,12 @@ class StepState(BaseModel):
         if feedback:
             self.user_feedback = feedback
         self.completed_at = utcnow()
-        self.merged_content = chosen.processed_content
+        self.merged_content = chosen.text
         return self.merged_content
 
     def get_selected_content(self) -> str | None:
         if self.user_selection is not None:
-            return self.ai_responses[self.user_selection].processed_content
+            return self.ai_responses[self.user_selection].text
         return self.merged_content
 
     @property

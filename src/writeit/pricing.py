@@ -96,21 +96,81 @@ def is_priced(response: AIResponse) -> bool:
     return response.usage_stats is not None and response.usage_stats.cost_usd is not None
 
 
-def spent(run: PipelineRun, overrides: Overrides | None = None) -> float:
-    """What the run has spent so far, in USD, as the budget counts it: recorded costs,
-    plus an estimate (characters / 4) for text of stopped or failed responses that
-    have no usage (they were billed too). Unknown prices count 0 here."""
-    total = 0.0
+@dataclass(frozen=True)
+class Spend:
+    """What a run's calls cost, the one figure the budget, `show`, the CLI and the TUI
+    give: the provider's usage where it reported it, else WriteIt's count (the forecast's
+    estimator: a call stopped by a pause or the budget reports nothing, yet was billed).
+
+    `inherited` is the part a fork's parent paid for (responses made before the branch),
+    `estimated` the part counted by WriteIt, `unpriced` the models counted as 0."""
+
+    total: float = 0.0
+    inherited: float = 0.0
+    estimated: float = 0.0
+    unpriced: tuple[str, ...] = ()
+
+    @property
+    def own(self) -> float:
+        """What this run (branch) spent itself."""
+        return self.total - self.inherited
+
+
+def spend(run: PipelineRun, overrides: Overrides | None = None) -> Spend:
+    """The run's spend, split into its own and what a fork inherited."""
+    from writeit import forecast
+
+    total = inherited = estimated = 0.0
+    unpriced: set[str] = set()
+    history: forecast.History | None = None
+    forked_at = run.created_at if run.parent_pipeline_run_id else None
     for step in run.steps.values():
         for response in step.ai_responses:
-            if response.usage_stats is not None:
-                total += response.usage_stats.cost_usd or 0.0
+            usage = response.usage_stats
+            if usage is not None:
+                value, guessed = usage.cost_usd, usage.estimated
             elif response.status != ResponseStatus.COMPLETED and response.raw_output:
-                price = price_of(response.model_name, overrides)
-                if price is not None:
-                    sent = len(response.prompt_used) + len(response.system_prompt)
-                    total += price.cost(-(-sent // 4), -(-len(response.raw_output) // 4))
-    return total
+                # stopped before WriteIt recorded usage (older runs): count it now
+                history = history or forecast.History.of([run])
+                value, guessed = _estimate(response, history, overrides), True
+            else:
+                continue
+            if value is None:
+                unpriced.add(response.model_name)
+                continue
+            total += value
+            estimated += value if guessed else 0.0
+            if forked_at is not None and response.created_at < forked_at:
+                inherited += value
+    return Spend(total, inherited, estimated, tuple(sorted(unpriced)))
+
+
+def spent(run: PipelineRun, overrides: Overrides | None = None) -> float:
+    """What the run has spent so far, in USD, as the budget counts it (`spend`)."""
+    return spend(run, overrides).total
+
+
+def estimated_usage(
+    model: str, input_tokens: int, output_tokens: int, overrides: Overrides | None = None
+) -> dict[str, Any]:
+    """A stopped call's usage as WriteIt counted it, marked an estimate."""
+    return {
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "total_tokens": input_tokens + output_tokens,
+        "cost_usd": cost(model, input_tokens, output_tokens, overrides),
+        "estimated": True,
+    }
+
+
+def _estimate(response: AIResponse, history: Any, overrides: Overrides | None) -> float | None:
+    from writeit import forecast
+
+    model = response.model_name
+    system = "\n" + response.system_prompt if response.system_prompt else ""
+    sent, _ = forecast.count_tokens(model, response.prompt_used + system, history)
+    written, _ = forecast.count_tokens(model, response.raw_output, history)
+    return cost(model, sent, written, overrides)
 
 
 def upgrade_config(data: dict[str, Any]) -> bool:

@@ -423,7 +423,12 @@ class IdleTimeout:
 
 
 async def _iterate_sync(
-    model: Any, prompt: str, system: str | None, options: dict, idle: float
+    model: Any,
+    prompt: str,
+    system: str | None,
+    options: dict,
+    idle: float,
+    on_call: Callable[[Any], Any] = lambda _: None,
 ) -> AsyncIterator[tuple[str | None, Any]]:
     """Run a sync model in a daemon thread; chunks cross back through a queue."""
     loop = asyncio.get_running_loop()
@@ -433,6 +438,7 @@ async def _iterate_sync(
     def work() -> None:
         try:
             response = model.prompt(prompt, system=system or None, **options)
+            loop.call_soon_threadsafe(queue.put_nowait, ("call", response))
             for chunk in response:
                 if stop.is_set():
                     return
@@ -448,6 +454,8 @@ async def _iterate_sync(
                 kind, value = await queue.get()
             if kind == "chunk":
                 yield value, None
+            elif kind == "call":
+                on_call(value)
             elif kind == "done":
                 yield None, value
                 return
@@ -465,11 +473,13 @@ async def _stream_once(
     on_delta: Callable[[str], Any],
     idle: float,
     parts: list[str],
+    on_call: Callable[[Any], Any] = lambda _: None,
 ) -> StreamResult:
     started = time.monotonic()
     if resolved.async_model is not None:
         model = resolved.async_model
         response = model.prompt(prompt, system=system or None, **_accepted_options(model, options))
+        on_call(response)
         async with IdleTimeout(idle) as watchdog:
             async for chunk in response:
                 parts.append(chunk)
@@ -481,7 +491,7 @@ async def _stream_once(
         model = resolved.sync_model
         accepted = _accepted_options(model, options)
         response = None
-        async for chunk, finished in _iterate_sync(model, prompt, system, accepted, idle):
+        async for chunk, finished in _iterate_sync(model, prompt, system, accepted, idle, on_call):
             if chunk is not None:
                 parts.append(chunk)
                 on_delta(chunk)
@@ -520,6 +530,7 @@ async def stream(
     system: str | None = None,
     options: dict[str, Any] | None = None,
     on_delta: Callable[[str], Any] = lambda _: None,
+    on_call: Callable[[Any], Any] = lambda _: None,
     timeout: float = 120.0,
     retries: int = 2,
     backoff: float = 0.5,
@@ -556,7 +567,7 @@ async def stream(
             with attempt:
                 attempts += 1
                 result = await _stream_once(
-                    resolved, prompt, system, options or {}, on_delta, timeout, parts
+                    resolved, prompt, system, options or {}, on_delta, timeout, parts, on_call
                 )
     except asyncio.CancelledError:
         raise
