@@ -283,7 +283,7 @@ class Engine(Runs, Generation):
         step = run.current
         response_id = _response_id(step, response)
         response_obj = step.response(response_id)
-        if response_obj.status != ResponseStatus.COMPLETED:
+        if not response_obj.selectable:  # a budget-stopped one is paid for: it may be taken
             raise InvalidInput(
                 f"the {response_obj.model_name} response is {response_obj.status.value}",
                 hint="wait for it to finish, or choose a finished one"
@@ -812,6 +812,19 @@ class Engine(Runs, Generation):
         return await self._commit(
             run.pipeline_run_id, lambda current: [ev.BudgetSet(budget_usd=value)]
         )
+
+    def resume_forecast(self, run_id: str) -> Forecast:
+        """What resuming the run asks first: its stopped candidates again (a stream the
+        budget stopped), else the step about to run."""
+        from writeit import forecast
+
+        run = self._settled(self.load(self.resolve(run_id)))
+        step = run.current
+        redo = [r for r in step.candidates if r.status == ResponseStatus.INTERRUPTED]
+        if step.status == StepStatus.RUNNING and redo:
+            return self._ahead(run, step.step_name, [r.model_name for r in redo], step.prompt)
+        ahead = forecast.of_run(run, self.price_of, self.history)
+        return ahead.step(ahead.steps[0]) if ahead.steps else ahead
 
     def forecast(
         self,

@@ -474,6 +474,19 @@ def refusal(run: PipelineRun, spent: float, ahead: Forecast) -> str | None:
     )
 
 
+def suggested_budget(spent: float, ahead: Forecast) -> float | None:
+    """A budget that lets the step `ahead` run even at its high end: spent plus the
+    forecast's high end, rounded up to two significant figures (None: price unknown)."""
+    high = ahead.high
+    if high is None:
+        return None
+    value = spent + high
+    if value <= 0:
+        return 0.01
+    unit = 10 ** (math.floor(math.log10(value)) - 1)
+    return round(math.ceil(value / unit - 1e-9) * unit, 10)
+
+
 def output_tokens(model: str, chars: int, counted: int | None, history: History) -> int:
     """Tokens of `chars` characters `model` wrote, counted as `count_tokens` counts a
     prompt: `counted` when tiktoken counted them, else the provider's characters per

@@ -109,6 +109,8 @@ class Spend:
     inherited: float = 0.0
     estimated: float = 0.0
     unpriced: tuple[str, ...] = ()
+    tokens: int = 0
+    inherited_tokens: int = 0
 
     @property
     def own(self) -> float:
@@ -121,6 +123,7 @@ def spend(run: PipelineRun, overrides: Overrides | None = None) -> Spend:
     from writeit import forecast
 
     total = inherited = estimated = 0.0
+    tokens = inherited_tokens = 0
     unpriced: set[str] = set()
     history: forecast.History | None = None
     forked_at = run.created_at if run.parent_pipeline_run_id else None
@@ -135,14 +138,17 @@ def spend(run: PipelineRun, overrides: Overrides | None = None) -> Spend:
                 value, guessed = _estimate(response, history, overrides), True
             else:
                 continue
+            older = forked_at is not None and response.created_at < forked_at
+            tokens += response.tokens
+            inherited_tokens += response.tokens if older else 0
             if value is None:
                 unpriced.add(response.model_name)
                 continue
             total += value
             estimated += value if guessed else 0.0
-            if forked_at is not None and response.created_at < forked_at:
+            if older:
                 inherited += value
-    return Spend(total, inherited, estimated, tuple(sorted(unpriced)))
+    return Spend(total, inherited, estimated, tuple(sorted(unpriced)), tokens, inherited_tokens)
 
 
 def spent(run: PipelineRun, overrides: Overrides | None = None) -> float:

@@ -344,6 +344,7 @@ def _finish(
         "status": run_state.status.value,
         "tokens": run_state.total_tokens,
         "cost_usd": None if run_state.known_cost is None else round(run_state.known_cost, 6),
+        **_inherited_json(engine, run_state),
         **(extra or {}),
     }
     if export:
@@ -353,7 +354,8 @@ def _finish(
         _print_json(result)
         return
     console.print(
-        f"Run [bold]{run_state.pipeline_run_id}[/] {run_state.status.value} ({run_state.total_tokens} tokens, {_cost(run_state.known_cost)})"
+        f"Run [bold]{run_state.pipeline_run_id}[/] {run_state.status.value} ({_spend_text(engine, run_state)})",
+        highlight=False,
     )
     if export:
         console.print(f"Exported to [bold]{result['export']}[/] ({result['bytes']} bytes)")
@@ -495,7 +497,10 @@ def show(
     )
     if state.error:
         console.print(f"[red]{state.error}[/]")
-    console.print(f"cost {_cost(state.known_cost)}" + _budget_line(engine, state), highlight=False)
+    console.print(
+        f"cost {_spend_text(engine, state, tokens=False)}" + _budget_line(engine, state),
+        highlight=False,
+    )
     if state.paused_because:
         console.print(f"[yellow]paused: {state.paused_because}[/]", highlight=False)
     calls = llmlog.conversations(state)
@@ -511,7 +516,8 @@ def show(
             continue
         for index, response in enumerate(step.ai_responses):
             chosen = " ✓" if step.user_selection == index else ""
-            info = f"{response.tokens} tok, {response.processing_time:.1f}s"
+            about = "≈" if response.usage_stats and response.usage_stats.estimated else ""
+            info = f"{about}{response.tokens} tok, {response.processing_time:.1f}s"
             if response.usage_stats is not None:
                 info += f", {_cost(response.usage_stats.cost_usd)}"
             if response.quality_score is not None:
@@ -768,14 +774,56 @@ def serve(
 
 
 def _budget_line(engine, run) -> str:
-    """ ", budget $0.0500 ($0.0120 spent, $0.0380 left)" for a run with a budget."""
+    """ ", budget $0.0500 ($0.0380 left)" for a run with a budget: what it spent is the
+    cost just before it (one figure, `pricing.spend`)."""
     if run.budget_usd is None:
         return ""
     from writeit import pricing
 
     spent = pricing.spent(run, engine.preferences.pricing)
     left = max(run.budget_usd - spent, 0.0)
-    return f", budget ${run.budget_usd:.4f} (${spent:.4f} spent, ${left:.4f} left)"
+    return f", budget ${run.budget_usd:.4f} (${left:.4f} left)"
+
+
+def _spend_text(engine, run, *, tokens: bool = True) -> str:
+    """What the run spent, the one figure the budget counts: "2100 tokens, $0.0124 (≈
+    $0.0075 of it estimated)"; a fork says what it spent and what it inherited apart."""
+    from writeit import pricing
+
+    spend = pricing.spend(run, engine.preferences.pricing)
+
+    def money(value: float, unpriced: bool) -> str:
+        if unpriced and not value:
+            return "price unknown"
+        return f"${value:.4f}" + (f" + unknown ({', '.join(spend.unpriced)})" if unpriced else "")
+
+    unknown = bool(spend.unpriced)
+    own = f"{spend.tokens - spend.inherited_tokens} tokens, " if tokens else ""
+    text = own + money(spend.own, unknown)
+    if spend.estimated:
+        text += f" (≈${spend.estimated:.4f} of it estimated: calls stopped before their end)"
+    if run.parent_pipeline_run_id:
+        came = f"{spend.inherited_tokens} tokens, " if tokens else ""
+        text += (
+            f" on this branch; inherited from {run.parent_pipeline_run_id[:8]}: "
+            f"{came}${spend.inherited:.4f}"
+        )
+    return text
+
+
+def _inherited_json(engine, run) -> dict[str, Any]:
+    """A fork's finish in JSON: what the branch spent, apart from what it inherited."""
+    if not run.parent_pipeline_run_id:
+        return {}
+    from writeit import pricing
+
+    spend = pricing.spend(run, engine.preferences.pricing)
+    return {
+        "branch_tokens": spend.tokens - spend.inherited_tokens,
+        "branch_cost_usd": round(spend.own, 6),
+        "inherited_tokens": spend.inherited_tokens,
+        "inherited_cost_usd": round(spend.inherited, 6),
+    }
 
 
 def _cost(cost: float | None) -> str:

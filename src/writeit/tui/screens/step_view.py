@@ -276,8 +276,22 @@ class StepScreen(keys.SaysWhy, Screen[None]):
                 "here as it is saved. {pause} pauses it there."
             )
         if run.status == PipelineStatus.PAUSED and run.paused_because:
+            engine = self.app.engine
+            unpriced = [m for m in run.models_for(run.current_step) if not engine.price_of(m)]
+            if unpriced and "is unknown" in run.paused_because:  # a higher budget cannot help
+                return (
+                    f"‖ Paused: {run.paused_because}. Set its price to go on (USD per million "
+                    f"tokens): writeit config set pricing.{unpriced[0]}.input USD, and .output."
+                )
+            stopped = [n for n, r in enumerate(step.candidates, 1) if r.stopped_by_budget]
+            take = (
+                f" {keys.numbers(stopped, self.app.keymap)} takes a stopped candidate as it is."
+                if stopped
+                else ""
+            )
             return self._hint(
                 f"‖ Paused: {run.paused_because}. {{resume_run}} raises the budget and goes on."
+                + take
             )
         if streaming or run.status == PipelineStatus.PAUSED:
             return self._hint(
@@ -767,12 +781,34 @@ class StepScreen(keys.SaysWhy, Screen[None]):
         self._call(self._do(self.app.engine.resume(self.run_id), title="Resume"))
 
     def _raise_budget(self, run: PipelineRun) -> None:
-        """A run paused by its budget goes on with a higher one, asked for here."""
-        from writeit import pricing
+        """A run paused by its budget goes on with a higher one, asked for here: each
+        figure once, and a default that lets the next step run even at its high end."""
+        from writeit import forecast, pricing
         from writeit.tui.screens.dialogs import AskDialog
 
-        spent = pricing.spent(run, self.app.engine.preferences.pricing)
+        engine = self.app.engine
+        spent = pricing.spent(run, engine.preferences.pricing)
         run_id, budget = self.run_id, run.budget_usd or 0.0
+        try:
+            ahead = engine.resume_forecast(run_id)
+        except WriteItError as error:
+            log.info("no forecast for %s: %s", run_id[:8], error)
+            ahead = forecast.Forecast()
+        lines = [f"Spent {fmt.cost(spent)} of {fmt.cost(budget)}."]
+        suggested = forecast.suggested_budget(spent, ahead) if ahead.items else None
+        if ahead.items:
+            what = f"Step {ahead.steps[0]}"
+            if run.current.status == StepStatus.RUNNING:
+                what = f"Asking {', '.join(i.model for i in ahead.items)} again at {what.lower()}"
+            shown = fmt.forecast(ahead.cost, ahead.low, ahead.high, ahead.estimated)
+            lines.append(f"{what} is forecast at {shown}.")
+        if suggested is not None:
+            lines.append(f"{fmt.cost(suggested)} covers it at its high end.")
+        stopped = [n for n, r in enumerate(run.current.candidates, 1) if r.stopped_by_budget]
+        if stopped:
+            numbers = keys.numbers(stopped, self.app.keymap)
+            lines.append(f"Or cancel and choose a stopped candidate as it is ({numbers}).")
+        default = suggested if suggested is not None else max(budget * 2, spent * 2, 0.01)
 
         def chosen(answer: str | None) -> None:
             if answer is None:
@@ -782,15 +818,15 @@ class StepScreen(keys.SaysWhy, Screen[None]):
             except ValueError:
                 self.app.say(f"{answer!r} is not an amount in USD", severity="error")
                 return
-            resumed = self.app.engine.resume(run_id, budget_usd=value)
+            resumed = engine.resume(run_id, budget_usd=value)
             self._call(self._do(resumed, title="Resume"))
 
         self.app.push_screen(
             AskDialog(
                 "Raise the run's budget (USD) and go on",
-                f"{run.paused_because}. Spent so far ${spent:.4f} of ${budget:.4f}.",
+                " ".join(lines),
                 placeholder="e.g. 0.50",
-                value=f"{max(budget * 2, spent * 2, 0.01):.2f}",
+                value=f"{default:g}",
             ),
             chosen,
         )
