@@ -231,3 +231,171 @@ def test_the_api_takes_a_budget_refuses_past_it_and_goes_on_when_resumed_with_mo
     assert run["candidates"][0]["status"] == "completed"
     assert 0 < run["budget"]["spent_usd"] == run["cost_usd"]
     assert run["budget"]["remaining_usd"] == pytest.approx(100 - run["cost_usd"])
+
+
+# --- issue 14: budgets that hold without wasting paid text ----------------------------------
+
+
+async def outline_refused(engine, openai_server):
+    """The trial: two priced loopback models, angles chosen, the outline refused by a
+    budget just above what the angles cost. Returns the paused run."""
+    from writeit import pricing
+
+    openai_server.add_llm_model("oai-ok-b", "ok-b")
+    engine.preferences.pricing = LOOPBACK_PRICES
+    run = await engine.start_run(
+        "tech-article", TRIAL_INPUTS, models=["oai-ok-b", "oai-ok"], budget_usd=1.0
+    )
+    run_id = run.pipeline_run_id
+    await engine.execute_step(run_id)
+    await engine.select(run_id, 0)
+    run = await engine.accept(run_id)
+    spent = pricing.spent(run, engine.preferences.pricing)
+    await engine.set_budget(run_id, round(spent + 0.00001, 6))
+    with pytest.raises(BudgetReached, match="step outline is forecast"):
+        await engine.execute_step(run_id)
+    return engine.load(run_id)
+
+
+TRIAL_INPUTS = {"source_material": "We moved 140 cron jobs to Temporal in six weeks. " * 40}
+
+
+async def test_the_suggested_budget_lets_the_step_finish_and_every_spend_figure_agrees(
+    engine, openai_server
+):
+    from writeit import forecast, pricing
+
+    paused = await outline_refused(engine, openai_server)
+    run_id = paused.pipeline_run_id
+    spent = pricing.spent(paused, engine.preferences.pricing)
+    ahead = engine.resume_forecast(run_id)
+    assert ahead.steps == ["outline"] and len(ahead.items) == 2
+    suggested = forecast.suggested_budget(spent, ahead)
+    assert spent + ahead.high <= suggested < (spent + ahead.high) * 1.1
+
+    run = await engine.resume(run_id, budget_usd=suggested)
+    outline = run.steps["outline"].candidates
+    assert [c.status for c in outline] == [ResponseStatus.COMPLETED] * 2  # nothing cut
+    assert run.status == PipelineStatus.RUNNING and run.paused_because is None
+    spend = pricing.spend(run, engine.preferences.pricing)
+    measured = sum(r.usage_stats.cost_usd for s in run.steps.values() for r in s.ai_responses)
+    assert spend.total == pytest.approx(measured) == pytest.approx(run.known_cost)
+    assert spend.estimated == 0.0 and spend.inherited == 0.0  # the provider said it all
+
+
+async def test_the_guard_counts_output_as_the_forecast_does_so_a_step_that_fits_is_not_cut(
+    engine, openai_server
+):
+    """chars/4 over-counts the loopback's words (about six characters a token): a budget
+    that holds the step's real cost, and little more, must let it finish."""
+    from writeit import pricing
+
+    openai_server.add_llm_model("oai-ok-b", "ok-b")
+    engine.preferences.pricing = {"oai-ok": {"input": 0.0, "output": 5000.0}}
+    twin = await engine.start_run("tech-article", TRIAL_INPUTS, models=["oai-ok"])
+    twin = await engine.execute_step(twin.pipeline_run_id)  # what angles really costs
+    (reference,) = twin.current.candidates
+    real = reference.usage_stats.cost_usd
+    written = reference.raw_output
+    assert len(written) / 4 > reference.usage_stats.output_tokens  # chars/4 would trip
+    run = await engine.start_run(
+        "tech-article", TRIAL_INPUTS, models=["oai-ok"], budget_usd=real * 1.02
+    )
+    run = await engine.execute_step(run.pipeline_run_id)
+    (candidate,) = run.current.candidates
+    assert candidate.status == ResponseStatus.COMPLETED and candidate.raw_output == written
+    assert run.paused_because is None
+    assert pricing.spent(run, engine.preferences.pricing) == pytest.approx(real)
+
+
+def test_the_guard_counts_chunks_by_the_providers_characters_per_token():
+    from writeit import forecast, pricing
+
+    history = forecast.History()
+    history.sent["m"] = [600, 100]  # the provider reported 6 characters a token
+    guard = forecast.Guard(
+        budget=0.000011,
+        spent=0.0,
+        prices={"r": pricing.Price(0.0, 1.0, "config")},  # $1 per million out
+        inputs={"r": 0},
+        models={"r": "m"},
+        history=history,
+    )
+    assert not guard.add("r", "x" * 60)  # 10 tokens, not 15
+    assert guard.usage("r") == (0, 10)
+    assert guard.add("r", "x" * 12)  # 12 tokens: past $0.000011
+    assert (
+        guard.stop() == "budget: the run's budget of $0.0000 was reached ($0.0000 spent, estimated)"
+    )
+
+
+async def test_a_candidate_stopped_by_the_budget_keeps_its_usage_and_can_be_chosen(
+    engine, scripted
+):
+    from writeit import pricing
+
+    engine.preferences.pricing = {"scripted-a": {"input": 0.0, "output": 1000.0}}
+    long_answer = "word " * 2000
+    scripted.script("scripted-a", replies=[long_answer], chunk_size=40)
+    run = await engine.start_run("tech-article", INPUTS, models=["scripted-a"], budget_usd=0.9)
+    run = await engine.execute_step(run.pipeline_run_id)
+    (stopped,) = run.current.candidates
+    assert stopped.stopped_by_budget and stopped.selectable
+    usage = stopped.usage_stats
+    assert usage is not None and usage.estimated
+    assert usage.output_tokens > 0 and stopped.tokens == usage.total_tokens
+    assert usage.cost_usd == pytest.approx(usage.output_tokens * 0.001)
+    assert stopped.processing_time > 0
+    # one figure: the guard's reason, the budget's spend and the run's cost agree
+    spent = pricing.spent(run, engine.preferences.pricing)
+    assert spent == pytest.approx(usage.cost_usd) == pytest.approx(run.known_cost)
+    assert f"(${spent:.4f} spent, estimated)" in stopped.error
+    # a fresh fold reads the same usage from the log
+    assert engine.store.load(run.pipeline_run_id).current.candidates[0].usage_stats == usage
+
+    chosen = await engine.select(run.pipeline_run_id, 0)  # paid for: the writer may take it
+    step = chosen.steps["angles"]
+    assert step.status == StepStatus.COMPLETED and step.output == stopped.raw_output.strip()
+    assert chosen.status == PipelineStatus.RUNNING
+    later = await engine.accept(run.pipeline_run_id)
+    assert later.current_step == "outline"
+
+
+async def test_a_candidate_stopped_by_a_pause_cannot_be_chosen(engine, scripted):
+    from writeit.errors import InvalidInput
+
+    gate = scripted.Gate(after_chunks=2)
+    scripted.script("scripted-a", replies=["word " * 50], chunk_size=10, gate=gate)
+    run = await engine.start_run("tech-article", INPUTS, models=["scripted-a"])
+    await engine.start_step(run.pipeline_run_id)
+    await gate.wait_reached()
+    paused = await engine.pause(run.pipeline_run_id)
+    gate.release()
+    (stopped,) = paused.current.candidates
+    assert stopped.status == ResponseStatus.INTERRUPTED and not stopped.selectable
+    assert stopped.usage_stats.estimated and stopped.usage_stats.output_tokens > 0
+    with pytest.raises(InvalidInput, match="interrupted"):
+        await engine.select(run.pipeline_run_id, 0)
+
+
+async def test_an_unpriced_model_under_a_budget_says_to_set_its_price(engine, openai_server):
+    run = await engine.start_run("tech-article", INPUTS, models=["oai-ok"], budget_usd=1.0)
+    with pytest.raises(BudgetReached) as info:
+        await engine.execute_step(run.pipeline_run_id)
+    hint = info.value.hint
+    assert "writeit config set pricing.oai-ok.input USD" in hint
+    assert "writeit config set pricing.oai-ok.output USD" in hint
+    assert "--budget USD" not in hint  # a higher budget cannot help
+
+
+def test_headless_unpriced_model_under_a_budget_hints_the_price_not_the_budget(
+    isolated_env, openai_server
+):
+    stopped = writeit(
+        "run", "tech-article", "-m", "oai-slow", "--headless", "--budget", "1",
+        "-i", "source_material=notes", check=False,
+    )  # fmt: skip
+    assert stopped.returncode == 3, stopped.stderr
+    assert "writeit config set pricing.oai-slow.input USD" in stopped.stderr
+    assert "resume" not in stopped.stderr.split("hint:", 1)[1]
+    assert openai_server.count("slow") == 0

@@ -171,6 +171,7 @@ class History:
 
     outputs: dict[tuple[str, str], list[int]] = field(default_factory=lambda: defaultdict(list))
     sent: dict[str, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0]))
+    written: dict[str, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0]))
 
     @classmethod
     def of(cls, runs: Iterable[PipelineRun]) -> History:
@@ -190,6 +191,10 @@ class History:
             usage = response.usage_stats
             if usage.output_tokens:
                 history.outputs[(response.model_name, name)].append(usage.output_tokens)
+                if not usage.estimated:
+                    wrote = history.written[response.model_name]
+                    wrote[0] += len(response.raw_output)
+                    wrote[1] += usage.output_tokens
             if usage.input_tokens:
                 sent = history.sent[response.model_name]
                 sent[0] += len(response.prompt_used) + len(response.system_prompt)
@@ -199,6 +204,12 @@ class History:
     def chars_per_token(self, model: str) -> float | None:
         chars, tokens = self.sent.get(model, (0, 0))
         return chars / tokens if chars and tokens else None
+
+    def chars_per_output_token(self, model: str) -> float | None:
+        """Characters per token of what the model wrote, as its provider counted them
+        (an answer's text is not a prompt's: prose, no template)."""
+        chars, tokens = self.written.get(model, (0, 0))
+        return chars / tokens if chars and tokens else self.chars_per_token(model)
 
     def output(self, model: str, step: str) -> list[int]:
         return self.outputs.get((model, step), [])[-_SAMPLES:]
@@ -490,11 +501,19 @@ def suggested_budget(spent: float, ahead: Forecast) -> float | None:
 def output_tokens(model: str, chars: int, counted: int | None, history: History) -> int:
     """Tokens of `chars` characters `model` wrote, counted as `count_tokens` counts a
     prompt: `counted` when tiktoken counted them, else the provider's characters per
-    token in the workspace's history, else characters / 4."""
+    token of this model's answers in the workspace's history (of its prompts when it
+    has none), else characters / 4."""
     if counted is not None:
         return counted
-    ratio = history.chars_per_token(model) or CHARS_PER_TOKEN
+    ratio = history.chars_per_output_token(model) or CHARS_PER_TOKEN
     return math.ceil(chars / ratio)
+
+
+def count_output(model: str, text: str, history: History) -> int:
+    """Tokens of `text` a model wrote (a stopped call reports none), as the guard counts."""
+    encoding = _tiktoken_for(model)
+    counted = len(encoding.encode(text, disallowed_special=())) if encoding else None
+    return output_tokens(model, len(text), counted, history)
 
 
 @dataclass

@@ -453,7 +453,7 @@ class Generation:
             ratio = history[0] if history else forecast.History()
             system = "\n" + response.system_prompt if response.system_prompt else ""
             sent, _ = forecast.count_tokens(model, response.prompt_used + system, ratio)
-            written, _ = forecast.count_tokens(model, text, ratio)
+            written = forecast.count_output(model, text, ratio)
         return pricing.estimated_usage(model, sent, written, self.preferences.pricing)
 
     async def _after_generation(self, run_id: str, step_name: str) -> PipelineRun:

@@ -175,7 +175,7 @@ def _estimate(response: AIResponse, history: Any, overrides: Overrides | None) -
     model = response.model_name
     system = "\n" + response.system_prompt if response.system_prompt else ""
     sent, _ = forecast.count_tokens(model, response.prompt_used + system, history)
-    written, _ = forecast.count_tokens(model, response.raw_output, history)
+    written = forecast.count_output(model, response.raw_output, history)
     return cost(model, sent, written, overrides)
 
 
