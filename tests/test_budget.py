@@ -399,3 +399,43 @@ def test_headless_unpriced_model_under_a_budget_hints_the_price_not_the_budget(
     assert "writeit config set pricing.oai-slow.input USD" in stopped.stderr
     assert "resume" not in stopped.stderr.split("hint:", 1)[1]
     assert openai_server.count("slow") == 0
+
+
+async def test_a_replay_says_what_its_branch_spent_apart_from_what_it_inherited(engine, scripted):
+    from writeit import autopilot, pricing
+
+    writeit("config", "set", "pricing.scripted-a.output", "1000")
+    writeit("config", "set", "pricing.scripted-c.output", "1000")
+    engine.preferences.pricing = {
+        "scripted-a": {"output": 1000.0},
+        "scripted-c": {"output": 1000.0},
+    }
+    run = await engine.start_run("tech-article", INPUTS, models=["scripted-a"])
+    parent = await autopilot.drive(engine, run.pipeline_run_id, "first")
+    parent_cost = pricing.spent(parent, engine.preferences.pricing)
+    assert parent_cost > 0
+    done = writeit(
+        "replay", parent.pipeline_run_id[:8], "--from", "draft", "--model", "scripted-c",
+        "--headless", "--pick", "1",
+    )  # fmt: skip
+    child_id = json.loads(writeit("runs", "--json").stdout)[0]["run_id"]
+    child = engine.load(child_id)
+    assert child.parent_pipeline_run_id == parent.pipeline_run_id
+    spend = pricing.spend(child, engine.preferences.pricing)
+    theirs = {r.response_id for s in parent.steps.values() for r in s.ai_responses}
+    mine = [r for s in child.steps.values() for r in s.ai_responses]
+    asked = [r for r in mine if r.response_id not in theirs]
+    assert {r.model_name for r in asked} == {"scripted-c"}  # draft and polish, asked again
+    assert len(asked) == 2 and len(mine) > len(asked)
+    assert spend.own == pytest.approx(sum(r.cost for r in asked)) and spend.own > 0
+    inherited = sum(r.cost for r in mine if r.response_id in theirs)
+    assert spend.inherited == pytest.approx(inherited) and 0 < inherited <= parent_cost
+    own_tokens = sum(r.tokens for r in asked)
+    line = done.stdout.strip().splitlines()[-1]
+    assert f"({own_tokens} tokens, ${spend.own:.4f} on this branch; " in line
+    assert f"inherited from {parent.pipeline_run_id[:8]}: " in line
+    assert f"${spend.inherited:.4f})" in line
+    shown = writeit("show", child_id[:8]).stdout
+    assert f"cost ${spend.own:.4f} on this branch; inherited from" in shown
+    as_json = json.loads(writeit("show", child_id[:8], "--json").stdout)
+    assert as_json["parent_pipeline_run_id"] == parent.pipeline_run_id

@@ -158,3 +158,54 @@ async def test_a_step_is_the_writers_while_its_calls_are_still_being_logged(engi
     await engine.logged()
     [row] = logged("-n", "0")
     assert row["response"] == done.steps["angles"].ai_responses[0].raw_output
+
+
+async def test_a_call_stopped_by_a_pause_is_logged_with_the_text_it_wrote(engine, scripted):
+    gate = scripted.Gate(after_chunks=2)
+    scripted.script("scripted-a", replies=["word " * 50], chunk_size=10, gate=gate)
+    run = await engine.start_run("tech-article", {"source_material": SOURCE}, models=["scripted-a"])
+    run_id = run.pipeline_run_id
+    await engine.start_step(run_id)
+    await gate.wait_reached()
+    paused = await engine.pause(run_id)
+    gate.release()
+    await engine.logged()
+    (stopped,) = paused.current.candidates
+    assert stopped.status.value == "interrupted" and stopped.raw_output
+    [row] = logged("--cid", llmlog.conversation_id(run_id, "angles"))
+    assert row["response"] == stopped.raw_output  # what was written before the pause
+    assert row["prompt"] == paused.current.prompt
+    assert row["model"] == "scripted-a"
+    assert row["input_tokens"] is None and row["output_tokens"] is None  # none reported
+    assert len(scripted.calls) == 1  # logging it did not run the prompt to its end
+
+
+async def test_a_call_stopped_by_the_budget_is_logged(engine, scripted):
+    engine.preferences.pricing = {"scripted-a": {"input": 0.0, "output": 1000.0}}
+    scripted.script("scripted-a", replies=["word " * 2000], chunk_size=40)
+    run = await engine.start_run(
+        "tech-article", {"source_material": SOURCE}, models=["scripted-a"], budget_usd=0.5
+    )
+    done = await engine.execute_step(run.pipeline_run_id)
+    await engine.logged()
+    (stopped,) = done.current.candidates
+    assert stopped.stopped_by_budget
+    [row] = logged("--cid", llmlog.conversation_id(run.pipeline_run_id, "angles"))
+    assert row["response"] == stopped.raw_output and 0 < len(row["response"]) < 10_000
+
+
+async def test_a_call_that_failed_after_writing_is_logged_and_one_with_nothing_is_not(
+    engine, openai_server
+):
+    run = await engine.start_run(
+        "tech-article", {"source_material": SOURCE}, models=["oai-drop", "oai-500"]
+    )
+    done = await engine.execute_step(run.pipeline_run_id)
+    await engine.logged()
+    dropped, refused = done.current.candidates
+    assert dropped.status.value == refused.status.value == "failed"
+    assert dropped.raw_output and not refused.raw_output
+    assert dropped.usage_stats.estimated and dropped.usage_stats.output_tokens > 0
+    assert refused.usage_stats is None  # an error before any text: nothing billed
+    rows = logged("--cid", llmlog.conversation_id(run.pipeline_run_id, "angles"))
+    assert [row["response"] for row in rows] == [dropped.raw_output]
