@@ -251,7 +251,7 @@ async def outline_refused(engine, openai_server):
     await engine.select(run_id, 0)
     run = await engine.accept(run_id)
     spent = pricing.spent(run, engine.preferences.pricing)
-    await engine.set_budget(run_id, round(spent + 0.00001, 6))
+    await engine.set_budget(run_id, round(spent + 0.001, 6))
     with pytest.raises(BudgetReached, match="step outline is forecast"):
         await engine.execute_step(run_id)
     return engine.load(run_id)
@@ -439,3 +439,103 @@ async def test_a_replay_says_what_its_branch_spent_apart_from_what_it_inherited(
     assert f"cost ${spend.own:.4f} on this branch; inherited from" in shown
     as_json = json.loads(writeit("show", child_id[:8], "--json").stdout)
     assert as_json["parent_pipeline_run_id"] == parent.pipeline_run_id
+
+
+async def test_the_raise_budget_dialog_says_each_figure_once_and_its_default_finishes_the_step(
+    engine, openai_server
+):
+    from pilot import until
+
+    from writeit import forecast, pricing
+    from writeit.tui.app import WriteItApp
+    from writeit.tui.screens.dialogs import AskDialog
+    from writeit.tui.screens.step_view import StepScreen
+
+    paused = await outline_refused(engine, openai_server)
+    run_id = paused.pipeline_run_id
+    spent = pricing.spent(paused, engine.preferences.pricing)
+    ahead = engine.resume_forecast(run_id)
+    suggested = forecast.suggested_budget(spent, ahead)
+    app = WriteItApp(engine=engine, run_id=run_id)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, StepScreen), "the step view")
+        notice = app.screen.query_one("#notice")
+        await until(pilot, lambda: "Paused: budget reached" in str(notice.render()), "the pause")
+        await pilot.press("u")
+        await until(pilot, lambda: isinstance(app.screen, AskDialog), "the budget dialog")
+        dialog = app.screen
+        said = dialog.detail
+        assert said.startswith(f"Spent ${spent:.4f} of ${paused.budget_usd:.4f}. ")
+        assert f"Step outline is forecast at ≈ ${ahead.cost:.4f}" in said
+        assert f"${suggested:.4f} covers it at its high end." in said
+        for figure in (f"${spent:.4f}", f"${ahead.cost:.4f}", f"${ahead.high:.4f}"):
+            assert said.count(figure) == 1, (figure, said)
+        assert "it has spent" not in said  # the pause's reason is not repeated
+        assert dialog.query_one("#answer").value == f"{suggested:g}"
+        await pilot.press("enter")
+        await until(
+            pilot,
+            lambda: (
+                len((run := engine.load(run_id)).steps["outline"].candidates) == 2
+                and not engine.streaming(run_id)
+                and all(c.status != ResponseStatus.STREAMING for c in run.current.candidates)
+            ),
+            "the outline written",
+        )
+    run = engine.load(run_id)
+    assert [c.status for c in run.current.candidates] == [ResponseStatus.COMPLETED] * 2
+    assert run.budget_usd == suggested and run.paused_because is None
+
+
+async def test_in_the_tui_a_number_takes_a_candidate_the_budget_stopped(engine, scripted):
+    from pilot import until
+
+    from writeit.tui.app import WriteItApp
+    from writeit.tui.screens.step_view import StepScreen
+
+    engine.preferences.pricing = {"scripted-a": {"input": 0.0, "output": 1000.0}}
+    scripted.script("scripted-a", replies=["word " * 2000], chunk_size=40)
+    run = await engine.start_run("tech-article", INPUTS, models=["scripted-a"], budget_usd=0.9)
+    run = await engine.execute_step(run.pipeline_run_id)
+    run_id = run.pipeline_run_id
+    (stopped,) = run.current.candidates
+    app = WriteItApp(engine=engine, run_id=run_id)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: isinstance(app.screen, StepScreen), "the step view")
+        screen = app.screen
+
+        def notice() -> str:
+            return str(screen.query_one("#notice").render())
+
+        # (opened as `writeit resume` opens it: resuming is refused by the same budget)
+        await until(pilot, lambda: "Paused: budget" in notice(), "the budget's pause")
+        assert "1 takes a stopped candidate as it is" in notice()
+        await pilot.press("1")
+        await until(
+            pilot, lambda: engine.load(run_id).steps["angles"].decision, "the choice recorded"
+        )
+    chosen = engine.load(run_id)
+    assert chosen.steps["angles"].output == stopped.raw_output.strip()
+    assert chosen.status == PipelineStatus.RUNNING
+
+
+async def test_show_gives_one_spend_figure_and_a_stopped_candidates_tokens(engine, scripted):
+    from writeit import pricing
+
+    engine.preferences.pricing = {"scripted-a": {"input": 0.0, "output": 1000.0}}
+    scripted.script("scripted-a", replies=["word " * 2000], chunk_size=40)
+    run = await engine.start_run("tech-article", INPUTS, models=["scripted-a"], budget_usd=0.9)
+    run = await engine.execute_step(run.pipeline_run_id)
+    (stopped,) = run.current.candidates
+    spent = pricing.spent(run, engine.preferences.pricing)
+    shown = writeit("show", run.pipeline_run_id[:8]).stdout
+    lines = shown.splitlines()
+    [cost] = [line for line in lines if line.startswith("cost ")]
+    assert cost == (
+        f"cost ${spent:.4f} (≈${spent:.4f} of it estimated: calls stopped before their end), "
+        f"budget $0.9000 ($0.0000 left)"
+    )
+    [candidate] = [line for line in lines if "[interrupted]" in line]
+    assert f"≈{stopped.tokens} tok, {stopped.processing_time:.1f}s, ${spent:.4f}" in candidate
+    assert stopped.tokens > 0
+    assert f"(${spent:.4f} spent, estimated)" in shown  # the guard's reason: the same figure
