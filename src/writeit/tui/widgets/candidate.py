@@ -121,7 +121,8 @@ class CandidatePane(Vertical):
             return "streaming…"
         if self.hidden:  # speed, length and price would point at the model
             return f"q {response.quality_score:.2f}" if response.quality_score is not None else ""
-        parts = [fmt.tokens(response.tokens)] if response.tokens else []
+        about = "≈" if response.usage_stats and response.usage_stats.estimated else ""
+        parts = [about + fmt.tokens(response.tokens)] if response.tokens else []
         parts.append(fmt.seconds(response.processing_time))
         if response.usage_stats is not None:  # a failure used nothing it was billed for
             parts.append(fmt.cost(response.cost) if self.priced else "price unknown")
