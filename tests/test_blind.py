@@ -114,6 +114,9 @@ def test_the_api_leaves_models_out_until_the_choice_unless_revealed(server, clie
     assert all("model" not in c for c in hidden["candidates"])
     responses = hidden["steps"]["angles"]["ai_responses"]
     assert len(responses) == 3 and not models_in(responses)
+    # listed as numbered, not in the models' order, and without the shuffle itself
+    assert [r["response_id"] for r in responses] == [c["response_id"] for c in hidden["candidates"]]
+    assert hidden["steps"]["angles"]["order"] is None
     assert all("usage_stats" not in r for r in responses)
     assert hidden["models"] == THREE  # the run's pool is its own setting; who wrote what is not
     revealed = client.get(f"/api/runs/{run_id}", params={"reveal": "true"}).json()
@@ -138,7 +141,10 @@ async def test_show_hides_the_models_of_an_undecided_blind_step(engine, scripted
     assert "models hidden" in shown.stdout
     assert "candidate 3" in shown.stdout and not models_in({"out": shown.stdout})
     as_json = json.loads(writeit("show", short, "--json").stdout)
-    assert not models_in(as_json["steps"]["angles"])
+    assert not models_in(as_json["steps"]["angles"]) and as_json["hidden"] is True
+    listed = [r["response_id"] for r in as_json["steps"]["angles"]["ai_responses"]]
+    assert listed == [c.response_id for c in run.current.candidates]
+    assert as_json["steps"]["angles"]["order"] is None
     revealed = writeit("show", short, "--reveal")
     assert models_in({"out": revealed.stdout}) == set(THREE)
 
@@ -194,6 +200,8 @@ async def test_the_tui_shows_numbered_candidates_without_models_until_the_choice
         screen = app.screen
         titles = [pane.border_title.split(" · ")[0] for pane in screen.board.query("CandidatePane")]
         assert titles == ["Candidate 1", "Candidate 2", "Candidate 3"]
+        header = str(screen.query_one("#step-header").render())
+        assert "tokens and cost shown after your choice" in header and "$" not in header
         before = app.export_screenshot()
         assert not models_in({"screen": before}), "a model name is on screen before the choice"
         shuffled = engine.load(run_id).current.candidates
