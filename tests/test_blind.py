@@ -224,3 +224,30 @@ async def test_the_tui_shows_numbered_candidates_without_models_until_the_choice
             "the models revealed",
         )
         assert models_in({"screen": app.export_screenshot()}) == set(THREE)
+
+
+async def test_the_merge_view_names_the_models_once_the_merge_decides(engine, scripted):
+    from test_tui import candidates_shown, open_merge
+
+    scripted.script("scripted-a", replies=["angle A", "merged AB"])
+    scripted.script("scripted-b", replies=["angle B"])
+    run = await engine.start_run(
+        "tech-article", {"source_material": "n"}, models=["scripted-a", "scripted-b"], blind=True
+    )
+    app = WriteItApp(engine=engine)
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.open_run(run.pipeline_run_id, start=True)
+        await until(pilot, lambda: candidates_shown(app), "candidates")
+        merge = await open_merge(pilot)
+        sources = merge.query_one("#sources")
+
+        def labels() -> list[str]:
+            return [str(sources.get_option_at_index(i).prompt) for i in range(2)]
+
+        assert all("model hidden" in label for label in labels())
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: merge.phase == "edit", "the AI merge")
+        shuffled = engine.load(run.pipeline_run_id).steps["angles"].candidates
+        assert labels() == [
+            f"{n} · {r.model_name}: {r.processed_content}" for n, r in enumerate(shuffled, 1)
+        ]
