@@ -437,8 +437,24 @@ async def test_a_replay_says_what_its_branch_spent_apart_from_what_it_inherited(
     assert f"${spend.inherited:.4f})" in line
     shown = writeit("show", child_id[:8]).stdout
     assert f"cost ${spend.own:.4f} on this branch; inherited from" in shown
-    as_json = json.loads(writeit("show", child_id[:8], "--json").stdout)
-    assert as_json["parent_pipeline_run_id"] == parent.pipeline_run_id
+    again = json.loads(
+        writeit(
+            "replay",
+            parent.pipeline_run_id[:8],
+            "--from",
+            "draft",
+            "--model",
+            "scripted-c",
+            "--headless",
+            "--pick",
+            "1",
+            "--json",
+        ).stdout  # fmt: skip
+    )
+    assert again["branch_cost_usd"] == pytest.approx(spend.own, abs=1e-6)
+    assert again["inherited_cost_usd"] == pytest.approx(spend.inherited, abs=1e-6)
+    assert again["cost_usd"] == pytest.approx(spend.total, abs=1e-6)  # the whole, as before
+    assert again["branch_tokens"] + again["inherited_tokens"] == again["tokens"]
 
 
 async def test_the_raise_budget_dialog_says_each_figure_once_and_its_default_finishes_the_step(

@@ -209,3 +209,17 @@ async def test_a_call_that_failed_after_writing_is_logged_and_one_with_nothing_i
     assert refused.usage_stats is None  # an error before any text: nothing billed
     rows = logged("--cid", llmlog.conversation_id(run.pipeline_run_id, "angles"))
     assert [row["response"] for row in rows] == [dropped.raw_output]
+
+
+def test_a_sync_models_stopped_call_is_logged_without_running_on(isolated_env):
+    """A sync model's response (llm's `Response`) stopped after three chunks: the log
+    holds those three, and the call is not driven to its end to write it."""
+    import llm as llm_lib
+
+    response = llm_lib.get_model("markov").prompt("the cat sat on the mat and the dog " * 5)
+    chunks = iter(response)
+    written = "".join(next(chunks) for _ in range(3))
+    assert llmlog.write(response, "writeit-run-angles", "WriteIt tech-article run angles")
+    assert not response._done and "".join(response._chunks) == written
+    [row] = logged("--cid", "writeit-run-angles")
+    assert row["response"] == written and row["model"] == "markov"
