@@ -319,23 +319,28 @@ def _unread_count(step: StepState, responses: list[AIResponse]) -> int:
 
 
 def pack(run: PipelineRun) -> bytes:
-    """A snapshot of the folded state: a table of the prompts (each response repeats its
-    step's), the run as pydantic writes its JSON (several times faster than building
-    dicts) without its responses' texts nor its steps' earlier attempts (each step's
-    JSON apart, see `_unread_count`), then the texts as one UTF-8 block: parsing
-    megabytes of JSON strings costs more than slicing them out of bytes."""
+    """A snapshot of the folded state, in two parts. What opening a run reads: a table of
+    the prompts (each response repeats its step's), the run as pydantic writes its JSON
+    (several times faster than building dicts) without its responses' texts nor its
+    steps' earlier attempts, then the texts as one UTF-8 block (parsing megabytes of
+    JSON strings costs more than slicing them out of bytes). Then what is read only when
+    asked for: each step's earlier attempts (`_unread_count`), their JSON and texts.
+    Small snapshots are compressed, each part apart: opening inflates only the first."""
     prompts: dict[str, int] = {}
     styles: dict[str, int] = {run.style_prompt: 0}  # a replay may change the style
-    order, style, texts, blocks = [], [], [], []
+    order, style, lengths = [], [], []
+    texts, blocks, earlier_texts = [], [], []
     unread: dict[str, dict[str, Any]] = {}
     steps: dict[str, StepState] = {}
     for name, step in run.steps.items():
         responses = list(step.ai_responses)
-        for response in responses:
+        count = _unread_count(step, responses)
+        for position, response in enumerate(responses):
             order.append(prompts.setdefault(response.prompt_used, len(prompts)))
             style.append(styles.setdefault(response.system_prompt, len(styles)))
-            texts.append(response.raw_output.encode())
-        count = _unread_count(step, responses)
+            text = response.raw_output.encode()
+            lengths.append(len(text))
+            (earlier_texts if position < count else texts).append(text)
         if count:
             earlier = responses[:count]
             blocks.append(_RESPONSES.dump_json(earlier, exclude=_EARLIER))
@@ -343,19 +348,35 @@ def pack(run: PipelineRun) -> bytes:
             ids = [r.response_id for r in earlier]
             unread[name] = {"ids": ids, "last": last, "size": len(blocks[-1])}
         steps[name] = step.model_copy(update={"ai_responses": responses[count:]})
-    table = {"prompts": list(prompts), "order": order, "texts": [len(t) for t in texts]}
+    table = {"prompts": list(prompts), "order": order, "texts": lengths}
     if len(styles) > 1:
         table |= {"styles": list(styles), "style": style}
     if unread:
         table["unread"] = unread
     head = json.dumps(table).encode()
     body = run.model_copy(update={"steps": steps}).model_dump_json(exclude=_SHARED).encode()
-    packed = b"".join(
-        [len(head).to_bytes(4, "big"), head, len(body).to_bytes(4, "big"), body, *blocks, *texts]
-    )
-    if len(packed) > _SNAPSHOT_RAW_OVER:
-        return b"S" + _FORMAT + packed  # inflating megabytes would cost more than parsing
-    return b"s" + _FORMAT + zlib.compress(packed, 1)
+    front = [len(head).to_bytes(4, "big"), head, len(body).to_bytes(4, "big"), body, *texts]
+    opened, later = b"".join(front), b"".join([*blocks, *earlier_texts])
+    if len(opened) + len(later) > _SNAPSHOT_RAW_OVER:
+        return b"S" + _FORMAT + opened + later  # inflating megabytes costs more than parsing
+    opened = zlib.compress(opened, 1)
+    return b"s" + _FORMAT + len(opened).to_bytes(4, "big") + opened + zlib.compress(later, 1)
+
+
+class _Later:
+    """A snapshot's second part (earlier attempts): copied out of the store's buffer as
+    it is stored, inflated when the first step's earlier attempts are read."""
+
+    def __init__(self, compressed: bool) -> None:
+        self.stored = b""
+        self._compressed = compressed
+        self._data: memoryview | None = None
+
+    def data(self) -> memoryview:
+        if self._data is None:
+            stored, self.stored = self.stored, b""
+            self._data = memoryview(zlib.decompress(stored) if self._compressed else stored)
+        return self._data
 
 
 class _Texts:
@@ -385,22 +406,34 @@ class _Texts:
             if response.status == ResponseStatus.COMPLETED:
                 fields["processed_content"] = fields["raw_output"].strip()
 
-    def parse(self, block: bytes, texts: bytes, first: int, ids: list[str]) -> list[AIResponse]:
-        """A step's earlier attempts, when first read (see `LazyResponses`)."""
-        responses = _RESPONSES.validate_json(block)
+    def parse(
+        self, later: _Later, block: tuple[int, int], texts: int, first: int, ids: list[str]
+    ) -> list[AIResponse]:
+        """A step's earlier attempts, when first read (see `LazyResponses`): their JSON at
+        `block` in the second part, their texts from `texts` on."""
+        data = later.data()
+        responses = _RESPONSES.validate_json(bytes(data[block[0] : block[1]]))
         for response, response_id in zip(responses, ids, strict=True):
             response.__dict__["response_id"] = response_id
-        self.fill(responses, memoryview(texts), first)
+        self.fill(responses, data[texts:], first)
         return responses
 
 
 def unpack(blob: bytes | memoryview) -> PipelineRun:
     """The run a snapshot holds; `blob` may be LMDB's own buffer (a large snapshot's
-    texts are decoded from it straight, not copied twice first). A step's earlier
-    attempts are copied out as bytes and parsed when read (`LazyResponses`)."""
+    texts are decoded from it straight, not copied twice first). Its second part, the
+    steps' earlier attempts, is copied out as stored and parsed when read."""
     view = memoryview(blob)
-    start = 2 if view[1:2] == _FORMAT else 1  # 1: a snapshot of before the format byte
-    raw = view[start:] if view[:1] == b"S" else memoryview(zlib.decompress(view[start:]))
+    raw_kind, two_parts = view[:1] == b"S", view[1:2] == _FORMAT
+    data = view[2:] if two_parts else view[1:]  # no format byte: a snapshot of schema 3
+    if raw_kind:
+        raw = data
+    elif two_parts:
+        size = int.from_bytes(data[:4], "big")
+        raw = memoryview(zlib.decompress(data[4 : 4 + size]))
+        data = data[4 + size :]
+    else:
+        raw = memoryview(zlib.decompress(data))
     size = int.from_bytes(raw[:4], "big")
     head = json.loads(bytes(raw[4 : 4 + size]))
     at = 4 + size
@@ -408,22 +441,25 @@ def unpack(blob: bytes | memoryview) -> PipelineRun:
     run = PipelineRun.model_validate_json(bytes(raw[at + 4 : at + 4 + size]))
     at += 4 + size
     unread: dict[str, dict[str, Any]] = head.get("unread") or {}
-    block_at, at = at, at + sum(spec["size"] for spec in unread.values())
     texts, first = _Texts(head, run.style_prompt), 0
+    later = _Later(compressed=not raw_kind)
+    block_at, earlier_at = 0, sum(spec["size"] for spec in unread.values())
     for name, step in run.steps.items():
         loaded = step.ai_responses
         spec = unread.get(name)
         if spec:
             count = len(spec["ids"])
-            span = texts.span(first, count)
-            block = bytes(raw[block_at : block_at + spec["size"]])
-            parse = partial(texts.parse, block, bytes(raw[at : at + span]), first, spec["ids"])
+            block = (block_at, block_at + spec["size"])
+            parse = partial(texts.parse, later, block, earlier_at, first, spec["ids"])
             lazy = LazyResponses(Unread(spec["ids"], spec["last"], parse), loaded)
             step.__dict__["ai_responses"] = lazy
-            block_at, at, first = block_at + spec["size"], at + span, first + count
+            block_at, earlier_at = block[1], earlier_at + texts.span(first, count)
+            first += count
         span = texts.span(first, len(loaded))
         texts.fill(loaded, raw[at : at + span], first)
         at, first = at + span, first + len(loaded)
+    if unread:  # the second part follows the first (stored) or the first's stream
+        later.stored = bytes(data[at:] if raw_kind else data)
     return run
 
 
