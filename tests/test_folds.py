@@ -359,3 +359,10 @@ async def test_a_lazily_opened_run_takes_more_writes_and_snapshots(engine, sourc
     assert fresh.load(run_id) == history
     assert Engine(engine.workspace, preferences=engine.preferences).load(run_id) == history
     assert engine.store.load(run_id).model_dump_json() == history.model_dump_json()
+
+
+def test_the_api_schema_still_documents_a_step_s_responses():
+    """Parsing a lazy list before pydantic writes it must not hide the field's type from
+    the server's OpenAPI document (a serializer's return annotation would)."""
+    schema = StepState.model_json_schema(mode="serialization")
+    assert schema["properties"]["ai_responses"]["items"] == {"$ref": "#/$defs/AIResponse"}

@@ -411,10 +411,9 @@ class StepState(BaseModel):
     order: list[int] | None = None  # blind review: "Candidate k" is candidates[order[k-1]]
 
     @field_serializer("ai_responses", mode="wrap")
-    def _dump_responses(
-        self, value: list[AIResponse], handler: SerializerFunctionWrapHandler
-    ) -> Any:
-        """pydantic reads a list's storage directly: a lazy one is parsed first."""
+    def _dump_responses(self, value: list[AIResponse], handler: SerializerFunctionWrapHandler):
+        """pydantic reads a list's storage directly: a lazy one is parsed first. (No
+        return annotation: with one, pydantic would document the field by it.)"""
         return handler(list(value) if isinstance(value, LazyResponses) else value)
 
     def transition(self, new: StepStatus) -> None:

@@ -369,6 +369,7 @@ class _Later:
 
     def __init__(self, compressed: bool) -> None:
         self.stored = b""
+        self.steps = 0  # steps still to parse their part: the bytes go with the last
         self._compressed = compressed
         self._data: memoryview | None = None
 
@@ -377,6 +378,11 @@ class _Later:
             stored, self.stored = self.stored, b""
             self._data = memoryview(zlib.decompress(stored) if self._compressed else stored)
         return self._data
+
+    def done(self) -> None:
+        self.steps -= 1
+        if self.steps == 0:
+            self._data = None
 
 
 class _Texts:
@@ -416,6 +422,7 @@ class _Texts:
         for response, response_id in zip(responses, ids, strict=True):
             response.__dict__["response_id"] = response_id
         self.fill(responses, data[texts:], first)
+        later.done()
         return responses
 
 
@@ -454,6 +461,7 @@ def unpack(blob: bytes | memoryview) -> PipelineRun:
             lazy = LazyResponses(Unread(spec["ids"], spec["last"], parse), loaded)
             step.__dict__["ai_responses"] = lazy
             block_at, earlier_at = block[1], earlier_at + texts.span(first, count)
+            later.steps += 1
             first += count
         span = texts.span(first, len(loaded))
         texts.fill(loaded, raw[at : at + span], first)
