@@ -131,3 +131,39 @@ def test_a_damaged_tiktoken_vocabulary_is_not_used_or_fetched(tmp_path, monkeypa
     forecast._tiktoken_for.cache_clear()
     assert forecast.count_tokens("gpt-4o-mini", "x" * 400) == (100, "chars/4")
     assert (tmp_path / hashlib.sha1(url.encode()).hexdigest()).read_bytes() == b"not a vocabulary"
+
+
+def test_the_api_forecasts_a_new_run_as_the_dry_run_does_and_asks_no_model(client, scripted):
+    body = {
+        "pipeline": "tech-article",
+        "inputs": {"source_material": NOTES * 10},
+        "models": ["gpt-4o-mini", "gpt-4o"],
+        "budget_usd": 0.001,
+    }
+    answer = client.post("/api/forecast", json=body)
+    assert answer.status_code == 200, answer.text
+    dry = writeit(
+        "run", "tech-article", "--dry-run", "--json", "-m", "gpt-4o-mini", "-m", "gpt-4o",
+        "-i", f"source_material={NOTES * 10}", "--budget", "0.001",
+    )  # fmt: skip
+    assert answer.json() == json.loads(dry.stdout)
+    assert answer.json()["steps"][0]["models"][1]["input_price"] == 2.5
+
+    per_step = {"draft": ["scripted-a"]}
+    styled = client.post("/api/forecast", json=body | {"models": None, "step_models": per_step})
+    plain = client.post(
+        "/api/forecast", json=body | {"models": None, "step_models": per_step, "style": ""}
+    )
+    draft, plain_draft = (
+        next(s for s in reply.json()["steps"] if s["step"] == "draft") for reply in (styled, plain)
+    )
+    assert [m["model"] for m in draft["models"]] == ["scripted-a"]
+    assert styled.json()["budget_usd"] == 0.001
+    assert plain_draft["models"][0]["input_tokens"] < draft["models"][0]["input_tokens"]
+
+    unknown = client.post("/api/forecast", json={"pipeline": "nope"})
+    assert unknown.status_code == 422 and unknown.json()["error"]["code"] == "unknown_pipeline"
+    bad_style = client.post("/api/forecast", json=body | {"style": "nope"})
+    assert bad_style.status_code == 422 and bad_style.json()["error"]["code"] == "unknown_style"
+    assert scripted.calls == []
+    assert json.loads(writeit("runs", "--json").stdout) == []  # nothing started

@@ -3,6 +3,7 @@ LLM_USER_PATH, a tmp dir here), read back with the project's real `llm` command.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import subprocess
@@ -43,6 +44,7 @@ async def drive(engine, model: str) -> str:
 
     run = await engine.start_run("tech-article", {"source_material": SOURCE}, models=[model])
     await autopilot.drive(engine, run.pipeline_run_id, "first")
+    await engine.logged()  # the log is written in the background
     return run.pipeline_run_id
 
 
@@ -99,6 +101,7 @@ async def test_merges_and_judges_share_the_steps_conversation(engine, scripted):
     await engine.execute_step(run_id)
     await engine.merge(run_id, [0, 1], model="scripted-c", instruction="keep both firsts")
     await engine.judge(run_id, "scripted-c")
+    await engine.logged()
     rows = logged("--cid", llmlog.conversation_id(run_id, "angles"))
     assert sorted(row["model"] for row in rows) == [
         "scripted-a",
@@ -114,6 +117,7 @@ async def test_the_log_to_llm_preference_turns_it_off_for_writeit_alone(engine, 
     preferences.log_to_llm = False
     run = await engine.start_run("tech-article", {"source_material": SOURCE}, models=["scripted"])
     await engine.execute_step(run.pipeline_run_id)
+    await engine.logged()
     assert not llmlog.logs_path().exists() or logged("-n", "0") == []
 
 
@@ -122,6 +126,7 @@ async def test_a_logs_db_that_cannot_be_written_does_not_fail_the_run(engine, ca
     caplog.set_level(logging.WARNING, logger="writeit.llmlog")
     run = await engine.start_run("tech-article", {"source_material": SOURCE}, models=["scripted"])
     done = await engine.execute_step(run.pipeline_run_id)
+    await engine.logged()
     [response] = done.steps["angles"].ai_responses
     assert response.status.value == "completed" and response.raw_output
     assert done.status.value == "running"
@@ -132,6 +137,7 @@ async def test_a_logs_db_that_cannot_be_written_does_not_fail_the_run(engine, ca
 
 async def test_a_forks_conversations_name_where_each_step_was_asked(engine, fork_with_a_new_polish):
     parent, child, _ = await fork_with_a_new_polish()
+    await engine.logged()
     found = llmlog.conversations(engine.load(child))
     assert found["polish"][0] == llmlog.conversation_id(child, "polish")
     assert llmlog.conversation_id(parent, "angles") in found["angles"]
@@ -139,3 +145,16 @@ async def test_a_forks_conversations_name_where_each_step_was_asked(engine, fork
         assert any(logged("--cid", cid) for cid in ids), step
     [polish] = logged("--cid", llmlog.conversation_id(child, "polish"))
     assert "Seven" in polish["response"]
+
+
+async def test_a_step_is_the_writers_while_its_calls_are_still_being_logged(engine):
+    run = await engine.start_run("tech-article", {"source_material": SOURCE}, models=["scripted"])
+    with llmlog._writing:  # logs.db is busy (another process, a first migration)
+        # (were the log awaited, the step would not end while logs.db is busy)
+        done = await asyncio.wait_for(engine.execute_step(run.pipeline_run_id), 20)
+        chosen = await engine.select(run.pipeline_run_id, 0)  # not "still generating"
+        assert chosen.steps["angles"].decision.how == "selected"
+        assert not llmlog.logs_path().exists() or logged("-n", "0") == []
+    await engine.logged()
+    [row] = logged("-n", "0")
+    assert row["response"] == done.steps["angles"].ai_responses[0].raw_output

@@ -117,11 +117,45 @@ async def test_writeit_replay_headless_and_tree_shows_the_branch(engine, source,
     child_id = result["run_id"]
     assert result["status"] == "completed" and result["parent"] == parent_id
     assert result["from_step"] == "draft" and result["models"] == ["scripted-c"]
-    tree = writeit("tree", parent_id[:8]).stdout
-    assert f"{child_id[:8]} completed at polish from draft" in tree
     child = engine.store.load(child_id)
     assert [r.model_name for r in child.steps["polish"].ai_responses] == ["scripted-c"]
     assert child.steps["polish"].decision.by == "autopilot:1"
+
+    styled = await engine.replay(parent_id, "polish", style="executive-brief")
+    same = await engine.replay(parent_id, "outline", models=["scripted-a"])  # as the parent
+    fork = await engine.fork(parent_id, "angles")
+    tree = writeit("tree", parent_id[:8]).stdout
+
+    def line(run_id: str) -> str:
+        return next(text for text in tree.splitlines() if run_id[:8] in text)
+
+    assert f"{child_id[:8]} completed at polish · replay from draft with scripted-c (event" in (
+        line(child_id)
+    )
+    assert "at polish · replay from polish with style executive-brief (event" in line(
+        styled.pipeline_run_id
+    )
+    assert "at outline · replay from outline (event" in line(same.pipeline_run_id)  # no change
+    assert "at angles from angles (event" in line(fork.pipeline_run_id)
+    assert "replay" not in line(fork.pipeline_run_id) + line(parent_id)
+
+
+async def test_the_history_tree_labels_a_replay_with_what_it_changed(engine, source, scripted):
+    from writeit.tui.screens.history import read_family, run_label
+
+    parent_id = await finished_run(engine, source, ["scripted-a"])
+    child = await engine.replay(parent_id, "draft", models=["scripted-c"], style="")
+    fork = await engine.fork(parent_id, "draft")
+    family = read_family(engine.store, parent_id)
+    parent = family.summaries[parent_id]
+
+    def label(run_id: str) -> str:
+        summary = family.summaries[run_id]
+        return run_label(summary, here=False, deleted=False, parent=parent).plain
+
+    assert "replay from draft with scripted-c; style none" in label(child.pipeline_run_id)
+    assert label(fork.pipeline_run_id).endswith(f"{fork.pipeline_run_id[:8]} from draft")
+    assert "replay" not in label(parent_id)
 
 
 def test_the_api_replays_a_run_on_a_new_branch_that_streams(server, source, scripted):
@@ -235,3 +269,97 @@ async def test_the_history_tree_replays_from_the_highlighted_step(engine, source
     assert [c["model_id"] for c in scripted.calls] == ["scripted-c"]
     assert child.steps["outline"].output == parent.steps["outline"].output
     assert engine.store.load(parent_id) == parent
+
+
+async def test_the_export_dialog_leaves_out_candidates_and_takes_every_branch(
+    engine, source, scripted
+):
+    from pilot import until
+    from textual.widgets import Checkbox
+
+    from writeit.tui.app import WriteItApp
+    from writeit.tui.screens.export import ExportDialog
+    from writeit.tui.screens.step_view import StepScreen
+
+    parent_id = await finished_run(engine, source, ["scripted-a"])
+    child = await engine.replay(parent_id, "draft", models=["scripted-c"])
+    await autopilot.drive(engine, child.pipeline_run_id, "first")
+    app = WriteItApp(engine=engine)
+
+    async def open_dialog(pilot) -> ExportDialog:
+        await pilot.press("e")
+        await until(pilot, lambda: isinstance(app.screen, ExportDialog), "the export dialog")
+        await until(pilot, lambda: app.screen.run is not None, "the dialog to load")
+        return app.screen
+
+    def ticks(dialog: ExportDialog) -> dict[str, bool]:
+        return {
+            key: dialog.query_one(f"#{key}", Checkbox).value
+            for key in ("export-candidates", "export-branches")
+        }
+
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.open_run(parent_id)
+        await until(pilot, lambda: isinstance(app.screen, StepScreen), "the step view")
+        dialog = await open_dialog(pilot)
+        assert ticks(dialog) == {"export-candidates": True, "export-branches": False}
+        await pilot.press("j")
+        await pilot.click("#export-candidates")
+        await pilot.click("#export-branches")
+        assert ticks(dialog) == {"export-candidates": False, "export-branches": True}
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: dialog.saved is not None, "the export saved")
+        saved = dialog.saved
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, StepScreen), "the dialog closed")
+        again = await open_dialog(pilot)
+        assert ticks(again) == {"export-candidates": False, "export-branches": True}  # remembered
+
+    doc = json.loads(saved.read_text())
+    assert doc["metadata"]["run_id"] == parent_id
+    assert [(b["run_id"], b["branch_point"], b["replay"]) for b in doc["branches"]] == [
+        (child.pipeline_run_id, "draft", True)
+    ]
+    assert doc["history"] and all("responses" not in step for step in doc["history"])
+
+
+def test_the_export_options_are_described_in_help_and_the_api_docs(client):
+    shown = writeit("export", "--help").stdout.splitlines()
+
+    def line(option: str) -> str:  # an option's row in the help, its description on it
+        return next(text for text in shown if f"│ {option} " in text)
+
+    assert "Leave out every candidate's text and figures." in line("--no-candidates")
+    assert "Also every fork of the run, with its branch point." in line("--all-branches")
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    options = schemas["Export"]["properties"]
+    assert options["include_candidates"]["description"].startswith("Every candidate's text")
+    assert options["all_branches"]["description"].startswith("Also every fork of the run")
+    assert "include_candidates" not in schemas["Export"].get("required", [])
+
+
+async def test_export_preferences_set_the_dialogs_ticks(engine, source, scripted):
+    from pilot import until
+    from textual.widgets import Checkbox
+
+    from writeit.models import UserPreferences
+    from writeit.tui.app import WriteItApp
+    from writeit.tui.screens.export import ExportDialog
+    from writeit.tui.screens.step_view import StepScreen
+
+    run_id = await finished_run(engine, source, ["scripted-a"])
+    engine.preferences = UserPreferences.model_validate(
+        engine.preferences.model_dump() | {"export_candidates": False, "export_all_branches": True}
+    )
+    app = WriteItApp(engine=engine)
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.open_run(run_id)
+        await until(pilot, lambda: isinstance(app.screen, StepScreen), "the step view")
+        await pilot.press("e")
+        await until(pilot, lambda: isinstance(app.screen, ExportDialog), "the export dialog")
+        await until(pilot, lambda: app.screen.run is not None, "the dialog to load")
+        ticks = {
+            key: app.screen.query_one(f"#{key}", Checkbox).value
+            for key in ("export-candidates", "export-branches")
+        }
+        assert ticks == {"export-candidates": False, "export-branches": True}

@@ -854,6 +854,7 @@ class Engine(Runs, Generation):
         for run_id in {s.run_id for s in self._streams.values()}:
             with contextlib.suppress(WriteItError):
                 await self.pause(run_id)
+        await self.logged()
 
 
 # --- helpers -------------------------------------------------------------------------------

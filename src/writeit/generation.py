@@ -96,6 +96,7 @@ class Generation:
         self._streams: dict[str, _Stream] = {}  # responses streaming in this process
         self._generations: dict[str, asyncio.Task[PipelineRun]] = {}
         self._claims: dict[str, _Claim] = {}
+        self._logging: set[asyncio.Task[None]] = set()  # calls being written to llm's logs
 
     # --- claiming a step -----------------------------------------------------------------
 
@@ -547,7 +548,20 @@ class Generation:
             ]
 
         await self._commit(run_id, completed, retry=True)
-        await llmlog.record(result.response, run, step_name, enabled=self.preferences.log_to_llm)
+        self._log_call(result.response, run, step_name)
+
+    def _log_call(self, response: Any, run: PipelineRun, step_name: str) -> None:
+        """Record the call in llm's logs in the background: the step is the writer's as
+        soon as its candidates are in (a first write to logs.db can take a second)."""
+        enabled = self.preferences.log_to_llm
+        task = asyncio.create_task(llmlog.record(response, run, step_name, enabled=enabled))
+        self._logging.add(task)
+        task.add_done_callback(self._logging.discard)
+
+    async def logged(self) -> None:
+        """Once every call made so far is in llm's logs (before a process exits)."""
+        while self._logging:
+            await asyncio.gather(*self._logging)
 
 
 # --- helpers -------------------------------------------------------------------------------

@@ -784,6 +784,10 @@ class UserPreferences(BaseModel):
     theme: str = "default"
     max_concurrent_pipelines: int = Field(default=3, ge=1, le=64)
     export_format: Literal["md", "yaml", "json"] = "yaml"
+    # what an export includes besides the article (TUI dialog's ticks; set: always these)
+    export_history: bool = True
+    export_candidates: bool = True
+    export_all_branches: bool = False
     workspace: str = "default"
     # USD per million tokens, per model: {"gpt-4o-mini": {"input": 0.15, "output": 0.6}}
     pricing: dict[str, dict[str, float]] = Field(default_factory=dict)

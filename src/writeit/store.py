@@ -172,6 +172,22 @@ class RunSummary:
     asked: list[str] | None = None  # every model asked in the run, for `runs --model`
     zdict: str | None = None  # the dictionary its records are compressed against
     packed: int = 0  # the seq up to which its records were re-packed at a step boundary
+    replayed: bool = False  # a branch made by a replay (`writeit tree` marks it)
+    replay_models: list[str] | None = None  # the models a replay chose for its first step
+
+    def replay_note(self, parent: RunSummary | None) -> str:
+        """ "replay from draft with scripted-c, style executive-brief": a replay's models
+        and style where they differ from its parent's ("" for any other run)."""
+        if not self.replayed:
+            return ""
+        changes = []
+        if self.replay_models and (parent is None or self.replay_models != parent.models):
+            changes.append(", ".join(self.replay_models))
+        if parent is not None and self.style != parent.style:
+            changes.append(f"style {self.style or 'none'}")
+        return f"replay from {self.branch_point}" + (
+            f" with {'; '.join(changes)}" if changes else ""
+        )
 
     @classmethod
     def of(
@@ -213,7 +229,17 @@ class RunSummary:
             user_id=run.user_id,
             deleted=deleted,
             snap_seq=snap_seq,
+            replayed=run.replayed,
+            replay_models=_replay_models(run),
         )
+
+
+def _replay_models(run: PipelineRun) -> list[str] | None:
+    """The models a replay asks at its branch point when it chose them: it records the
+    whole per-step table and no run-wide list (None: it asks the parent's)."""
+    if not run.replayed or run.models or run.branch_point not in run.step_models:
+        return None
+    return list(run.step_models[run.branch_point])
 
 
 class Store:

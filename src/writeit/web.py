@@ -48,8 +48,8 @@ from writeit import __version__
 from writeit.errors import InvalidInput
 from writeit.server.security import (
     LOOPBACK_NAMES,
+    exposed,
     host_name,
-    is_loopback,
     normalise_host,
     redact_tokens,
 )
@@ -282,14 +282,7 @@ def run_web(
 
     get_workspace(workspace)  # an unknown workspace fails here, not in every tab
     allowed = configured_hosts()
-    if not is_loopback(host):
-        print(
-            f"warning: listening on {host} exposes WriteIt to other machines; anyone who "
-            "can reach it and has the token can read and drive your runs",
-            file=sys.stderr,
-        )
-        if host not in ("0.0.0.0", "::", ""):
-            allowed.append(host)
+    exposed(host, allowed)
     command = app_command(workspace, models, style)
     WebServer(command, token=ensure_token(), host=host, port=port, allowed_hosts=allowed).serve()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -66,6 +67,13 @@ JudgeOpt = Annotated[
         help="A model that scores candidates for --pick best.",
         autocompletion=complete_model,
     ),
+]
+PickOpt = Annotated[str, typer.Option(help="Headless choice: first, best or N.")]
+ExportOpt = Annotated[
+    str | None, typer.Option("--export", help="Export when done: md, yaml or json.")
+]
+OutOpt = Annotated[
+    Path | None, typer.Option("--out", help="Export path (default: the workspace's exports).")
 ]
 
 

@@ -3,14 +3,16 @@ new branch that keeps every choice made before it."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from writeit.cli import (
+    ExportOpt,
     JsonOpt,
     JudgeOpt,
+    OutOpt,
+    PickOpt,
     RunArg,
     WorkspaceOpt,
     _engine,
@@ -51,13 +53,11 @@ def replay(
     headless: Annotated[
         bool, typer.Option("--headless", help="Finish the branch without the TUI.")
     ] = False,
-    pick: Annotated[str, typer.Option(help="Headless choice: first, best or N.")] = "best",
+    pick: PickOpt = "best",
     judge: JudgeOpt = None,
     workspace: WorkspaceOpt = None,
-    export: Annotated[
-        str | None, typer.Option("--export", help="Export when done: md, yaml or json.")
-    ] = None,
-    out: Annotated[Path | None, typer.Option("--out")] = None,
+    export: ExportOpt = None,
+    out: OutOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Replay a run from a step on a new branch: the earlier steps' choices are kept

@@ -9,8 +9,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from writeit.cli import (
+    ExportOpt,
     JsonOpt,
     JudgeOpt,
+    OutOpt,
+    PickOpt,
     RunArg,
     WorkspaceOpt,
     _engine,
@@ -95,15 +98,11 @@ def run(
     headless: Annotated[
         bool, typer.Option("--headless", help="Run to the end without the TUI.")
     ] = False,
-    pick: Annotated[str, typer.Option(help="Headless choice: first, best or N.")] = "best",
+    pick: PickOpt = "best",
     judge: JudgeOpt = None,
     workspace: WorkspaceOpt = None,
-    export: Annotated[
-        str | None, typer.Option("--export", help="Export when done: md, yaml or json.")
-    ] = None,
-    out: Annotated[
-        Path | None, typer.Option("--out", help="Export path (default: the workspace's exports).")
-    ] = None,
+    export: ExportOpt = None,
+    out: OutOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     blind: Annotated[
         bool | None,
@@ -303,6 +302,7 @@ async def _drive(
             finally:
                 watcher.cancel()
                 subscription.close()
+                await engine.logged()  # llm logs get every call before the process ends
     finally:
         if not quiet:
             err.print()  # the table ends its line, also before an error (a budget)
@@ -552,6 +552,9 @@ def tree(run_id: RunArg, workspace: WorkspaceOpt = None) -> None:
     def label(rid: str) -> str:
         s = store.summary(rid)
         where = f" from {s.branch_point} (event {s.branch_seq})" if s.parent else ""
+        if s.replayed:  # a replay asks its branch point again, maybe of other models
+            note = s.replay_note(store.summary(s.parent) if s.parent else None)
+            where = f" · {note} (event {s.branch_seq})"
         here = " [bold cyan]← this run[/]" if rid == full_id else ""
         return f"{rid[:8]} {s.status} at {s.current_step}{where}{here}"
 
@@ -586,13 +589,11 @@ def resume(
             autocompletion=complete_model,
         ),
     ] = None,
-    pick: Annotated[str, typer.Option(help="Headless choice: first, best or N.")] = "best",
+    pick: PickOpt = "best",
     judge: JudgeOpt = None,
     workspace: WorkspaceOpt = None,
-    export: Annotated[
-        str | None, typer.Option("--export", help="Export when done: md, yaml or json.")
-    ] = None,
-    out: Annotated[Path | None, typer.Option("--out")] = None,
+    export: ExportOpt = None,
+    out: OutOpt = None,
     as_json: JsonOpt = False,
     budget: BudgetOpt = None,
 ) -> None:

@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException
 from writeit import __version__
 from writeit.errors import WriteItError
 from writeit.server import errors, routes, stream
-from writeit.server.security import MAX_BODY, Guard, is_loopback, redact_tokens
+from writeit.server.security import MAX_BODY, Guard, exposed, redact_tokens
 from writeit.server.state import STREAM_QUEUE, ServerState
 from writeit.workspaces import Workspace
 
@@ -161,20 +161,13 @@ def run_server(
     chosen = get_workspace(workspace)
     ensure_token()
     allowed = configured_hosts(allow_hosts)
-    if not is_loopback(host):
+    exposed(host, allowed)
+    if host in ("0.0.0.0", "::") and not allowed:  # a wildcard names no host
         print(
-            f"warning: listening on {host} exposes WriteIt to other machines; anyone who "
-            "can reach it and has the token can read and drive your runs",
+            "note: only loopback Host names are accepted; add others with "
+            "--allow-host NAME (or `writeit config set allowed_hosts [name1, name2]`)",
             file=sys.stderr,
         )
-        if host not in ("0.0.0.0", "::", ""):
-            allowed.append(host)
-        if host in ("0.0.0.0", "::") and not allowed:
-            print(
-                "note: only loopback Host names are accepted; add others with "
-                "--allow-host NAME (or `writeit config set allowed_hosts [name1, name2]`)",
-                file=sys.stderr,
-            )
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{port}"
     print(f"WriteIt {__version__} serving workspace {chosen.name!r} on {url} (docs: {url}/docs)")

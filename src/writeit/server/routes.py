@@ -13,7 +13,7 @@ import functools
 import logging
 from dataclasses import asdict
 from pathlib import Path as FilePath
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Security, status
 from fastapi.responses import JSONResponse, Response
@@ -21,7 +21,7 @@ from fastapi.security import HTTPBearer
 
 from writeit import config, export, providers, stats
 from writeit.errors import UnknownResponse
-from writeit.models import PipelineRun, PipelineStatus
+from writeit.models import PipelineConfiguration, PipelineRun, PipelineStatus
 from writeit.providers import ProviderError
 from writeit.server import bodies
 from writeit.server.errors import (
@@ -34,6 +34,9 @@ from writeit.server.errors import (
     plain_errors_as,
 )
 from writeit.server.state import ServerState, request_state, run_json, run_response
+
+if TYPE_CHECKING:
+    from writeit.engine import Engine
 
 bearer = HTTPBearer(
     auto_error=False,
@@ -137,8 +140,21 @@ async def list_models() -> Json:
 # --- runs --------------------------------------------------------------------------------
 
 
-@router.post("/runs", status_code=status.HTTP_201_CREATED, summary="Start a run")
-async def start_run(body: bodies.NewRun, state: State) -> Json:
+async def _check_style(engine: Engine, style: str | None) -> None:
+    """A style named in a body is one the workspace has (a name only, never a path)."""
+    if style:
+        styles = await asyncio.to_thread(config.style_paths, engine.style_dirs())
+        if style not in styles:
+            raise Unprocessable(
+                f"unknown style {style!r}",
+                f"known: {', '.join(styles)} (GET /api/styles)",
+                code="unknown_style",
+            )
+
+
+async def _new_run_pipeline(body: bodies.NewRun, state: ServerState) -> PipelineConfiguration:
+    """The pipeline a new run's body names, and its style checked: 422s, never a path
+    read off the disk."""
     engine = state.engine
     paths = await asyncio.to_thread(config.pipeline_paths, engine.pipeline_dirs())
     if body.pipeline not in paths:  # a name only: a path would read any file on disk
@@ -148,14 +164,14 @@ async def start_run(body: bodies.NewRun, state: State) -> Json:
             code="unknown_pipeline",
         )
     pipeline = await asyncio.to_thread(config.load_pipeline, paths[body.pipeline])
-    if body.style:
-        styles = await asyncio.to_thread(config.style_paths, engine.style_dirs())
-        if body.style not in styles:
-            raise Unprocessable(
-                f"unknown style {body.style!r}",
-                f"known: {', '.join(styles)} (GET /api/styles)",
-                code="unknown_style",
-            )
+    await _check_style(engine, body.style)
+    return pipeline
+
+
+@router.post("/runs", status_code=status.HTTP_201_CREATED, summary="Start a run")
+async def start_run(body: bodies.NewRun, state: State) -> Json:
+    engine = state.engine
+    pipeline = await _new_run_pipeline(body, state)
     asked = set(body.models or []) | {m for ms in (body.step_models or {}).values() for m in ms}
     await check_models(asked)
     with plain_errors_as(Unprocessable):
@@ -169,6 +185,32 @@ async def start_run(body: bodies.NewRun, state: State) -> Json:
             budget_usd=body.budget_usd,
         )
     return run_response(engine, run, status_code=201)
+
+
+@router.post("/forecast", summary="What a new run would cost, per step and model; asks no model")
+async def forecast_new_run(body: bodies.NewRun, state: State) -> Json:
+    """The body POST /api/runs takes; the answer is `writeit run ... --dry-run --json`'s:
+    per step and model, input tokens of the prompt as it would be sent, output tokens
+    from past outputs (else a default) with a range, prices (null: unknown), the total,
+    and the budget the run would have. Models need no key yet: a forecast is how to
+    see the cost before setting one up."""
+    engine = state.engine
+    pipeline = await _new_run_pipeline(body, state)
+    with plain_errors_as(Unprocessable):
+        ahead = await asyncio.to_thread(
+            functools.partial(
+                engine.forecast,
+                pipeline=pipeline,
+                inputs=body.inputs,
+                style=body.style,
+                models=body.models,
+                step_models=body.step_models,
+            )
+        )
+    budget = body.budget_usd
+    if budget is None:
+        budget = engine.preferences.default_budget_usd
+    return {**ahead.to_json(), "budget_usd": budget}
 
 
 @router.get("/runs", summary="Runs, most recently changed first")
@@ -372,14 +414,7 @@ async def replay(run_id: RunId, body: bodies.Replay, state: State) -> Json:
     engine = state.engine
     full = state.run_id(run_id)
     _check_step(await engine.fetch(full), body.from_step)
-    if body.style:
-        styles = await asyncio.to_thread(config.style_paths, engine.style_dirs())
-        if body.style not in styles:
-            raise Unprocessable(
-                f"unknown style {body.style!r}",
-                f"known: {', '.join(styles)} (GET /api/styles)",
-                code="unknown_style",
-            )
+    await _check_style(engine, body.style)
     if body.models:
         await check_models(set(body.models))
     with plain_errors_as(InvalidState):

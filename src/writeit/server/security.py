@@ -27,6 +27,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import secrets
+import sys
 from collections.abc import Callable, Iterable
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -44,6 +45,20 @@ _QUERY_TOKEN = re.compile(r"(?i)([?&;](?:token|access_token)=)[^&;\s\"']*")
 def redact_tokens(text: str) -> str:
     """`text` with every ``token=`` query value masked (for log lines)."""
     return _QUERY_TOKEN.sub(r"\1***", text) if "token=" in text.lower() else text
+
+
+def exposed(host: str, allowed: list[str]) -> None:
+    """Warn on stderr when a server listens beyond this machine, and accept its own
+    name as a Host (a wildcard address names no host)."""
+    if is_loopback(host):
+        return
+    print(
+        f"warning: listening on {host} exposes WriteIt to other machines; anyone who "
+        "can reach it and has the token can read and drive your runs",
+        file=sys.stderr,
+    )
+    if host not in ("0.0.0.0", "::", ""):
+        allowed.append(host)
 
 
 def is_loopback(host: str) -> bool:

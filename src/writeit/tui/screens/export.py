@@ -1,9 +1,14 @@
-"""The export dialog: format, history or not, a path (default in the workspace's exports
-folder), then a confirmation with the saved path and size.
+"""The export dialog: format, what to include (history, candidates, every branch), a path
+(default in the workspace's exports folder), then a confirmation with the saved path and size.
 
 Keyboard first: focus starts on the format (the writer's `export_format` preference, else
 Markdown), M/Y/J or 1/2/3 (or ←/→) choose it, Enter exports. The chosen format is marked
 with "(•)" and bold type, so it reads without colour.
+
+Three ticks say what to include: the step history, the candidates (unticked: the
+article, its prompts and decisions only) and every branch of the run. The dialog opens with
+the choices of the last export in this session (a writer's `export_candidates` or
+`export_all_branches` preference, where set, wins), as it opens on the format.
 
 When the path names an existing file the dialog says so: saving then picks a new name
 (name-2…) unless the writer ticks "Overwrite it", so an export is never lost by accident.
@@ -15,11 +20,12 @@ import asyncio
 import contextlib
 import os
 from pathlib import Path
+from weakref import WeakKeyDictionary
 
 from rich.style import Style
 from rich.text import Text
 from textual import on
-from textual.app import ComposeResult
+from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
@@ -29,18 +35,41 @@ from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Input, Label, Static
 
 from writeit import export
-from writeit.models import PipelineRun, PipelineStatus
+from writeit.models import PipelineRun, PipelineStatus, UserPreferences
 from writeit.tui import format as fmt
 from writeit.tui import keys
 
 FORMATS = {"md": "Markdown", "yaml": "YAML", "json": "JSON"}
 FORMAT_KEYS = {"md": ("m", "1"), "yaml": ("y", "2"), "json": ("j", "3")}
 
+# What to include, on one line after "Include": checkbox id -> (label, default, the
+# export_run option it sets).
+TICKS = {
+    "export-history": ("step history", True, "history"),
+    "export-candidates": ("candidates", True, "candidates"),
+    "export-branches": ("every branch of the run", False, "all_branches"),
+}
+# The last export's ticks per app (a TUI session): the next dialog opens with them.
+_LAST_TICKS: WeakKeyDictionary[App, dict[str, bool]] = WeakKeyDictionary()
+
+
+def _opening_ticks(app: App, preferences: UserPreferences) -> dict[str, bool]:
+    """The ticks a new dialog shows: a preference the writer set, else the session's
+    last export, else the defaults."""
+    ticks = {key: default for key, (_, default, _) in TICKS.items()}
+    ticks |= _LAST_TICKS.get(app, {})
+    chosen = preferences.model_fields_set
+    for key, (_, _, option) in TICKS.items():
+        if f"export_{option}" in chosen:
+            ticks[key] = bool(getattr(preferences, f"export_{option}"))
+    return ticks
+
 
 def _write(
-    engine, run: PipelineRun, fmt_name: str, history: bool, path: Path, overwrite: bool
+    engine, run: PipelineRun, fmt_name: str, ticks: dict[str, bool], path: Path, overwrite: bool
 ) -> export.Saved:
-    text = export.export_run(engine, run, fmt_name, history=history)
+    options = {TICKS[key][2]: value for key, value in ticks.items()}
+    text = export.export_run(engine, run, fmt_name, **options)
     return export.save(text, path, if_exists="overwrite" if overwrite else "rename")
 
 
@@ -123,7 +152,10 @@ class ExportDialog(ModalScreen[Path | None]):
             with Horizontal(classes="row"):
                 yield Label("Format ", classes="row-label")
                 yield FormatChoice(id="format")
-            yield Checkbox("Include the history of every step", True, id="history", compact=True)
+            with Horizontal(classes="row", id="export-ticks"):
+                yield Label("Include ", classes="row-label")
+                for key, (label, default, _) in TICKS.items():
+                    yield Checkbox(label, default, id=key, compact=True)
             yield Label("Save to", classes="field-label")
             yield Input("", id="path", compact=True)
             exists_note = Static("", id="path-exists", classes="hint")
@@ -150,6 +182,8 @@ class ExportDialog(ModalScreen[Path | None]):
         if "export_format" in preferences.model_fields_set:
             self.format = preferences.export_format
         self.query_one(FormatChoice).value = self.format
+        for key, value in _opening_ticks(self.app, preferences).items():
+            self.query_one(f"#{key}", Checkbox).value = value
         self.query_one("#export-title", Label).update(
             f"Export run {fmt.short(run.pipeline_run_id)} · {run.pipeline.name} · {run.status.value}"
         )
@@ -233,14 +267,15 @@ class ExportDialog(ModalScreen[Path | None]):
         if path is None:
             self.query_one("#export-result", Static).update(Text("Give a path to save to.", "red"))
             return
-        history = self.query_one("#history", Checkbox).value
+        ticks = {key: self.query_one(f"#{key}", Checkbox).value for key in TICKS}
+        _LAST_TICKS[self.app] = ticks
         overwrite = self.query_one("#overwrite", Checkbox).value
 
         async def save() -> None:
             result = self.query_one("#export-result", Static)
             try:
                 saved = await asyncio.to_thread(
-                    _write, self.app.engine, self.run, self.format, history, path, overwrite
+                    _write, self.app.engine, self.run, self.format, ticks, path, overwrite
                 )
             except Exception as error:
                 result.update(Text(str(error), "red"))

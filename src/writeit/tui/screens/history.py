@@ -80,15 +80,19 @@ def read_family(store, run_id: str) -> Family:
     return Family(root, runs, summaries, children)
 
 
-def run_label(summary: RunSummary, *, here: bool, deleted: bool) -> Text:
+def run_label(
+    summary: RunSummary, *, here: bool, deleted: bool, parent: RunSummary | None = None
+) -> Text:
     """A run's line in the tree, status first as on the step lines: a narrow tree (80
-    columns, a deep branch) cuts the end of a line, never the status."""
+    columns, a deep branch) cuts the end of a line, never the status. A replay says so,
+    with its models and style where they differ from `parent`'s."""
     status = summary.status
     label = Text()
     label.append(f"{fmt.STATUS_MARK.get(status, '')} {status}", STATUS_STYLE.get(status, ""))
     if summary.parent:
         label.append(f"  ↳ {fmt.short(summary.run_id)}", "bold")
-        label.append(f" from {summary.branch_point}", "italic")
+        note = summary.replay_note(parent)
+        label.append(f" {note}" if note else f" from {summary.branch_point}", "italic")
     else:
         label.append(f"  run {fmt.short(summary.run_id)}", "bold")
         label.append(f" {summary.pipeline}")
@@ -188,7 +192,12 @@ class HistoryScreen(Screen[str | None]):
     def _add_run(self, parent: TreeNode, run_id: str) -> tuple[TreeNode, dict[str, TreeNode]]:
         assert self.family is not None
         summary = self.family.summaries[run_id]
-        label = run_label(summary, here=run_id == self.run_id, deleted=summary.deleted)
+        label = run_label(
+            summary,
+            here=run_id == self.run_id,
+            deleted=summary.deleted,
+            parent=self.family.summaries.get(summary.parent or ""),
+        )
         run = self.family.runs.get(run_id)
         node = parent.add(label, data=Node(run_id), expand=run is not None)
         self._run_nodes[run_id] = node
