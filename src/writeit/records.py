@@ -302,7 +302,9 @@ _SHARED = {"steps": {"__all__": {"ai_responses": {"__all__": _REPEATS}}}}
 
 
 _FORMAT = b"2"  # after a snapshot's marker: earlier attempts packed apart, read lazily
-_EARLIER = {"__all__": {*_REPEATS, "response_id"}}  # their ids are in the table
+# (Their ids stay in their JSON as well as the table: without them, pydantic would make
+# a new uuid4 for each as it parses, which costs more than the bytes saved.)
+_EARLIER = {"__all__": _REPEATS}
 _RESPONSES: TypeAdapter[list[AIResponse]] = TypeAdapter(list[AIResponse])
 
 
@@ -419,8 +421,10 @@ class _Texts:
         `block` in the second part, their texts from `texts` on."""
         data = later.data()
         responses = _RESPONSES.validate_json(bytes(data[block[0] : block[1]]))
-        for response, response_id in zip(responses, ids, strict=True):
-            response.__dict__["response_id"] = response_id
+        if [r.response_id for r in responses] != ids:
+            raise StoreError(
+                "a snapshot's responses do not match its table", hint="restore a backup"
+            )
         self.fill(responses, data[texts:], first)
         later.done()
         return responses
