@@ -319,7 +319,7 @@ class _Stop:
                 continue
             self.installed.append(number)
 
-    def _on_signal(self, number: int) -> None:
+    def _on_signal(self, number: int, frame: object = None) -> None:
         if self.signum is not None:
             err.print("Stopped at once; the text streamed so far was checkpointed.")
             sys.stderr.flush()
@@ -331,8 +331,14 @@ class _Stop:
         err.print("Stopping: keeping the text so far… (again to quit at once)")
 
     def remove(self) -> None:
+        """Give the signals back; once a stop is under way, a second one still quits at
+        once while the process ends (its threads are joined then, and one may hang)."""
+        import signal
+
         for number in self.installed:
             self.loop.remove_signal_handler(number)
+            if self.signum is not None:
+                signal.signal(number, self._on_signal)
 
     def report(self) -> int:
         """Say how to go on with the stopped run; the exit code: 128 + the signal, or 1
