@@ -114,6 +114,9 @@ def test_the_api_leaves_models_out_until_the_choice_unless_revealed(server, clie
     assert all("model" not in c for c in hidden["candidates"])
     responses = hidden["steps"]["angles"]["ai_responses"]
     assert len(responses) == 3 and not models_in(responses)
+    # listed as numbered, not in the models' order, and without the shuffle itself
+    assert [r["response_id"] for r in responses] == [c["response_id"] for c in hidden["candidates"]]
+    assert hidden["steps"]["angles"]["order"] is None
     assert all("usage_stats" not in r for r in responses)
     assert hidden["models"] == THREE  # the run's pool is its own setting; who wrote what is not
     revealed = client.get(f"/api/runs/{run_id}", params={"reveal": "true"}).json()
@@ -138,7 +141,10 @@ async def test_show_hides_the_models_of_an_undecided_blind_step(engine, scripted
     assert "models hidden" in shown.stdout
     assert "candidate 3" in shown.stdout and not models_in({"out": shown.stdout})
     as_json = json.loads(writeit("show", short, "--json").stdout)
-    assert not models_in(as_json["steps"]["angles"])
+    assert not models_in(as_json["steps"]["angles"]) and as_json["hidden"] is True
+    listed = [r["response_id"] for r in as_json["steps"]["angles"]["ai_responses"]]
+    assert listed == [c.response_id for c in run.current.candidates]
+    assert as_json["steps"]["angles"]["order"] is None
     revealed = writeit("show", short, "--reveal")
     assert models_in({"out": revealed.stdout}) == set(THREE)
 
@@ -194,6 +200,8 @@ async def test_the_tui_shows_numbered_candidates_without_models_until_the_choice
         screen = app.screen
         titles = [pane.border_title.split(" · ")[0] for pane in screen.board.query("CandidatePane")]
         assert titles == ["Candidate 1", "Candidate 2", "Candidate 3"]
+        header = str(screen.query_one("#step-header").render())
+        assert "tokens and cost shown after your choice" in header and "$" not in header
         before = app.export_screenshot()
         assert not models_in({"screen": before}), "a model name is on screen before the choice"
         shuffled = engine.load(run_id).current.candidates
@@ -216,3 +224,30 @@ async def test_the_tui_shows_numbered_candidates_without_models_until_the_choice
             "the models revealed",
         )
         assert models_in({"screen": app.export_screenshot()}) == set(THREE)
+
+
+async def test_the_merge_view_names_the_models_once_the_merge_decides(engine, scripted):
+    from test_tui import candidates_shown, open_merge
+
+    scripted.script("scripted-a", replies=["angle A", "merged AB"])
+    scripted.script("scripted-b", replies=["angle B"])
+    run = await engine.start_run(
+        "tech-article", {"source_material": "n"}, models=["scripted-a", "scripted-b"], blind=True
+    )
+    app = WriteItApp(engine=engine)
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.open_run(run.pipeline_run_id, start=True)
+        await until(pilot, lambda: candidates_shown(app), "candidates")
+        merge = await open_merge(pilot)
+        sources = merge.query_one("#sources")
+
+        def labels() -> list[str]:
+            return [str(sources.get_option_at_index(i).prompt) for i in range(2)]
+
+        assert all("model hidden" in label for label in labels())
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: merge.phase == "edit", "the AI merge")
+        shuffled = engine.load(run.pipeline_run_id).steps["angles"].candidates
+        assert labels() == [
+            f"{n} · {r.model_name}: {r.processed_content}" for n, r in enumerate(shuffled, 1)
+        ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 from pathlib import Path
 
@@ -726,3 +727,14 @@ def test_a_preference_set_to_its_default_value_is_kept_as_chosen(isolated_env):
     preferences = load_preferences()
     assert {"export_format", "theme"} <= preferences.model_fields_set
     assert "max_retries" not in preferences.model_fields_set  # never set: follows defaults
+
+
+def test_a_shortcut_on_a_key_terminals_alias_is_refused_with_the_reason():
+    from pydantic import ValidationError
+
+    from writeit.models import UserPreferences
+
+    for key, sent_as in (("ctrl+m", "Enter"), ("ctrl+i", "Tab"), ("ctrl+h", "Backspace")):
+        with pytest.raises(ValidationError, match=re.escape(f"terminals send {key} as {sent_as}")):
+            UserPreferences(keyboard_shortcuts={"merge": key})
+    assert UserPreferences(keyboard_shortcuts={"merge": "x"}).keyboard_shortcuts == {"merge": "x"}

@@ -157,9 +157,13 @@ async def test_an_export_tells_how_every_step_was_decided_and_validates(engine, 
             assert step["prompt"] is None and step["responses"] == []
             continue
         assert step["prompt"] == {"system": run.style_prompt, "user": stored.prompt}
-        assert [r["response_id"] for r in step["responses"]] == [
-            r.response_id for r in stored.ai_responses
-        ]
+        # the candidates in the order the writer numbered them, then the other responses
+        numbered = [r.response_id for r in stored.candidates]
+        others = [r.response_id for r in stored.ai_responses if r.response_id not in numbered]
+        assert [r["response_id"] for r in step["responses"]] == numbered + others
+        assert [r["number"] for r in step["responses"]][: len(numbered)] == list(
+            range(1, len(numbered) + 1)
+        )
         assert [(m["model"], m["provider"]) for m in step["asked"]] == list(
             {r.model_name: (r.model_name, r.provider) for r in stored.ai_responses}.values()
         )

@@ -223,14 +223,16 @@ async def test_writeit_stats_prints_the_table_and_the_json(engine):
 
     assert json.loads(writeit("stats", "--json").stdout) == expected
     table = writeit("stats").stdout
-    assert table.startswith("10 decisions in 4 runs (all pipelines, steps and styles).")
+    assert table.startswith(
+        "10 decisions in 4 runs (all pipelines, steps and styles; yours; --autopilot"
+    )
     rows = [line.split() for line in table.splitlines() if line.strip().startswith("scripted")]
     assert [row[0] for row in rows] == [C, A, B]  # by win rate
     assert rows[1][:8] == [A, "50%", "5", "of", "10", "50%,", "2", "of"]  # blind: 2 of 4
     assert rows[2][-2] == "unknown"  # B's cost
     assert rows[0][5] == "-"  # C was never offered blind
     filtered = writeit("stats", "--pipeline", "blog-post", "--since", "2026-01-01").stdout
-    assert filtered.startswith("1 decision in 1 run (pipeline blog-post, since 2026-01-01).")
+    assert filtered.startswith("1 decision in 1 run (pipeline blog-post, since 2026-01-01; yours")
 
 
 async def test_writeit_stats_indexes_an_older_store_once_and_says_so(engine):
@@ -247,7 +249,7 @@ def test_writeit_stats_on_a_bad_date_and_on_an_empty_workspace():
     assert bad.returncode == 1
     assert "'30/11/2026' is not a date" in bad.stderr and "2026-11-01" in bad.stderr
     empty = writeit("stats")
-    assert empty.stdout.startswith("No decisions yet (all pipelines, steps and styles)")
+    assert empty.stdout.startswith("No decisions yet (all pipelines, steps and styles; yours")
     assert json.loads(writeit("stats", "--json").stdout) == {
         "models": [],
         "decisions": 0,
@@ -310,3 +312,21 @@ async def test_records_of_another_layout_are_rebuilt_in_place(engine):
     assert stats.win_rates(store, announce=told.append) == expected
     assert told == [4]
     assert {k: store.get(k) for k in store.keys("outcome")} == written
+
+
+async def test_the_autopilots_picks_count_only_when_asked(engine):
+    from writeit import autopilot
+
+    run = await engine.start_run(
+        "tech-article", {"source_material": "n"}, models=["scripted-a", "scripted-b"]
+    )
+    await autopilot.drive(engine, run.pipeline_run_id, "first")
+    assert stats.win_rates(engine.store)["decisions"] == 0  # no choice of the writer's
+    counted = stats.win_rates(engine.store, autopilot=True)
+    assert counted["decisions"] == 4
+    assert {m["model"]: m["chosen"] for m in counted["models"]} == {
+        "scripted-a": 4,
+        "scripted-b": 0,
+    }
+    shown = writeit("stats", "--autopilot").stdout
+    assert shown.startswith("4 decisions in 1 run (all pipelines, steps and styles; yours and")

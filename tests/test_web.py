@@ -160,8 +160,7 @@ def test_a_run_started_from_the_keyboard_is_stored_and_ctrl_c_saves_its_streams(
     assert (cookie["name"], cookie["value"]) == (f"writeit_web_{web.port}", web.token)
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
     screen.wait_for("No runs yet")  # straight into the run list
-    page.focus(".xterm-helper-textarea")
-    screen.press("n", then="tech-article")
+    screen.press("n", then="tech-article")  # keys reach it without a click first
     screen.press("Enter", then="Source material")
     page.keyboard.type(SOURCE)
     page.keyboard.press("Control+s")

@@ -149,7 +149,10 @@ class Decided(Part):
 class Selection(Part):
     response_id: str
     model: str
-    index: int
+    index: int = Field(description="Its place in the step's stored responses.")
+    number: int | None = Field(
+        None, description="The candidate number the writer chose it by (shuffled when blind)."
+    )
 
 
 class StepRecord(Part):
@@ -382,6 +385,7 @@ def _step(run: PipelineRun, name: str, options: Options, price_of: PriceOf) -> S
             response_id=selected.response_id,
             model=selected.model_name,
             index=step.user_selection or 0,
+            number=numbers.get(selected.response_id),
         )
         if selected
         else None,
@@ -393,7 +397,7 @@ def _step(run: PipelineRun, name: str, options: Options, price_of: PriceOf) -> S
         started_at=step.started_at,
         completed_at=step.completed_at,
         output=step.output,
-        responses=[_candidate(r, numbers, hidden) for r in step.ai_responses]
+        responses=[_candidate(r, numbers, hidden) for r in in_number_order(step, numbers)]
         if options.candidates
         else None,
     )
@@ -469,6 +473,20 @@ def _rounded(cost: float | None) -> float | None:
 
 
 # --- provenance in words: the one wording the TUI, `writeit show` and Markdown use -------
+
+
+def in_number_order(step: StepState, numbers: dict[str, int]) -> list[AIResponse]:
+    """Candidates in the order the writer saw them, then the other responses (earlier
+    attempts, merges, judges); on an undecided blind step those by their random ids, as
+    their stored order would say which model wrote which."""
+    shown = sorted(
+        (r for r in step.ai_responses if r.response_id in numbers),
+        key=lambda r: numbers[r.response_id],
+    )
+    rest = [r for r in step.ai_responses if r.response_id not in numbers]
+    if step.hidden:
+        rest.sort(key=lambda r: r.response_id)
+    return shown + rest
 
 
 def _numbers(step: StepState) -> dict[str, int]:

@@ -379,6 +379,26 @@ def blind_exclude(run: PipelineRun) -> dict[str, Any] | None:
     return {"steps": steps} if steps else None
 
 
+def blind_view(run: PipelineRun) -> PipelineRun:
+    """The run as a blind reader may see it: an undecided blind step lists its candidates
+    in the order shown (not the models' order, which would say who wrote which), earlier
+    responses after them in an order of their random ids, and no shuffle. Dump it with
+    `blind_exclude(run)` (of the run itself) to leave the models out too."""
+    hidden = [name for name, step in run.steps.items() if step.hidden]
+    if not hidden:
+        return run
+    steps = dict(run.steps)
+    for name in hidden:
+        step = run.steps[name]
+        shown = step.candidates
+        ids = {r.response_id for r in shown}
+        rest = sorted(
+            (r for r in step.ai_responses if r.response_id not in ids), key=lambda r: r.response_id
+        )
+        steps[name] = step.model_copy(update={"ai_responses": shown + rest, "order": None})
+    return run.model_copy(update={"steps": steps})
+
+
 class PipelineRun(BaseModel):
     pipeline_run_id: str = Field(default_factory=new_id)
     configuration_id: str
@@ -605,6 +625,10 @@ class StylePrimer(BaseModel):
         return formatted
 
 
+# Keys a terminal cannot tell from others: a shortcut on them would never fire.
+TERMINAL_ALIASES = {"ctrl+m": "Enter", "ctrl+i": "Tab", "ctrl+j": "Enter", "ctrl+h": "Backspace"}
+
+
 class UserPreferences(BaseModel):
     """Saved in WRITEIT_HOME/config.yaml; `writeit config set` validates through this model."""
 
@@ -647,6 +671,11 @@ class UserPreferences(BaseModel):
         for action, key in value.items():
             if not key or " " in key:
                 raise ValueError(f"shortcut for {action!r} must be one key name, got {key!r}")
+            if key.lower() in TERMINAL_ALIASES:
+                raise ValueError(
+                    f"terminals send {key} as {TERMINAL_ALIASES[key.lower()]}: "
+                    f"choose another key for {action!r}"
+                )
         return value
 
 

@@ -205,7 +205,7 @@ def parse_since(text: str) -> datetime:
         when = datetime.fromisoformat(value)
     except ValueError:
         raise InvalidInput(
-            f"--since {text!r} is not a date",
+            f"since {text!r} is not a date",
             hint="give an ISO date such as 2026-11-01 (or 2026-11-01T09:30 for a time, UTC)",
         ) from None
     return when if when.tzinfo else when.replace(tzinfo=UTC)
@@ -246,9 +246,12 @@ def win_rates(
     since: str | datetime | None = None,
     user_id: str = "default",
     announce: Callable[[int], None] | None = None,
+    autopilot: bool = False,
 ) -> dict[str, Any]:
     """Per model: offered, chosen, win rate (all and blind decisions alone), mean quality,
-    cost and seconds; and how many decisions and runs that covers. Models best first."""
+    cost and seconds; and how many decisions and runs that covers. Models best first.
+    The autopilot's picks (`writeit run --headless --pick`) say nothing of the writer's
+    taste: counted only with `autopilot`."""
     start = stamp(parse_since(since) if isinstance(since, str) else since) if since else ""
     ensure_indexed(store, announce)
     counts: dict[str, list[int]] = {}
@@ -258,6 +261,8 @@ def win_rates(
     run_at = len(f"{_PREFIX}{user_id}:{stamp(datetime.now(UTC))}:")  # keys: fixed-width up to it
     for key, record in _raw(store, user_id, start, step):
         if (pipeline and record[0] != pipeline) or (style and record[1] != style):
+            continue
+        if not autopilot and str(record[4] or "").startswith("autopilot"):
             continue
         decisions += 1
         runs.add(key[run_at : key.index(b":", run_at)])

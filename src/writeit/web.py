@@ -384,6 +384,13 @@ a {{color: #ffd479;}}
 <div class="ended"><p>WriteIt closed (your work is saved). <a href="/">Open it again</a></p></div>
 <div id="terminal" class="textual-terminal" data-session-websocket-url="{socket}"
   data-font-size="{font_size}" data-writeit="{version}"></div>
+<script>
+// Keys go to WriteIt from the start, without a click first (xterm takes them in its textarea).
+(function focusTerminal(tries) {{
+  var area = document.querySelector(".xterm-helper-textarea");
+  if (area) {{ area.focus(); }} else if (tries > 0) {{ setTimeout(function () {{ focusTerminal(tries - 1); }}, 50); }}
+}})(200);
+</script>
 </body>
 </html>
 """

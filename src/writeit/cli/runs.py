@@ -590,13 +590,19 @@ def show(
 ) -> None:
     """Show a run: its steps, candidates and choices (optionally as it was at an event)."""
     from writeit import export, llmlog
-    from writeit.models import blind_exclude
+    from writeit.models import blind_exclude, blind_view
 
     engine = _engine(workspace)
     full_id = engine.resolve(run_id)
     state = engine.store.state_at(full_id, at) if at is not None else engine.load(full_id)
     if as_json:
-        _print_json(state.model_dump(mode="json", exclude=None if reveal else blind_exclude(state)))
+        if reveal:
+            _print_json(state.model_dump(mode="json"))
+        else:
+            hidden = {"hidden": state.current.hidden}
+            _print_json(
+                blind_view(state).model_dump(mode="json", exclude=blind_exclude(state)) | hidden
+            )
         return
     console.print(
         f"[bold]{state.pipeline_run_id}[/]  {state.configuration_id}  [bold]{state.status.value}[/]  event {state.last_seq}"
@@ -622,15 +628,22 @@ def show(
         if step.hidden and not reveal:
             _show_blind(step)
             continue
-        for index, response in enumerate(step.ai_responses):
-            chosen = " ✓" if step.user_selection == index else ""
+        numbers = {r.response_id: n for n, r in enumerate(step.candidates, 1)}
+        chosen_id = (
+            step.ai_responses[step.user_selection].response_id
+            if step.user_selection is not None
+            else None
+        )
+        for response in export.in_number_order(step, numbers):
+            chosen = " ✓" if response.response_id == chosen_id else ""
+            number = numbers.get(response.response_id)
             info = f"{response.tokens} tok, {response.processing_time:.1f}s"
             if response.usage_stats is not None:
                 info += f", {_cost(response.usage_stats.cost_usd)}"
             if response.quality_score is not None:
                 info += f", quality {response.quality_score:.2f}"
             via = f" via {response.provider}" if response.provider else ""
-            line = f"    {response.kind} {response.model_name}{via} [{response.status.value}] {info}{chosen}"
+            line = f"    {f'{number}.' if number else '·':>2} {response.kind} {response.model_name}{via} [{response.status.value}] {info}{chosen}"
             console.print(line, highlight=False, markup=False)
             if response.instruction:
                 console.print(

@@ -23,6 +23,12 @@ def stats(
         str | None,
         typer.Option(help="Only decisions made on or after this ISO date (2026-11-01, UTC)."),
     ] = None,
+    autopilot: Annotated[
+        bool,
+        typer.Option(
+            "--autopilot", help="Count the autopilot's picks too (headless --pick), not only yours."
+        ),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Win rates: how often each model's candidate was offered at a decided step, and chosen.
@@ -33,13 +39,19 @@ def stats(
 
     store = _ws().get_workspace(workspace).open_store()
     found = outcomes.win_rates(
-        store, pipeline=pipeline, step=step, style=style, since=since, announce=_announce
+        store,
+        pipeline=pipeline,
+        step=step,
+        style=style,
+        since=since,
+        announce=_announce,
+        autopilot=autopilot,
     )
     if as_json:
         _print_json(found)
         return
     filters = {"pipeline": pipeline, "step": step, "style": style, "since": since}
-    console.print(_counted(found, filters), highlight=False)
+    console.print(_counted(found, filters, autopilot), highlight=False)
     if not found["models"]:
         return
     from rich import box
@@ -58,12 +70,13 @@ def _announce(runs: int) -> None:
     err.print(f"indexing {runs:,} runs for stats (once)", highlight=False)
 
 
-def _counted(found: dict[str, Any], filters: dict[str, str | None]) -> str:
+def _counted(found: dict[str, Any], filters: dict[str, str | None], autopilot: bool) -> str:
     """What the figures cover: decisions, runs and the filters, in one line."""
     from rich.markup import escape
 
     given = ", ".join(f"{name} {escape(value)}" for name, value in filters.items() if value)
-    where = f" ({given})" if given else " (all pipelines, steps and styles)"
+    whose = "yours and the autopilot's" if autopilot else "yours; --autopilot adds its picks"
+    where = f" ({given or 'all pipelines, steps and styles'}; {whose})"
     decisions, runs = found["decisions"], found["runs"]
     if not decisions:
         return f"No decisions yet{where}: choose, merge or skip at a step, then ask again."

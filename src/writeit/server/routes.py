@@ -536,6 +536,9 @@ async def get_stats(
     since: Annotated[
         str | None, Query(max_length=40, description="An ISO date: 2026-11-01")
     ] = None,
+    autopilot: Annotated[
+        bool, Query(description="Count the autopilot's picks too, not only the writer's.")
+    ] = False,
 ) -> Json:
     """The outcome index read with the filters given (a store from before it is indexed
     once, on the first request: logged)."""
@@ -549,6 +552,7 @@ async def get_stats(
         style=style,
         since=since,
         announce=announce,
+        autopilot=autopilot,
     )
 
 

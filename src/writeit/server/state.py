@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import Request, Response
 from starlette.requests import HTTPConnection
 
-from writeit.models import BLIND_FIELDS, PipelineRun, WriteItError
+from writeit.models import BLIND_FIELDS, PipelineRun, WriteItError, blind_view
 from writeit.server.errors import message_of
 from writeit.store import UnknownRun
 from writeit.workspaces import Workspace, ensure_token, get_workspace
@@ -174,7 +174,8 @@ def run_json(
     branch.
     """
     exclude = _excluded(run, latest=False, reveal=reveal)
-    return run.model_dump(mode="json", exclude=exclude) | _extras(
+    shown = run if reveal else blind_view(run)
+    return shown.model_dump(mode="json", exclude=exclude) | _extras(
         engine, run, branched_from, reveal
     )
 
@@ -201,6 +202,8 @@ def run_response(
         run, extras["responses_from"] = _latest_attempts(run)
         extras["texts"] = "latest"
     exclude = _excluded(run, latest=texts == "latest", reveal=reveal)
+    if not reveal:
+        run = blind_view(run)
     body = run.model_dump_json(exclude=exclude)[:-1] + "," + json.dumps(extras, default=str)[1:]
     return Response(body, status_code=status_code, media_type="application/json")
 

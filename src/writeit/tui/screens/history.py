@@ -279,11 +279,13 @@ class HistoryScreen(Screen[str | None]):
         if step.user_feedback:
             parts.append(f"**Feedback for the next step:** {step.user_feedback}")
         others = [
-            r for r in step.candidates if step.output is None or r.processed_content != step.output
+            (n, r)
+            for n, r in enumerate(step.candidates, 1)
+            if step.output is None or r.processed_content != step.output
         ]
-        for r in others:
+        for n, r in others:
             parts.append(
-                f"**Candidate from {fmt.model(step, r)}** ({r.status.value})\n\n"
+                f"**Candidate {n} ({fmt.model(step, r)})** ({r.status.value})\n\n"
                 f"{r.processed_content or r.raw_output or r.error or ''}"
             )
         await text.update("\n\n---\n\n".join(parts) or "_This step has not run in this branch._")

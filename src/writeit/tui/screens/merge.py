@@ -19,7 +19,7 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, Label, Select, SelectionList, Static, TextArea
 from textual.widgets.selection_list import Selection
 
-from writeit.models import PipelineRun, ResponseStatus
+from writeit.models import AIResponse, PipelineRun, ResponseStatus, StepState
 from writeit.providers import ProviderError
 from writeit.tui import drafts, keys
 from writeit.tui import format as fmt
@@ -96,11 +96,9 @@ class MergeScreen(keys.SaysWhy, Screen[str | None]):
         )
         sources = self.query_one("#sources", SelectionList)
         for number, response in done:
-            label = (
-                f"{number} · {fmt.model(step, response)}: "
-                f"{fmt.one_line(response.processed_content, 40)}"
+            sources.add_option(
+                Selection(_label(number, step, response), response.response_id, True)
             )
-            sources.add_option(Selection(label, response.response_id, True))
         models = list(dict.fromkeys(r.model_name for _, r in done))
         if step.hidden:  # in candidate order they would say which model wrote which
             models.sort()
@@ -115,6 +113,15 @@ class MergeScreen(keys.SaysWhy, Screen[str | None]):
         self.set_interval(1 / 30, self._flush)
         self._update_buttons()
         self._restore_draft(run)
+
+    def _reveal(self, step: StepState) -> None:
+        """The step is decided: a blind one's sources now name their models."""
+        sources = self.query_one("#sources", SelectionList)
+        numbered = {r.response_id: (n, r) for n, r in enumerate(step.candidates, 1)}
+        for index in range(sources.option_count):
+            found = numbered.get(sources.get_option_at_index(index).value)
+            if found is not None:
+                sources.replace_option_prompt_at_index(index, _label(found[0], step, found[1]))
 
     # --- the draft -------------------------------------------------------------------------
 
@@ -251,6 +258,7 @@ class MergeScreen(keys.SaysWhy, Screen[str | None]):
         self._streaming = False  # the tick stops writing into the pane
         pane.show_text(self.merged_text)
         pane.label = f"AI merge by {model}: chosen for this step"
+        self._reveal(step)
         pane.selected = True
         pane.update_meta()
         self._edit(self.merged_text)
@@ -366,3 +374,7 @@ class MergeScreen(keys.SaysWhy, Screen[str | None]):
         if self.run is not None:
             self._typed()
             await self.app.drafts.keep(*self._draft())
+
+
+def _label(number: int, step: StepState, response: AIResponse) -> str:
+    return f"{number} · {fmt.model(step, response)}: {fmt.one_line(response.processed_content, 40)}"

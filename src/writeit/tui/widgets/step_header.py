@@ -54,7 +54,10 @@ class StepHeader(Static):
         text.append(run.status.value, status_style)
         if run.style_primer and wide:
             text.append(f"  ·  style {run.style_primer}")
-        text.append(f"  ·  {fmt.tokens(run.total_tokens)} · {fmt.run_cost(run, prices or {})}")
+        if run.current.hidden:  # blind review: a running total would say which finished
+            text.append("  ·  tokens and cost shown after your choice", "dim")
+        else:
+            text.append(f"  ·  {fmt.tokens(run.total_tokens)} · {fmt.run_cost(run, prices or {})}")
         budget = fmt.budget(run, spent, wide)
         if budget:
             spent_all = spent is not None and spent >= (run.budget_usd or 0.0)
