@@ -111,10 +111,10 @@ def test_workspaces_create_use_info_remove(isolated_env):
 
 def test_config_set_validates_and_persists(isolated_env):
     writeit("config", "set", "max_concurrent_pipelines", "5")
-    writeit("config", "set", "keyboard_shortcuts.merge", "ctrl+m")
+    writeit("config", "set", "keyboard_shortcuts.merge", "ctrl+e")
     shown = json.loads(writeit("config", "show", "--json").stdout)
     assert shown["max_concurrent_pipelines"] == 5
-    assert shown["keyboard_shortcuts"] == {"merge": "ctrl+m"}
+    assert shown["keyboard_shortcuts"] == {"merge": "ctrl+e"}
     bad = writeit("config", "set", "max_concurrent_pipelines", "lots", check=False)
     assert bad.returncode == 1 and "max_concurrent_pipelines" in bad.stderr
     unknown = writeit("config", "set", "colour", "red", check=False)
