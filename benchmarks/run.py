@@ -524,7 +524,7 @@ def bench_open_cycles() -> None:
                 times[n] * 1000,
                 "ms",
                 20,
-                note="a fresh Engine's load(run), median",
+                note="a fresh Engine's load(run), median; earlier attempts parsed when read",
             )
     small, large = min(SIZES.cycles), max(SIZES.cycles)
     record(

@@ -2,15 +2,18 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import yaml
+from served import poll
 from writeit_cli import run as writeit
 
 from writeit import autopilot
@@ -692,3 +695,172 @@ async def test_diff_of_a_single_candidate_shows_what_regenerating_changed(engine
         ("insert", "loud"),
     ]
     assert (shown["a"]["attempt"], shown["b"]["attempt"], shown["b"]["candidate"]) == (1, 2, 1)
+
+
+# --- headless runs a writer can stop and follow ------------------------------------------
+
+
+class Headless:
+    """`writeit run tech-article --headless ...` as a child process, its stderr read as it
+    comes (not a terminal: one progress line per response start and end)."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        command = [sys.executable, str(TESTS / "writeit_cli.py"), "run", "tech-article"]
+        self.process = subprocess.Popen(
+            [*command, "-i", "source_material=notes on the queue", *args, "--headless"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "COLUMNS": "200", **(env or {})},
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.process.stderr:
+            self.lines.append(line)
+
+    @property
+    def stderr(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for(self, text: str) -> None:
+        poll(lambda: text in self.stderr or self.process.poll() is not None, 60, repr(text))
+        assert text in self.stderr, self.stderr
+
+    def finish(self) -> int:
+        """The exit code (the process is killed if it does not end on its own)."""
+        try:
+            code = self.process.wait(60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise AssertionError(f"still running after the signal:\n{self.stderr}") from None
+        self._reader.join(10)
+        return code
+
+
+def only_run(store: Store):
+    found = store.recent(limit=5)
+    assert len(found) == 1, found
+    return store.load(found[0].run_id)
+
+
+def streamed_text(store: Store, model: str) -> bool:
+    """The stalled model's first chunks are checkpointed in the store."""
+    found = store.recent(limit=1)
+    if not found:
+        return False
+    angles = store.load(found[0].run_id).steps["angles"]
+    return any(r.model_name == model and r.raw_output for r in angles.ai_responses)
+
+
+@pytest.mark.parametrize("number,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_pauses_a_headless_run_with_a_hung_model_and_picks_nothing(
+    isolated_env, openai_server, number, code
+):
+    child = Headless("-m", "oai-stall", "-m", "oai-ok", "--pick", "best")
+    child.wait_for("angles · oai-ok: done")  # progress while models write, not at the end
+    assert "angles · oai-stall: started" in child.stderr
+    store = store_of(isolated_env.writeit_home)
+    poll(lambda: streamed_text(store, "oai-stall"), 30, "the stalled stream's checkpoint")
+    os.kill(child.process.pid, number)
+    assert child.finish() == code, child.stderr
+    run = only_run(store)
+    short = run.pipeline_run_id[:8]
+    assert f"writeit resume {short} --headless" in child.stderr
+    assert "Traceback" not in child.stderr and "error" not in child.stderr
+    assert run.status == PipelineStatus.PAUSED and run.current_step == "angles"
+    angles = run.steps["angles"]
+    by_model = {r.model_name: r for r in angles.ai_responses}
+    assert by_model["oai-ok"].status == ResponseStatus.COMPLETED
+    stalled = by_model["oai-stall"]
+    assert stalled.status == ResponseStatus.INTERRUPTED and stalled.raw_output  # text kept
+    assert "chose another candidate" not in (stalled.error or "")
+    # The stop was not taken for a choice: no selection, no step past angles.
+    assert angles.user_selection is None
+    assert EventType.RESPONSE_SELECTED not in {e.type for e in store.events(run.pipeline_run_id)}
+    assert "angles: selected" not in child.stderr
+    assert "angles · oai-stall: stopped" in child.stderr
+
+
+def test_ctrl_c_with_one_hung_model_pauses_the_run_and_says_how_to_resume(
+    isolated_env, openai_server
+):
+    child = Headless("-m", "oai-stall")
+    child.wait_for("angles · oai-stall: started")
+    store = store_of(isolated_env.writeit_home)
+    poll(lambda: streamed_text(store, "oai-stall"), 30, "the stalled stream's checkpoint")
+    os.kill(child.process.pid, signal.SIGINT)
+    assert child.finish() == 130, child.stderr
+    assert "no candidate completed" not in child.stderr
+    run = only_run(store)
+    assert run.status == PipelineStatus.PAUSED
+    [stalled] = run.steps["angles"].ai_responses
+    assert stalled.status == ResponseStatus.INTERRUPTED and stalled.raw_output
+    assert f"writeit resume {run.pipeline_run_id[:8]} --headless" in child.stderr
+
+
+def test_a_second_ctrl_c_exits_at_once(isolated_env, openai_server):
+    """The first stop cannot finish (the test holds the store's write lock, so the
+    stopped streams cannot be recorded); the second Ctrl+C ends the process anyway."""
+    child = Headless("-m", "oai-stall")
+    store = store_of(isolated_env.writeit_home)
+    poll(lambda: streamed_text(store, "oai-stall"), 30, "the stalled stream's checkpoint")
+    lock = store.env.begin(write=True)
+    try:
+        os.kill(child.process.pid, signal.SIGINT)
+        child.wait_for("Stopping")
+        os.kill(child.process.pid, signal.SIGINT)
+        assert child.finish() == 130, child.stderr
+        assert "Stopped at once" in child.stderr and "Traceback" not in child.stderr
+    finally:
+        lock.abort()
+    # What was checkpointed before the stop is there; the dead stream reads as interrupted.
+    shown = json.loads(writeit("show", only_run(store).pipeline_run_id, "--json").stdout)
+    [stalled] = shown["steps"]["angles"]["ai_responses"]
+    assert stalled["raw_output"] and stalled["status"] == "interrupted"
+
+
+def test_pick_n_says_when_candidate_n_failed(isolated_env, openai_server):
+    result = writeit(
+        "run", "tech-article", "-i", "source_material=notes", "-m", "oai-ok", "-m", "oai-401",
+        "--headless", "--pick", "2",
+    )  # fmt: skip
+    assert "angles: candidate 2 failed; picked candidate 1" in result.stderr
+    assert "polish: candidate 2 failed; picked candidate 1" in result.stderr
+    assert "completed" in result.stdout
+
+
+def test_a_budget_that_refuses_the_first_step_prints_no_empty_table(isolated_env):
+    writeit("config", "set", "pricing.scripted-a.input", "1000")
+    writeit("config", "set", "pricing.scripted-a.output", "1000")
+    args = ("-i", "source_material=notes", "-m", "scripted-a", "--budget", "0.000001")
+    for terminal in ("1", "0"):  # a live table in a terminal; lines otherwise
+        refused = writeit(
+            "run", "tech-article", *args, "--headless", check=False,
+            env={"TTY_COMPATIBLE": terminal},
+        )  # fmt: skip
+        assert refused.returncode == 3, refused.stderr
+        assert "budget reached" in refused.stderr
+        assert "Chars" not in refused.stderr and "Status" not in refused.stderr
+
+
+def test_in_a_terminal_the_progress_table_shows_each_response(isolated_env):
+    done = writeit(
+        "run", "tech-article", "-i", "source_material=notes", "-m", "scripted-a",
+        "--headless", "--pick", "first", env={"TTY_COMPATIBLE": "1"},
+    )  # fmt: skip
+    shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", done.stderr)  # colours, cursor moves
+    assert "Chars" in shown and "Status" in shown
+    for step in ("angles", "outline", "draft", "polish"):
+        assert f"{step}: selected" in shown
+        assert re.search(rf"{step} +scripted-a +\d+ +done \d+ tok", shown), shown
+    assert "· scripted-a" not in shown  # the table, not the lines meant for logs
+
+
+def test_fork_prints_the_parents_short_id_not_the_typed_prefix(isolated_env):
+    run_id = headless_run()
+    forked = writeit("fork", run_id[:4], "--step", "outline").stdout
+    assert f"from {run_id[:8]} at outline" in forked

@@ -6,15 +6,25 @@ actions (run, regenerate, feedback, select, merge, rewind, branch, accept).
 
 from __future__ import annotations
 
+import copy
+import pickle
 import random
 
 import pytest
 
-from writeit import autopilot, records
+from writeit import autopilot, export, records
 from writeit import store as store_module
 from writeit.engine import Engine
 from writeit.events import apply, fold
-from writeit.models import PipelineStatus, ResponseStatus, StepStatus, WriteItError
+from writeit.models import (
+    LazyResponses,
+    PipelineRun,
+    PipelineStatus,
+    ResponseStatus,
+    StepState,
+    StepStatus,
+    WriteItError,
+)
 
 TWO = ["scripted-a", "scripted-b"]
 # Long enough to be stored once and referenced from every prompt (store._SHARE_OVER).
@@ -61,11 +71,12 @@ async def test_snapshot_and_tail_equal_a_full_fold_for_every_prefix(engine, sour
     full = fold(events)
     prefix = fold(events[:1])
     for cut in range(1, len(events)):
-        restored = records.unpack(records.pack(prefix))
-        assert restored == prefix, cut
-        for event in events[cut:]:
+        packed = records.pack(prefix)
+        restored = records.unpack(packed)
+        for event in events[cut:]:  # earlier attempts still unparsed unless the tail reads them
             apply(restored, event)
         assert restored == full, cut
+        assert records.unpack(packed) == prefix, cut
         apply(prefix, events[cut])
 
 
@@ -228,3 +239,130 @@ async def test_a_snapshot_keeps_each_response_s_style_after_a_replay_changed_it(
     prompts = {r.system_prompt for s in branch.steps.values() for r in s.ai_responses}
     assert len(prompts) == 2  # the parent's style before the branch point, none after
     assert records.unpack(records.pack(branch)) == branch
+
+
+# --- a snapshot's earlier attempts, parsed when read -----------------------------------
+
+
+async def regenerated(engine, source: str, cycles: int = 4) -> PipelineRun:
+    """A run whose first step was asked again `cycles` times after feedback."""
+    run = await engine.start_run("tech-article", {"source_material": source}, models=TWO)
+    run = await engine.execute_step(run.pipeline_run_id)
+    for i in range(cycles):
+        run = await engine.give_feedback(run.pipeline_run_id, f"note {i}")
+        run = await engine.regenerate(run.pipeline_run_id)
+    return run
+
+
+def _ids(responses) -> list[str]:
+    return [r.response_id for r in responses]
+
+
+# Every way a reader takes a run's responses, as data to compare: each is asked of a
+# freshly unpacked snapshot, whose earlier attempts are still unparsed when it starts.
+READERS = {
+    "model_dump": lambda run: run.model_dump(),
+    "model_dump_json": lambda run: run.model_dump_json(),
+    "equal": lambda run: run,
+    "equal, plain list on the left": lambda run: run.steps["angles"].ai_responses,
+    "iterate": lambda run: _ids(run.steps["angles"].ai_responses),
+    "reversed": lambda run: _ids(reversed(run.steps["angles"].ai_responses)),
+    "first": lambda run: run.steps["angles"].ai_responses[0].model_dump(),
+    "negative index": lambda run: run.steps["angles"].ai_responses[-len(TWO) - 1].raw_output,
+    "slice": lambda run: _ids(run.steps["angles"].ai_responses[1:5]),
+    "latest slice": lambda run: _ids(run.steps["angles"].ai_responses[-len(TWO) :]),
+    "step slice": lambda run: _ids(run.steps["angles"].ai_responses[::-3]),
+    "len": lambda run: len(run.steps["angles"].ai_responses),
+    "copy": lambda run: _ids(run.steps["angles"].ai_responses.copy()),
+    "sorted": lambda run: _ids(sorted(run.steps["angles"].ai_responses, key=lambda r: r.attempt)),
+    "by id": lambda run: (
+        run.steps["angles"].response(run.steps["angles"].ai_responses[0].response_id).raw_output
+    ),
+    "find_response": lambda run: run.find_response(_first_id(run))[1].processed_content,
+    "candidates": lambda run: [c.model_dump() for c in run.steps["angles"].candidates],
+    "earlier_candidate": lambda run: (
+        run.steps["angles"].earlier_candidate(run.steps["angles"].candidates[0]).model_dump()
+    ),
+    "totals": lambda run: (run.total_tokens, run.total_cost, run.known_cost),
+    "deep model_copy": lambda run: run.model_copy(deep=True).model_dump(),
+    "writable": lambda run: run.writable().model_dump(),
+    "deepcopy": lambda run: copy.deepcopy(run).model_dump(),
+    "pickle": lambda run: pickle.loads(pickle.dumps(run)).model_dump(),
+    "validate again": lambda run: StepState.model_validate(run.steps["angles"]).model_dump(),
+    "export": lambda run: export.document(run),
+    "pack again": lambda run: records.unpack(records.pack(run)).model_dump(),
+    "contains": lambda run: run.steps["angles"].ai_responses[0] in run.steps["angles"].ai_responses,
+    "list +": lambda run: _ids(run.steps["angles"].ai_responses + []),
+    "streaming_ids": lambda run: run.streaming_ids,
+}
+
+
+def _first_id(run: PipelineRun) -> str:
+    return next(iter(run._indexes()[0]))
+
+
+@pytest.mark.parametrize("reader", list(READERS))
+async def test_earlier_attempts_read_the_same_through_every_reader(engine, source, reader):
+    run = await regenerated(engine, source)
+    packed = records.pack(run)
+    restored = records.unpack(packed)
+    responses = restored.steps["angles"].ai_responses
+    assert isinstance(responses, LazyResponses)
+    assert responses.pending == len(run.steps["angles"].ai_responses) - len(TWO)
+    read = READERS[reader]
+    assert read(restored) == read(run)
+    assert read(run) == read(records.unpack(packed))  # the other way round
+
+
+async def test_opening_a_long_run_parses_only_its_latest_attempt(engine, source, monkeypatch):
+    """What opening and showing a run reads (its index, the step's candidates, the next
+    writes) leaves a snapshot's earlier attempts unparsed; reading one parses them, from
+    bytes copied out of the store (valid after its transaction)."""
+    monkeypatch.setattr(store_module, "SNAPSHOT_EVERY", 8)
+    run = await regenerated(engine, source, cycles=6)
+    assert engine.store.summary(run.pipeline_run_id).snap_seq > 0
+    loaded = engine.store.load(run.pipeline_run_id)
+    responses = loaded.steps["angles"].ai_responses
+    assert isinstance(responses, LazyResponses) and responses.pending > 0
+    pending = responses.pending
+    assert [c.model_dump() for c in loaded.current.candidates] == [
+        c.model_dump() for c in run.current.candidates
+    ]
+    assert loaded.streaming_ids == []
+    latest = run.current.candidates[0].response_id
+    assert loaded.find_response(latest)[1].raw_output == run.find_response(latest)[1].raw_output
+    copied = loaded.writable()
+    assert copied.steps["angles"].ai_responses.pending == pending
+    assert responses.pending == pending  # nothing above parsed them
+    assert responses[0].raw_output == run.steps["angles"].ai_responses[0].raw_output
+    assert responses.pending == 0
+    assert copied == run and loaded == run
+
+
+async def test_a_lazily_opened_run_takes_more_writes_and_snapshots(engine, source, monkeypatch):
+    """Writes on a run opened from a snapshot (selecting a latest candidate, feedback,
+    regenerating, a new snapshot packed from it) fold to what its whole history does."""
+    monkeypatch.setattr(store_module, "SNAPSHOT_EVERY", 8)
+    run = await regenerated(engine, source, cycles=5)
+    run_id = run.pipeline_run_id
+    fresh = Engine(engine.workspace, preferences=engine.preferences)
+    await fresh.select(run_id, 1)
+    run = await fresh.give_feedback(run_id, "again")
+    run = await fresh.regenerate(run_id)
+    await fresh.select(run_id, 0)
+    snap_seq = engine.store.summary(run_id).snap_seq
+    for i in range(3):
+        await fresh.give_feedback(run_id, f"more {i}")
+        await fresh.regenerate(run_id)
+    assert engine.store.summary(run_id).snap_seq > snap_seq
+    history = fold(engine.store.events(run_id))
+    assert fresh.load(run_id) == history
+    assert Engine(engine.workspace, preferences=engine.preferences).load(run_id) == history
+    assert engine.store.load(run_id).model_dump_json() == history.model_dump_json()
+
+
+def test_the_api_schema_still_documents_a_step_s_responses():
+    """Parsing a lazy list before pydantic writes it must not hide the field's type from
+    the server's OpenAPI document (a serializer's return annotation would)."""
+    schema = StepState.model_json_schema(mode="serialization")
+    assert schema["properties"]["ai_responses"]["items"] == {"$ref": "#/$defs/AIResponse"}

@@ -11,7 +11,7 @@ import pytest
 
 from writeit.events import Event, EventType, apply, fold, new_run
 from writeit.models import PipelineConfiguration, PipelineStatus, StepStatus
-from writeit.store import Conflict, Store, StoreError, UnknownRun, _envs
+from writeit.store import SCHEMA_VERSION, Conflict, Store, StoreError, UnknownRun, _envs
 
 PIPELINE = PipelineConfiguration(
     name="mini",
@@ -246,7 +246,7 @@ def test_a_store_written_by_schema_1_opens_and_folds_to_the_same_states(tmp_path
     expected = json.loads((FIXTURE / "states.json").read_text())
     store = Store(path)
     with store.env.begin() as txn:
-        assert txn.get(b"meta:schema") == b"3"
+        assert txn.get(b"meta:schema") == str(SCHEMA_VERSION).encode()
     for run_id, old in expected.items():
         new = store.load(run_id).model_dump(mode="json")
         for step in new["steps"].values():
@@ -312,6 +312,42 @@ def test_a_store_written_by_schema_2_opens_and_folds_to_the_same_states(tmp_path
     assert after[: len(before) - 1] == before[:-1]  # the last old one may be packed in
     assert after[-1] == f"event:{run_id}:{run.last_seq:010d}"
     assert store.load(run_id) == fold(store.events(run_id)) == run
+
+
+FIXTURE_V3 = Path(__file__).parent / "fixtures" / "store-v3"
+
+
+def test_a_store_written_by_schema_3_opens_and_folds_to_the_same_states(tmp_path):
+    """tests/fixtures/store-v3 was written by WriteIt at c5818e6 (schema 3) with
+    store-v3/write.py: a random history and a run asked again 40 times, with snapshots
+    in the layout from before a step's earlier attempts were packed apart."""
+    import gzip
+    import shutil
+
+    from writeit import records
+    from writeit.models import LazyResponses
+
+    path = tmp_path / "store"
+    path.mkdir()
+    shutil.copy(FIXTURE_V3 / "data.mdb", path / "data.mdb")
+    expected = json.loads(gzip.decompress((FIXTURE_V3 / "states.json.gz").read_bytes()))
+    store = Store(path)
+    with store.env.begin() as txn:
+        assert txn.get(b"meta:schema") == str(SCHEMA_VERSION).encode()
+        old_snapshots = [bytes(value) for key, value in txn.cursor() if key.startswith(b"snap:")]
+    assert len(old_snapshots) >= 3 and all(s[1:2] != b"2" for s in old_snapshots)
+    for run_id, old in expected.items():
+        loaded, folded = store.load(run_id), fold(store.events(run_id))
+        assert _restricted(loaded.model_dump(mode="json"), old) == old, run_id
+        assert loaded == folded, run_id
+    # Packed again now, the regenerated run's 40 earlier attempts are read when asked.
+    run_id = max(expected, key=lambda r: len(expected[r]["steps"]["angles"]["ai_responses"]))
+    run = store.load(run_id)
+    repacked = records.unpack(records.pack(run))
+    responses = repacked.steps["angles"].ai_responses
+    assert isinstance(responses, LazyResponses) and responses.pending == 80
+    assert repacked.model_dump(mode="json") == run.model_dump(mode="json")
+    assert _restricted(repacked.model_dump(mode="json"), expected[run_id]) == expected[run_id]
 
 
 # --- texts stored once, records packed (schema 3) ---------------------------------------

@@ -474,10 +474,11 @@ def _feedback(run: PipelineRun, p: FeedbackGiven, event: Event) -> None:
 @_on(EventType.RESPONSE_SELECTED)
 def _selected(run: PipelineRun, p: ResponseSelected, event: Event) -> None:
     step = run.step(p.step)
-    index = next(
-        (i for i, r in enumerate(step.ai_responses) if r.response_id == p.response_id), None
-    )
-    if index is None:
+    try:  # from the run's index: a scan would parse a snapshot's earlier attempts
+        found, index = run.position(p.response_id)
+    except WriteItError:
+        found = None
+    if found is not step:
         raise CorruptHistory(f"selected response {p.response_id} is not in {step.step_name}")
     step.select_response(index, p.feedback or "")
     step.completed_at = event.at

@@ -6,13 +6,24 @@ which is how runs travel through the event log, the server and exports.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 from uuid import uuid4
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SerializerFunctionWrapHandler,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 from writeit.errors import InvalidTransition, WriteItError
 
@@ -253,6 +264,136 @@ class AIResponse(BaseModel):
         return self.processed_content or self.raw_output.strip()
 
 
+class Unread:
+    """A step's earlier responses as a snapshot holds them, parsed when first read:
+    their ids (for the run's response index) and the latest attempt among them (so the
+    candidates of a later attempt are found without parsing them). Shared by the copies
+    of a run (`PipelineRun.writable`), so a snapshot is parsed once however many read it."""
+
+    __slots__ = ("_parse", "_parsed", "ids", "last_attempt")
+
+    def __init__(
+        self, ids: list[str], last_attempt: int, parse: Callable[[], list[AIResponse]]
+    ) -> None:
+        self.ids, self.last_attempt = ids, last_attempt
+        self._parse: Callable[[], list[AIResponse]] | None = parse
+        self._parsed: list[AIResponse] | None = None
+
+    def responses(self) -> list[AIResponse]:
+        if self._parsed is None:
+            assert self._parse is not None
+            self._parsed, self._parse = self._parse(), None
+            if len(self._parsed) != len(self.ids):
+                raise WriteItError("a snapshot's responses do not match their index")
+        return self._parsed
+
+
+class LazyResponses(list):  # type: ignore[type-arg]
+    """`StepState.ai_responses` as read from a snapshot: a list whose first items (a
+    step's earlier attempts, `Unread`) are parsed on the first read that reaches them.
+    Opening a run with a thousand regenerations then costs what its latest attempt
+    does. Until then those items are None in the list's own storage; every list method
+    that could see them parses first, and copies stay lazy."""
+
+    __slots__ = ("_unread",)
+
+    def __init__(self, unread: Unread | None = None, loaded: Iterable[AIResponse] = ()) -> None:
+        unparsed = itertools.repeat(None, len(unread.ids) if unread else 0)
+        super().__init__(itertools.chain(unparsed, loaded))
+        self._unread = unread
+
+    @property
+    def pending(self) -> int:
+        """How many leading items are still unparsed."""
+        return len(self._unread.ids) if self._unread is not None else 0
+
+    def _load(self) -> None:
+        unread = self._unread
+        if unread is not None:
+            list.__setitem__(self, slice(0, len(unread.ids)), unread.responses())
+            self._unread = None
+
+    def after(self, attempt: int) -> list[AIResponse]:
+        """The responses, less the unparsed ones when all are of attempts before
+        `attempt` (what `candidates` reads)."""
+        unread = self._unread
+        if unread is not None and unread.last_attempt < attempt:
+            return list.__getitem__(self, slice(len(unread.ids), None))
+        return list(self)
+
+    def ids(self) -> Iterator[tuple[str, bool]]:
+        """Each response's id and whether it streams, unparsed ones included (never)."""
+        unread = self._unread
+        if unread is not None:
+            yield from ((rid, False) for rid in unread.ids)
+        for response in list.__getitem__(self, slice(self.pending, None)):
+            yield response.response_id, response.status == ResponseStatus.STREAMING
+
+    def __getitem__(self, index: Any) -> Any:
+        pending = self.pending
+        if pending:
+            if isinstance(index, int):
+                if not (pending <= index or -len(self) + pending <= index < 0):
+                    self._load()
+            elif isinstance(index, slice):
+                start = index.indices(len(self))[0]
+                if start < pending or (index.step or 1) < 0:
+                    self._load()
+                elif index.step in (None, 1):
+                    return list.__getitem__(self, index)
+            else:
+                self._load()
+        return list.__getitem__(self, index)
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        if isinstance(index, int) and self.pending <= index:  # the fold's copy-on-change
+            list.__setitem__(self, index, value)
+            return
+        self._load()
+        list.__setitem__(self, index, value)
+
+    def clear(self) -> None:
+        list.clear(self)
+        self._unread = None
+
+    def copy(self) -> LazyResponses:  # type: ignore[override]
+        """A copy that is as lazy as this list (sharing what it parses)."""
+        copied = LazyResponses()
+        list.extend(copied, list.__iter__(self))
+        copied._unread = self._unread
+        return copied
+
+    def __reduce_ex__(self, protocol: Any) -> Any:  # copy, deepcopy, pickle: a plain list
+        return list, (list(self),)
+
+    def __repr__(self) -> str:
+        self._load()
+        return list.__repr__(self)
+
+
+def _loading(name: str) -> Callable[..., Any]:
+    method = getattr(list, name)
+
+    def loading(self: LazyResponses, *args: Any, **kwargs: Any) -> Any:
+        self._load()
+        for arg in args:  # another lazy list read by list's own code: parsed first
+            if isinstance(arg, LazyResponses):
+                arg._load()
+        return method(self, *args, **kwargs)
+
+    loading.__name__ = name
+    return loading
+
+
+for _name in (
+    "__iter__", "__reversed__", "__contains__", "__delitem__",
+    "__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__",
+    "__add__", "__mul__", "__rmul__", "__imul__",
+    "index", "count", "insert", "pop", "remove", "sort", "reverse",
+):  # fmt: skip
+    setattr(LazyResponses, _name, _loading(_name))
+
+
 # --- steps and runs --------------------------------------------------------------------
 
 
@@ -287,6 +428,12 @@ class StepState(BaseModel):
     decision: Decision | None = None
     order: list[int] | None = None  # blind review: "Candidate k" is candidates[order[k-1]]
 
+    @field_serializer("ai_responses", mode="wrap")
+    def _dump_responses(self, value: list[AIResponse], handler: SerializerFunctionWrapHandler):
+        """pydantic reads a list's storage directly: a lazy one is parsed first. (No
+        return annotation: with one, pydantic would document the field by it.)"""
+        return handler(list(value) if isinstance(value, LazyResponses) else value)
+
     def transition(self, new: StepStatus) -> None:
         if not validate_step_transition(self.status, new):
             raise InvalidTransition(
@@ -315,9 +462,10 @@ class StepState(BaseModel):
         this order everywhere. A candidate asked again (retry, resume) takes the place of
         the one it replaces, which stays in `ai_responses`. On a blind step they come in
         the step's shuffled `order` (one a retry adds beside a finished one comes last)."""
-        latest = [
-            r for r in self.ai_responses if r.kind == "candidate" and r.attempt == self.attempt
-        ]
+        responses = self.ai_responses
+        if isinstance(responses, LazyResponses):  # earlier attempts stay unparsed
+            responses = responses.after(self.attempt)
+        latest = [r for r in responses if r.kind == "candidate" and r.attempt == self.attempt]
         ids = {r.response_id for r in latest}
         newer = {r.replaces: r for r in latest if r.replaces in ids}
         shown = []
@@ -472,10 +620,16 @@ class PipelineRun(BaseModel):
         if where is None or streaming is None:
             where, streaming = {}, set()
             for name, step in self.steps.items():
-                for position, response in enumerate(step.ai_responses):
-                    where[response.response_id] = (name, position)
-                    if response.status == ResponseStatus.STREAMING:
-                        streaming.add(response.response_id)
+                responses = step.ai_responses
+                ids = (
+                    responses.ids()
+                    if isinstance(responses, LazyResponses)
+                    else ((r.response_id, r.status == ResponseStatus.STREAMING) for r in responses)
+                )
+                for position, (response_id, streams) in enumerate(ids):
+                    where[response_id] = (name, position)
+                    if streams:
+                        streaming.add(response_id)
             private["_where"], private["_streaming"] = where, streaming
         return where, streaming
 
@@ -505,7 +659,7 @@ class PipelineRun(BaseModel):
         response is copied when an event changes it): microseconds whatever the history,
         where a deep copy of a run with long answers costs milliseconds."""
         steps = {
-            name: step.model_copy(update={"ai_responses": list(step.ai_responses)})
+            name: step.model_copy(update={"ai_responses": step.ai_responses.copy()})
             for name, step in self.steps.items()
         }
         return self.model_copy(update={"steps": steps})
@@ -582,6 +736,11 @@ class PipelineRun(BaseModel):
         if any(r.usage_stats.cost_usd is None for r in responses):
             return None
         return self.total_cost
+
+    def position(self, response_id: str) -> tuple[StepState, int]:
+        """The response's step and its index there, from the index (no scan)."""
+        step, _ = self.find_response(response_id)
+        return step, self._indexes()[0][response_id][1]
 
     def find_response(self, response_id: str) -> tuple[StepState, AIResponse]:
         where, _ = self._indexes()

@@ -16,12 +16,22 @@ import hashlib
 import json
 import zlib
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import lmdb
+from pydantic import TypeAdapter
 
 from writeit.events import Event, EventType
-from writeit.models import PipelineRun, ResponseStatus, WriteItError
+from writeit.models import (
+    AIResponse,
+    LazyResponses,
+    PipelineRun,
+    ResponseStatus,
+    StepState,
+    Unread,
+    WriteItError,
+)
 
 _COMPRESS_OVER = 400  # bytes of JSON before zlib pays for itself
 _DELTAS = {
@@ -291,58 +301,177 @@ _REPEATS = {"prompt_used", "system_prompt", "processed_content", "raw_output"}
 _SHARED = {"steps": {"__all__": {"ai_responses": {"__all__": _REPEATS}}}}
 
 
+_FORMAT = b"2"  # after a snapshot's marker: earlier attempts packed apart, read lazily
+# (Their ids stay in their JSON as well as the table: without them, pydantic would make
+# a new uuid4 for each as it parses, which costs more than the bytes saved.)
+_EARLIER = {"__all__": _REPEATS}
+_RESPONSES: TypeAdapter[list[AIResponse]] = TypeAdapter(list[AIResponse])
+
+
+def _unread_count(step: StepState, responses: list[AIResponse]) -> int:
+    """How many of a step's first responses a snapshot packs apart, to be parsed only
+    when read: those of attempts before the latest (none streaming). A step asked again
+    a thousand times is then opened at the cost of its latest attempt."""
+    count = 0
+    for response in responses:
+        if response.attempt >= step.attempt or response.status == ResponseStatus.STREAMING:
+            break
+        count += 1
+    return count
+
+
 def pack(run: PipelineRun) -> bytes:
-    """A snapshot of the folded state: a table of the prompts (each response repeats its
-    step's), the run as pydantic writes its JSON (several times faster than building
-    dicts) without its responses' texts, then those texts as one UTF-8 block: parsing
-    megabytes of JSON strings costs more than slicing them out of bytes."""
+    """A snapshot of the folded state, in two parts. What opening a run reads: a table of
+    the prompts (each response repeats its step's), the run as pydantic writes its JSON
+    (several times faster than building dicts) without its responses' texts nor its
+    steps' earlier attempts, then the texts as one UTF-8 block (parsing megabytes of
+    JSON strings costs more than slicing them out of bytes). Then what is read only when
+    asked for: each step's earlier attempts (`_unread_count`), their JSON and texts.
+    Small snapshots are compressed, each part apart: opening inflates only the first."""
     prompts: dict[str, int] = {}
     styles: dict[str, int] = {run.style_prompt: 0}  # a replay may change the style
-    order, style, texts = [], [], []
-    for step in run.steps.values():
-        for response in step.ai_responses:
+    order, style, lengths = [], [], []
+    texts, blocks, earlier_texts = [], [], []
+    unread: dict[str, dict[str, Any]] = {}
+    steps: dict[str, StepState] = {}
+    for name, step in run.steps.items():
+        responses = list(step.ai_responses)
+        count = _unread_count(step, responses)
+        for position, response in enumerate(responses):
             order.append(prompts.setdefault(response.prompt_used, len(prompts)))
             style.append(styles.setdefault(response.system_prompt, len(styles)))
-            texts.append(response.raw_output.encode())
-    table = {"prompts": list(prompts), "order": order, "texts": [len(t) for t in texts]}
+            text = response.raw_output.encode()
+            lengths.append(len(text))
+            (earlier_texts if position < count else texts).append(text)
+        if count:
+            earlier = responses[:count]
+            blocks.append(_RESPONSES.dump_json(earlier, exclude=_EARLIER))
+            last = max(r.attempt for r in earlier)
+            ids = [r.response_id for r in earlier]
+            unread[name] = {"ids": ids, "last": last, "size": len(blocks[-1])}
+        steps[name] = step.model_copy(update={"ai_responses": responses[count:]})
+    table = {"prompts": list(prompts), "order": order, "texts": lengths}
     if len(styles) > 1:
         table |= {"styles": list(styles), "style": style}
+    if unread:
+        table["unread"] = unread
     head = json.dumps(table).encode()
-    body = run.model_dump_json(exclude=_SHARED).encode()
-    packed = b"".join(
-        [len(head).to_bytes(4, "big"), head, len(body).to_bytes(4, "big"), body, *texts]
-    )
-    if len(packed) > _SNAPSHOT_RAW_OVER:
-        return b"S" + packed  # inflating megabytes would cost more than parsing them
-    return b"s" + zlib.compress(packed, 1)
+    body = run.model_copy(update={"steps": steps}).model_dump_json(exclude=_SHARED).encode()
+    front = [len(head).to_bytes(4, "big"), head, len(body).to_bytes(4, "big"), body, *texts]
+    opened, later = b"".join(front), b"".join([*blocks, *earlier_texts])
+    if len(opened) + len(later) > _SNAPSHOT_RAW_OVER:
+        return b"S" + _FORMAT + opened + later  # inflating megabytes costs more than parsing
+    opened = zlib.compress(opened, 1)
+    return b"s" + _FORMAT + len(opened).to_bytes(4, "big") + opened + zlib.compress(later, 1)
+
+
+class _Later:
+    """A snapshot's second part (earlier attempts): copied out of the store's buffer as
+    it is stored, inflated when the first step's earlier attempts are read."""
+
+    def __init__(self, compressed: bool) -> None:
+        self.stored = b""
+        self.steps = 0  # steps still to parse their part: the bytes go with the last
+        self._compressed = compressed
+        self._data: memoryview | None = None
+
+    def data(self) -> memoryview:
+        if self._data is None:
+            stored, self.stored = self.stored, b""
+            self._data = memoryview(zlib.decompress(stored) if self._compressed else stored)
+        return self._data
+
+    def done(self) -> None:
+        self.steps -= 1
+        if self.steps == 0:
+            self._data = None
+
+
+class _Texts:
+    """Where a snapshot's response texts and their prompts are: filled into responses
+    parsed without them, in the order they were packed."""
+
+    def __init__(self, head: dict[str, Any], style_prompt: str) -> None:
+        self.prompts, self.order, self.lengths = head["prompts"], head["order"], head["texts"]
+        self.styles = head.get("styles") or [style_prompt]
+        self.style = head.get("style")
+
+    def span(self, first: int, count: int) -> int:
+        return sum(self.lengths[first : first + count])
+
+    def fill(self, responses: list[AIResponse], texts: memoryview, first: int) -> None:
+        """Put texts `first`... (in `texts`, from its start) into `responses`."""
+        at = 0
+        for i, response in enumerate(responses, first):
+            # Straight into the fields: pydantic's setattr hook would cost more than the
+            # whole JSON parse for a run of a few thousand responses.
+            fields = response.__dict__
+            length = self.lengths[i]
+            fields["raw_output"] = str(texts[at : at + length], "utf-8")
+            at += length
+            fields["prompt_used"] = self.prompts[self.order[i]]
+            fields["system_prompt"] = self.styles[self.style[i] if self.style else 0]
+            if response.status == ResponseStatus.COMPLETED:
+                fields["processed_content"] = fields["raw_output"].strip()
+
+    def parse(
+        self, later: _Later, block: tuple[int, int], texts: int, first: int, ids: list[str]
+    ) -> list[AIResponse]:
+        """A step's earlier attempts, when first read (see `LazyResponses`): their JSON at
+        `block` in the second part, their texts from `texts` on."""
+        data = later.data()
+        responses = _RESPONSES.validate_json(bytes(data[block[0] : block[1]]))
+        if [r.response_id for r in responses] != ids:
+            raise StoreError(
+                "a snapshot's responses do not match its table", hint="restore a backup"
+            )
+        self.fill(responses, data[texts:], first)
+        later.done()
+        return responses
 
 
 def unpack(blob: bytes | memoryview) -> PipelineRun:
     """The run a snapshot holds; `blob` may be LMDB's own buffer (a large snapshot's
-    texts are decoded from it straight, not copied twice first)."""
+    texts are decoded from it straight, not copied twice first). Its second part, the
+    steps' earlier attempts, is copied out as stored and parsed when read."""
     view = memoryview(blob)
-    raw = view[1:] if view[:1] == b"S" else memoryview(zlib.decompress(view[1:]))
+    raw_kind, two_parts = view[:1] == b"S", view[1:2] == _FORMAT
+    data = view[2:] if two_parts else view[1:]  # no format byte: a snapshot of schema 3
+    if raw_kind:
+        raw = data
+    elif two_parts:
+        size = int.from_bytes(data[:4], "big")
+        raw = memoryview(zlib.decompress(data[4 : 4 + size]))
+        data = data[4 + size :]
+    else:
+        raw = memoryview(zlib.decompress(data))
     size = int.from_bytes(raw[:4], "big")
     head = json.loads(bytes(raw[4 : 4 + size]))
     at = 4 + size
     size = int.from_bytes(raw[at : at + 4], "big")
     run = PipelineRun.model_validate_json(bytes(raw[at + 4 : at + 4 + size]))
     at += 4 + size
-    prompts, order, lengths = head["prompts"], iter(head["order"]), iter(head["texts"])
-    styles = head.get("styles") or [run.style_prompt]
-    style = iter(head.get("style") or ())
-    for step in run.steps.values():
-        for response in step.ai_responses:
-            # Straight into the fields: pydantic's setattr hook would cost more than the
-            # whole JSON parse for a run of a few thousand responses.
-            fields = response.__dict__
-            length = next(lengths)
-            fields["raw_output"] = str(raw[at : at + length], "utf-8")
-            at += length
-            fields["prompt_used"] = prompts[next(order)]
-            fields["system_prompt"] = styles[next(style, 0)]
-            if response.status == ResponseStatus.COMPLETED:
-                fields["processed_content"] = fields["raw_output"].strip()
+    unread: dict[str, dict[str, Any]] = head.get("unread") or {}
+    texts, first = _Texts(head, run.style_prompt), 0
+    later = _Later(compressed=not raw_kind)
+    block_at, earlier_at = 0, sum(spec["size"] for spec in unread.values())
+    for name, step in run.steps.items():
+        loaded = step.ai_responses
+        spec = unread.get(name)
+        if spec:
+            count = len(spec["ids"])
+            block = (block_at, block_at + spec["size"])
+            parse = partial(texts.parse, later, block, earlier_at, first, spec["ids"])
+            lazy = LazyResponses(Unread(spec["ids"], spec["last"], parse), loaded)
+            step.__dict__["ai_responses"] = lazy
+            block_at, earlier_at = block[1], earlier_at + texts.span(first, count)
+            later.steps += 1
+            first += count
+        span = texts.span(first, len(loaded))
+        texts.fill(loaded, raw[at : at + span], first)
+        at, first = at + span, first + len(loaded)
+    if unread:  # the second part follows the first (stored) or the first's stream
+        later.stored = bytes(data[at:] if raw_kind else data)
     return run
 
 

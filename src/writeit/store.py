@@ -31,7 +31,8 @@ from writeit.records import StoreError
 
 _encode, _decode = records.encode, records.decode  # the store's encoding (stats.py uses it)
 
-SCHEMA_VERSION = 3  # 2: listings, counters, snapshots, live; 3: shared texts, records
+SCHEMA_VERSION = 4  # 2: listings, counters, snapshots, live; 3: shared texts, records;
+# 4: snapshots pack earlier attempts apart (records.pack; older snapshots read as they are)
 DEFAULT_MAP_SIZE = 1 << 30  # grows on demand; the file stays sparse
 _LIVE = b"live:"  # live:{run_id} -> the process streaming the run's responses
 SNAPSHOT_EVERY = 100  # events between snapshots: opening a run folds at most this many
@@ -691,6 +692,7 @@ class Store:
             # 2 -> 3 rewrites nothing: a schema-2 record is one event with its texts
             # inline, which schema 3 reads as it is; the bump keeps older WriteIts,
             # which could not read references or packed records, out.
+            # 3 -> 4 rewrites nothing either: a schema-3 snapshot reads as it is.
             if raw is None or int(raw) < SCHEMA_VERSION:
                 txn.put(b"meta:schema", str(SCHEMA_VERSION).encode())
             if raw is None:  # a new store: every decision gets its outcome record
