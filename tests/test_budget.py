@@ -457,6 +457,18 @@ async def test_a_replay_says_what_its_branch_spent_apart_from_what_it_inherited(
     assert again["branch_tokens"] + again["inherited_tokens"] == again["tokens"]
 
 
+async def refused_again(pilot, engine, run_id: str, before: int) -> None:
+    """Until the TUI's resume on opening a paused run (as `writeit resume` opens it) was
+    refused by the same budget: the run paused again, in the log."""
+    from pilot import until
+
+    await until(
+        pilot,
+        lambda: engine.load(run_id).last_seq > before and not engine._claims,
+        "the resume on opening refused",
+    )
+
+
 async def test_the_raise_budget_dialog_says_each_figure_once_and_its_default_finishes_the_step(
     engine, openai_server
 ):
@@ -472,9 +484,11 @@ async def test_the_raise_budget_dialog_says_each_figure_once_and_its_default_fin
     spent = pricing.spent(paused, engine.preferences.pricing)
     ahead = engine.resume_forecast(run_id)
     suggested = forecast.suggested_budget(spent, ahead)
+    before = engine.load(run_id).last_seq
     app = WriteItApp(engine=engine, run_id=run_id)
     async with app.run_test(size=(120, 40)) as pilot:
         await until(pilot, lambda: isinstance(app.screen, StepScreen), "the step view")
+        await refused_again(pilot, engine, run_id, before)
         notice = app.screen.query_one("#notice")
         await until(pilot, lambda: "Paused: budget reached" in str(notice.render()), "the pause")
         await pilot.press("u")
@@ -515,6 +529,7 @@ async def test_in_the_tui_a_number_takes_a_candidate_the_budget_stopped(engine, 
     run = await engine.execute_step(run.pipeline_run_id)
     run_id = run.pipeline_run_id
     (stopped,) = run.current.candidates
+    before = engine.load(run_id).last_seq
     app = WriteItApp(engine=engine, run_id=run_id)
     async with app.run_test(size=(120, 40)) as pilot:
         await until(pilot, lambda: isinstance(app.screen, StepScreen), "the step view")
@@ -523,8 +538,8 @@ async def test_in_the_tui_a_number_takes_a_candidate_the_budget_stopped(engine, 
         def notice() -> str:
             return str(screen.query_one("#notice").render())
 
-        # (opened as `writeit resume` opens it: resuming is refused by the same budget)
-        await until(pilot, lambda: "Paused: budget" in notice(), "the budget's pause")
+        await refused_again(pilot, engine, run_id, before)
+        await until(pilot, lambda: "Paused: budget reached" in notice(), "the budget's pause")
         assert "1 takes a stopped candidate as it is" in notice()
         await pilot.press("1")
         await until(
