@@ -330,3 +330,17 @@ async def test_the_autopilots_picks_count_only_when_asked(engine):
     }
     shown = writeit("stats", "--autopilot").stdout
     assert shown.startswith("4 decisions in 1 run (all pipelines, steps and styles; yours and")
+
+
+async def test_a_filter_that_finds_nothing_names_what_exists(engine):
+    run = await engine.start_run("tech-article", {"source_material": "n"}, models=["scripted-a"])
+    await engine.execute_step(run.pipeline_run_id)
+    await engine.select(run.pipeline_run_id, 0)
+    assert stats.known(engine.store) == {
+        "pipeline": ["tech-article"],
+        "step": ["angles"],
+        "style": ["tech-journalist"],
+    }
+    typo = writeit("stats", "--step", "angels")
+    assert typo.stdout.startswith("No decisions yet (step angels")
+    assert "no decision was made in a step 'angels'; known: angles" in typo.stderr

@@ -305,6 +305,18 @@ def _raw(
                 yield key, _decode(value)
 
 
+def known(store: Store, user_id: str = "default") -> dict[str, list[str]]:
+    """The pipelines, steps and styles decisions were made in: what a filter that found
+    nothing could have named instead."""
+    found: dict[str, set[str]] = {"pipeline": set(), "step": set(), "style": set()}
+    for key, record in _raw(store, user_id, "", None):
+        found["pipeline"].add(record[0])
+        found["step"].add(key.decode().rsplit(":", 2)[1])
+        if record[1]:
+            found["style"].add(record[1])
+    return {name: sorted(values) for name, values in found.items()}
+
+
 def records(store: Store, user_id: str = "default") -> Iterator[tuple[str, dict[str, Any]]]:
     """Every outcome record, oldest decision first, with its fields named (to read, not
     to count: `win_rates` reads them bare)."""

@@ -53,6 +53,7 @@ def stats(
     filters = {"pipeline": pipeline, "step": step, "style": style, "since": since}
     console.print(_counted(found, filters, autopilot), highlight=False)
     if not found["models"]:
+        _unknown_names(outcomes.known(store), filters)
         return
     from rich import box
 
@@ -64,6 +65,17 @@ def stats(
     for model in found["models"]:
         table.add_row(*_row(model))
     console.print(table)
+
+
+def _unknown_names(known: dict[str, list[str]], filters: dict[str, str | None]) -> None:
+    """A filter naming what no decision was made in is likely a typo: say what exists."""
+    for name in ("pipeline", "step", "style"):
+        value = filters[name]
+        if value and value not in known[name]:
+            names = ", ".join(known[name]) or "none yet"
+            err.print(
+                f"no decision was made in a {name} {value!r}; known: {names}", highlight=False
+            )
 
 
 def _announce(runs: int) -> None:
