@@ -22,7 +22,8 @@ from writeit.cli import (
     console,
 )
 from writeit.cli.complete import complete_model, complete_style
-from writeit.cli.runs import _drive, _finish, _refuse_existing_out
+from writeit.cli.headless import _drive
+from writeit.cli.runs import _finish, _refuse_existing_out
 
 
 @app.command()
