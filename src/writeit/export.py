@@ -368,7 +368,7 @@ def _branch(run: PipelineRun, options: Options, price_of: PriceOf) -> Branch:
 def _step(run: PipelineRun, name: str, options: Options, price_of: PriceOf) -> StepRecord:
     step = run.steps[name]
     selected = step.ai_responses[step.user_selection] if step.user_selection is not None else None
-    numbers = _numbers(step)
+    numbers = candidate_numbers(step)
     ran = bool(step.ai_responses or step.prompt)
     system = next((r.system_prompt for r in step.ai_responses if r.kind == "candidate"), None)
     hidden = step.hidden  # blind review, undecided: no model is named yet
@@ -489,7 +489,7 @@ def in_number_order(step: StepState, numbers: dict[str, int]) -> list[AIResponse
     return shown + rest
 
 
-def _numbers(step: StepState) -> dict[str, int]:
+def candidate_numbers(step: StepState) -> dict[str, int]:
     """Response id -> the number the writer saw it as (1.., shuffled on a blind step)."""
     return {r.response_id: n for n, r in enumerate(step.candidates, 1)}
 
@@ -501,14 +501,14 @@ def _model_of(step: StepState, response_id: str | None) -> str:
 
 def candidate_label(step: StepState, response_id: str) -> str:
     """ "2 scripted-b": the number the writer chose it by, and its model."""
-    number = _numbers(step).get(response_id)
+    number = candidate_numbers(step).get(response_id)
     model = _model_of(step, response_id)
     return f"{number} {model}" if number else f"an earlier {model} candidate"
 
 
 def _sources(step: StepState, ids: list[str]) -> str:
     """ "candidates 1 and 3", "candidate 2", "candidate 1 and an earlier m candidate"."""
-    numbers = _numbers(step)
+    numbers = candidate_numbers(step)
     shown = [str(numbers[i]) for i in ids if i in numbers]
     earlier = [f"an earlier {_model_of(step, i)} candidate" for i in ids if i not in numbers]
     parts = []
@@ -531,7 +531,7 @@ def provenance(step: StepState) -> str:
         return "the merged text" if step.merged_content is not None else ""
     ids = decision.response_ids
     if decision.how == "selected":
-        number = _numbers(step).get(ids[0]) if ids else None
+        number = candidate_numbers(step).get(ids[0]) if ids else None
         model = _model_of(step, ids[0] if ids else None)
         return f"candidate {number} ({model})" if number else f"an earlier {model} candidate"
     if decision.how == "skipped":

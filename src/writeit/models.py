@@ -480,6 +480,11 @@ class StepState(BaseModel):
         first = [shown[i] for i in self.order if i < len(shown)]
         return first + [c for i, c in enumerate(shown) if i not in self.order]
 
+    def author(self, response: AIResponse) -> str:
+        """Who wrote a candidate, as the writer may see it: on a blind step, until the
+        choice, nobody (the model is revealed with the decision)."""
+        return "model hidden" if self.hidden else response.model_name
+
     @property
     def hidden(self) -> bool:
         """Blind review: the models stay hidden until the writer decides this attempt."""
@@ -538,7 +543,7 @@ BLIND_FIELDS = {"model_name", "provider", "usage_stats", "processing_time", "pid
 def blind_exclude(run: PipelineRun) -> dict[str, Any] | None:
     """`model_dump(exclude=...)` for a run's blind steps still undecided (None if none)."""
     steps = {
-        name: {"ai_responses": dict.fromkeys(range(len(step.ai_responses)), BLIND_FIELDS)}
+        name: {"ai_responses": {"__all__": BLIND_FIELDS}}
         for name, step in run.steps.items()
         if step.hidden
     }

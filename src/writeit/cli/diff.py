@@ -159,8 +159,7 @@ def _side(run: PipelineRun, step: StepState, number: int) -> Side:
 
 
 def _response_side(run: PipelineRun, step: StepState, response: AIResponse, what: str) -> Side:
-    who = "model hidden" if step.hidden else response.model_name  # blind review
-    label = f"{what} ({who}) of {step.step_name}, run {run.pipeline_run_id[:8]}"
+    label = f"{what} ({step.author(response)}) of {step.step_name}, run {run.pipeline_run_id[:8]}"
     about = {
         "run_id": run.pipeline_run_id,
         "step": step.step_name,

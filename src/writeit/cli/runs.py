@@ -431,7 +431,7 @@ def show(
         if step.hidden and not reveal:
             _show_blind(step)
             continue
-        numbers = {r.response_id: n for n, r in enumerate(step.candidates, 1)}
+        numbers = export.candidate_numbers(step)
         chosen_id = (
             step.ai_responses[step.user_selection].response_id
             if step.user_selection is not None

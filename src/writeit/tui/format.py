@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from writeit import export
-from writeit.models import AIResponse, PipelineRun, StepState
+from writeit.models import AIResponse, PipelineRun
 
 Prices = Mapping[str, Mapping[str, float]]
 
@@ -46,12 +46,6 @@ def seconds(value: float) -> str:
 
 def cost(value: float) -> str:
     return f"${value:.4f}"
-
-
-def model(step: StepState, response: AIResponse) -> str:
-    """Who wrote a candidate, as the writer may see it: on a blind step, until the
-    choice, nobody (the model is revealed with the decision)."""
-    return "model hidden" if step.hidden else response.model_name
 
 
 def priced(response: AIResponse, prices: Prices | None = None) -> bool:

@@ -285,7 +285,7 @@ class HistoryScreen(Screen[str | None]):
         ]
         for n, r in others:
             parts.append(
-                f"**Candidate {n} ({fmt.model(step, r)})** ({r.status.value})\n\n"
+                f"**Candidate {n} ({step.author(r)})** ({r.status.value})\n\n"
                 f"{r.processed_content or r.raw_output or r.error or ''}"
             )
         await text.update("\n\n---\n\n".join(parts) or "_This step has not run in this branch._")

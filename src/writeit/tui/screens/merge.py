@@ -199,8 +199,7 @@ class MergeScreen(keys.SaysWhy, Screen[str | None]):
         step = self.run.current
         numbered = sorted((n, r) for n, r in enumerate(step.candidates, 1) if r.response_id in ids)
         old, new = (
-            Compared(f"candidate {n} ({fmt.model(step, r)})", r.processed_content)
-            for n, r in numbered
+            Compared(f"candidate {n} ({step.author(r)})", r.processed_content) for n, r in numbered
         )
         where = f"merging {self.run.current_step} · run {fmt.short(self.run_id)}"
         self.app.push_screen(DiffScreen(old, new, where=where))
@@ -377,4 +376,4 @@ class MergeScreen(keys.SaysWhy, Screen[str | None]):
 
 
 def _label(number: int, step: StepState, response: AIResponse) -> str:
-    return f"{number} · {fmt.model(step, response)}: {fmt.one_line(response.processed_content, 40)}"
+    return f"{number} · {step.author(response)}: {fmt.one_line(response.processed_content, 40)}"

@@ -351,7 +351,7 @@ class StepScreen(keys.SaysWhy, Screen[None]):
         if len(finished) == 1:
             number, response = finished[0]
             return self._hint(
-                f"Only candidate {number} ({fmt.model(step, response)}) finished: {{accept}} goes on "
+                f"Only candidate {number} ({step.author(response)}) finished: {{accept}} goes on "
                 "with it. {feedback} leaves feedback first; {retry} asks the others again."
             )
         numbers = keys.numbers([n for n, _ in finished], self.app.keymap)
@@ -968,12 +968,12 @@ class StepScreen(keys.SaysWhy, Screen[None]):
         earlier = step.earlier_candidate(candidates[0]) if candidates else None
         if earlier is None:
             return None
-        label = f"attempt {earlier.attempt} ({fmt.model(step, earlier)})"
+        label = f"attempt {earlier.attempt} ({step.author(earlier)})"
         return Compared(label, self._text(earlier)), self._compared(run, 1)
 
     def _compared(self, run: PipelineRun, number: int) -> Compared:
         response = run.current.candidates[number - 1]
-        who = fmt.model(run.current, response)
+        who = run.current.author(response)
         return Compared(f"candidate {number} ({who})", self._text(response))
 
     def _merge_pair(self, run: PipelineRun) -> tuple[Compared, Compared] | None:
